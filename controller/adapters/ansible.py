@@ -1,0 +1,173 @@
+"""Run playbooks through ansible-runner and turn its dicts into typed results.
+
+This is the only module that imports ``ansible_runner``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+HOST_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+}
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One task finished on one host."""
+
+    host: str
+    task: str
+    outcome: str  # ok | failed | unreachable | skipped
+    changed: bool
+    message: str = ""
+
+
+@dataclass
+class HostOutcome:
+    """The end state of one host after a playbook run."""
+
+    ok: int = 0
+    changed: int = 0
+    failed: bool = False
+    unreachable: bool = False
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PlaybookResult:
+    """What a playbook run did, per host."""
+
+    ident: str
+    status: str
+    rc: int
+    seconds: float
+    artifact_dir: Path
+    hosts: dict[str, HostOutcome]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.rc == 0 and self.status == "successful" and not self.failed_hosts
+
+    @property
+    def failed_hosts(self) -> list[str]:
+        return sorted(n for n, h in self.hosts.items() if h.failed or h.unreachable)
+
+
+EventCallback = Callable[[TaskEvent], None]
+
+
+@dataclass(frozen=True)
+class PlaybookRun:
+    """Everything needed to run one playbook."""
+
+    playbook: Path
+    inventory: Path
+    ansible_cfg: Path
+    runs_dir: Path
+    extravars: dict[str, Any] = field(default_factory=dict)
+    limit: str | None = None
+    check: bool = False
+    label: str = "run"
+
+
+def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> PlaybookResult:
+    """Run ``run.playbook`` with its own ident and artifact dir; collect per-host results."""
+    ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{run.label}-{uuid.uuid4().hex[:6]}"
+    hosts: dict[str, HostOutcome] = {}
+    private = run.runs_dir / ident
+    private.mkdir(parents=True, exist_ok=True)
+
+    def handler(event: dict[str, Any]) -> bool:
+        parsed = _task_event(event)
+        if parsed is not None:
+            _record(hosts.setdefault(parsed.host, HostOutcome()), parsed)
+            if on_event is not None:
+                on_event(parsed)
+        return True
+
+    started = time.monotonic()
+    runner = ansible_runner.run(
+        private_data_dir=str(private),
+        ident=ident,
+        playbook=str(run.playbook),
+        inventory=str(run.inventory),
+        extravars=run.extravars,
+        limit=run.limit,
+        cmdline="--check --diff" if run.check else None,
+        envvars=_environment(run),
+        event_handler=handler,
+        quiet=True,
+        suppress_env_files=True,
+    )
+    return PlaybookResult(
+        ident=ident,
+        status=str(runner.status),
+        rc=int(runner.rc if runner.rc is not None else -1),
+        seconds=time.monotonic() - started,
+        artifact_dir=private / "artifacts" / ident,
+        hosts=hosts,
+    )
+
+
+def _environment(run: PlaybookRun) -> dict[str, str]:
+    # ansible-playbook lives beside the interpreter running relctl (its virtualenv),
+    # which need not be on PATH when relctl is called by its full path.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {"ANSIBLE_CONFIG": str(run.ansible_cfg), "PATH": path}
+
+
+def failure_summary(result: PlaybookResult) -> str:
+    """The failed hosts' messages, or the tail of Ansible's output when it failed early."""
+    messages = [f"{name}: {m}" for name, h in sorted(result.hosts.items()) for m in h.messages]
+    if messages:
+        return "; ".join(messages)[:1500]
+    stdout = result.artifact_dir / "stdout"
+    return stdout.read_text(errors="replace")[-800:].strip() if stdout.exists() else ""
+
+
+def _task_event(event: dict[str, Any]) -> TaskEvent | None:
+    outcome = HOST_EVENTS.get(str(event.get("event", "")))
+    data = event.get("event_data") or {}
+    if outcome is None or "host" not in data:
+        return None
+    res = data.get("res") or {}
+    ignored = bool(data.get("ignore_errors")) and outcome == "failed"
+    return TaskEvent(
+        host=str(data["host"]),
+        task=str(data.get("task", "")),
+        outcome="ok" if ignored else outcome,
+        changed=bool(res.get("changed", False)) if isinstance(res, dict) else False,
+        message=_message(res) if outcome in ("failed", "unreachable") and not ignored else "",
+    )
+
+
+def _message(res: Any) -> str:
+    if not isinstance(res, dict):
+        return str(res)[:500]
+    parts = [str(res.get(key) or "").strip() for key in ("msg", "stderr")]
+    return " | ".join(p[-400:] for p in parts if p)
+
+
+def _record(outcome: HostOutcome, event: TaskEvent) -> None:
+    if event.outcome == "ok":
+        outcome.ok += 1
+        outcome.changed += int(event.changed)
+    elif event.outcome == "failed":
+        outcome.failed = True
+    elif event.outcome == "unreachable":
+        outcome.unreachable = True
+    if event.message:
+        outcome.messages.append(f"{event.task}: {event.message}")

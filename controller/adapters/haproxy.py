@@ -1,0 +1,73 @@
+"""HAProxy's runtime API (the "stats socket"), reached over TCP or a unix socket."""
+
+from __future__ import annotations
+
+import csv
+import io
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.errors import LabError
+
+
+@dataclass(frozen=True)
+class BackendServer:
+    """One server of one backend, as HAProxy sees it now."""
+
+    backend: str
+    server: str
+    address: str
+    status: str  # UP, DOWN, MAINT, no check, ...
+    backup: bool
+    weight: int
+
+
+@dataclass(frozen=True)
+class RuntimeApi:
+    """A client of one HAProxy runtime API endpoint: ``host:port`` or a socket path."""
+
+    endpoint: str
+    timeout: float = 2.0
+
+    def command(self, line: str) -> str:
+        """Send one command and return HAProxy's whole answer."""
+        try:
+            with self._connect() as conn:
+                conn.settimeout(self.timeout)
+                conn.sendall(line.encode() + b"\n")
+                return _read_all(conn)
+        except OSError as exc:
+            raise LabError(f"HAProxy runtime API at {self.endpoint} did not answer: {exc}") from exc
+
+    def servers(self) -> list[BackendServer]:
+        """Every backend server with its status, from ``show stat``."""
+        rows = csv.DictReader(io.StringIO(self.command("show stat").lstrip("# ")))
+        return [
+            BackendServer(
+                backend=row["pxname"],
+                server=row["svname"],
+                address=row.get("addr", ""),
+                status=row["status"],
+                backup=row.get("bck") == "1",
+                weight=int(row.get("weight") or 0),
+            )
+            for row in rows
+            if row["svname"] not in ("FRONTEND", "BACKEND")
+        ]
+
+    def _connect(self) -> socket.socket:
+        if self.endpoint.startswith("/"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            sock.connect(str(Path(self.endpoint)))
+            return sock
+        host, _, port = self.endpoint.rpartition(":")
+        return socket.create_connection((host, int(port)), timeout=self.timeout)
+
+
+def _read_all(conn: socket.socket) -> str:
+    chunks = []
+    while chunk := conn.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")

@@ -1,0 +1,107 @@
+"""Start and stop lab host processes, by pid only (psutil), never by name."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+from controller.errors import LabError
+from controller.models.lab import HostProcess
+
+
+def spawn_namespaced(command: list[str], log: Path, timeout: float = 5.0) -> HostProcess:
+    """Start ``command`` (an ``unshare --fork`` line) detached; return it and its child."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    parent = psutil.Process(proc.pid)
+    while time.monotonic() < deadline:
+        children = _children(parent)
+        if children:
+            child = children[0]
+            return HostProcess(
+                unshare_pid=proc.pid, sshd_pid=child.pid, sshd_started=child.create_time()
+            )
+        if proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    detail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+    raise LabError(f"the namespace for {command[-1][:60]}… did not start: {detail.strip()}")
+
+
+def _children(parent: psutil.Process) -> list[psutil.Process]:
+    try:
+        return parent.children()
+    except psutil.NoSuchProcess:
+        return []
+
+
+def is_running(process: HostProcess) -> bool:
+    """True when the recorded sshd is still the same live process (not a reused pid)."""
+    try:
+        proc = psutil.Process(process.sshd_pid)
+        return (
+            abs(proc.create_time() - process.sshd_started) < 0.01
+            and proc.status() != psutil.STATUS_ZOMBIE
+        )
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stop(process: HostProcess, timeout: float = 5.0) -> None:
+    """Stop a host: end its PID 1 (the kernel ends the rest), then reap unshare."""
+    targets = [p for p in (_same(process.sshd_pid, process.sshd_started),) if p is not None]
+    targets += [p for p in (_proc(process.unshare_pid),) if p is not None]
+    terminate_all(targets, timeout)
+
+
+def terminate_all(procs: list[psutil.Process], timeout: float = 5.0) -> list[int]:
+    """SIGTERM, wait, then SIGKILL what remains; returns pids that would not die."""
+    for proc in procs:
+        _signal(proc, kill=False)
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        _signal(proc, kill=True)
+    _, alive = psutil.wait_procs(alive, timeout=timeout)
+    return [p.pid for p in alive]
+
+
+def _signal(proc: psutil.Process, *, kill: bool) -> None:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        proc.kill() if kill else proc.terminate()
+
+
+def _same(pid: int, started: float) -> psutil.Process | None:
+    proc = _proc(pid)
+    if proc is None:
+        return None
+    try:
+        return proc if abs(proc.create_time() - started) < 0.01 else None
+    except psutil.NoSuchProcess:
+        return None
+
+
+def _proc(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
+def pids_alive(pids: list[int]) -> list[int]:
+    """The pids among ``pids`` that belong to live, non-zombie processes."""
+    alive = []
+    for pid in pids:
+        proc = _proc(pid)
+        try:
+            if proc is not None and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return alive

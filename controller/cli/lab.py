@@ -1,0 +1,166 @@
+"""``relctl lab``: the staging lab of real SSH hosts behind HAProxy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+from rich.table import Table
+
+from controller.cli.output import console, emit_json, err_console
+from controller.engine.deploy import deploy_ledger
+from controller.engine.lab import Lab, LabStatus
+from controller.errors import InputError, LabError
+from controller.models.lab import LabSpec
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+
+
+def _lab(ctx: click.Context) -> Lab:
+    state_dir: Path = ctx.obj
+    return Lab(state_dir / "lab")
+
+
+def _progress(as_json: bool) -> object:
+    return (lambda _msg: None) if as_json else (lambda msg: err_console.print(f"[dim]·[/] {msg}"))
+
+
+@click.group()
+def lab() -> None:
+    """A staging lab on this machine: real sshd hosts in namespaces behind HAProxy.
+
+    \b
+    Each host is an sshd running as PID 1 of its own PID/mount/UTS namespaces, with
+    its own hostname, loopback address and private /srv, /etc/<app>, /var/lib/<app>,
+    /var/log/<app>, /run/<app> and /tmp. Ansible, testinfra and Locust reach it as
+    they would reach a server. Needs root, openssh-server and haproxy.
+    """
+
+
+@lab.command()
+@click.option("--primary", default=3, show_default=True, help="Hosts in the primary site.")
+@click.option("--backup", default=2, show_default=True, help="Hosts in the backup site.")
+@click.option("--base-address", default="127.0.0.10", show_default=True,
+              help="Loopback address of the LB; hosts take the next ones.")
+@click.option("--ssh-port", default=2222, show_default=True, help="sshd port on every host.")
+@click.option("--lb-port", default=8000, show_default=True, help="HAProxy frontend port.")
+@JSON_OPTION
+@click.pass_context
+def up(ctx: click.Context, primary: int, backup: int, base_address: str, ssh_port: int,
+       lb_port: int, as_json: bool) -> None:
+    """Start the lab (idempotent: a healthy lab is kept as it is).
+
+    \b
+    Example:  relctl lab up --primary 3 --backup 2
+    """
+    try:
+        spec = LabSpec(primary=primary, backup=backup, base_address=base_address,
+                       ssh_port=ssh_port, lb_port=lb_port)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "options"
+        raise InputError(f"lab up: {field}: {first['msg']}") from exc
+    the_lab = _lab(ctx)
+    report = the_lab.up(spec, progress=_progress(as_json))  # type: ignore[arg-type]
+    state = the_lab.require()
+    if as_json:
+        emit_json({"ok": True, **vars(report), "url": state.url,
+                   "inventory": the_lab.layout.inventory})
+        return
+    console.print(
+        f"lab up in {report.seconds:.1f}s: started {len(report.started)}, kept "
+        f"{len(report.kept)}, stopped {len(report.stopped)}"
+    )
+    console.print(f"load balancer: {state.url}\ninventory:     {the_lab.layout.inventory}")
+    console.print(f"ansible.cfg:   {the_lab.layout.ansible_cfg}")
+
+
+@lab.command()
+@JSON_OPTION
+@click.pass_context
+def down(ctx: click.Context, as_json: bool) -> None:
+    """Stop every process the lab started (by pid) and close ssh masters."""
+    pids = _lab(ctx).down(progress=_progress(as_json))  # type: ignore[arg-type]
+    if as_json:
+        emit_json({"ok": True, "stopped_pids": pids})
+    else:
+        console.print(f"lab down: {len(pids)} process(es) stopped, nothing left running")
+
+
+@lab.command()
+@JSON_OPTION
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show each host, its address, whether sshd answers, and the LB's backends.
+
+    Exit code 7 when a host is down or sshd does not answer.
+    """
+    result = _lab(ctx).status()
+    healthy = all(h.sshd_answers for h in result.hosts)
+    if as_json:
+        emit_json({"ok": healthy, **_status_json(result)})
+    else:
+        _print_status(result)
+    if not healthy:
+        raise SystemExit(int(LabError.exit_code))
+
+
+def _status_json(result: LabStatus) -> dict[str, object]:
+    return {
+        "url": result.url,
+        "inventory": str(result.inventory),
+        "ansible_cfg": str(result.ansible_cfg),
+        "lab_dir": str(result.lab_dir),
+        "hosts": [
+            {"name": h.host.name, "group": h.host.group, "address": h.host.address,
+             "ssh_port": h.host.ssh_port, "pid": h.pid, "running": h.running,
+             "sshd_answers": h.sshd_answers}
+            for h in result.hosts
+        ],
+        "backends": [vars(b) for b in result.backends],
+        "lb_error": result.lb_error,
+    }
+
+
+def _print_status(result: LabStatus) -> None:
+    hosts = Table(title="lab hosts")
+    for column in ("host", "group", "address", "pid", "sshd"):
+        hosts.add_column(column)
+    for h in result.hosts:
+        answer = "[green]answers[/]" if h.sshd_answers else "[red]down[/]"
+        hosts.add_row(h.host.name, h.host.group, f"{h.host.address}:{h.host.ssh_port}",
+                      str(h.pid or "-"), answer)
+    console.print(hosts)
+    backends = Table(title=f"load balancer {result.url}")
+    for column in ("backend", "server", "address", "status", "role"):
+        backends.add_column(column)
+    for b in result.backends:
+        colour = "green" if b.status.startswith("UP") else "red"
+        backends.add_row(b.backend, b.server, b.address, f"[{colour}]{b.status}[/]",
+                         "backup" if b.backup else "active")
+    console.print(backends if result.backends else f"[red]LB:[/] {result.lb_error}")
+    console.print(f"inventory: {result.inventory}")
+
+
+@lab.command()
+@click.argument("version")
+@click.option("--limit", default="app_primary", show_default=True,
+              help="Inventory group or host pattern to deploy to.")
+@JSON_OPTION
+@click.pass_context
+def deploy(ctx: click.Context, version: str, limit: str, as_json: bool) -> None:
+    """Deploy sample app "ledger" VERSION to lab hosts (no snapshot, no gates).
+
+    This is the plain deploy playbook on the lab, for trying things out; releases
+    with snapshots, gates and rollback go through `relctl apply`.
+    """
+    the_lab = _lab(ctx)
+    result = deploy_ledger(the_lab, version, limit, progress=_progress(as_json))  # type: ignore[arg-type]
+    state = the_lab.require()
+    if as_json:
+        emit_json({"ok": True, "version": version, "hosts": sorted(result.hosts),
+                   "seconds": result.seconds, "url": state.url})
+    else:
+        console.print(f"ledger {version} deployed to {len(result.hosts)} host(s) "
+                      f"in {result.seconds:.1f}s; served at {state.url}")

@@ -1,0 +1,68 @@
+"""Entry point of the ``relctl`` command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from controller import __version__
+from controller.cli.lab import lab as lab_group
+from controller.cli.output import report_error
+from controller.errors import ExitCode, RelctlError
+from controller.paths import STATE_DIR_ENV, default_state_dir
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0 success            2 invalid input       3 rolled back
+  4 rollback failed    5 locked              6 missing prerequisite
+  7 lab error          8 playbook failed     1 unexpected error"""
+
+
+class RelctlGroup(click.Group):
+    """A click group that turns ``RelctlError`` into a message and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RelctlError as error:
+            report_error(error, as_json=_wants_json())
+            sys.exit(int(error.exit_code))
+
+
+def _wants_json() -> bool:
+    return "--json" in sys.argv[1:]
+
+
+@click.group(cls=RelctlGroup, epilog=EXIT_CODES_HELP, context_settings={"max_content_width": 100})
+@click.version_option(__version__, prog_name="relctl")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=STATE_DIR_ENV,
+    default=None,
+    help=f"Where relctl keeps the lab, journal and snapshots [env {STATE_DIR_ENV}; "
+    "default ~/.local/state/relctl].",
+)
+@click.pass_context
+def cli(ctx: click.Context, state_dir: Path | None) -> None:
+    """relctl: release and continuity controller for Ansible-managed fleets.
+
+    Snapshots every configuration item, applies playbooks in safe batches, verifies with
+    testinfra and Locust gates, rolls back on failure, and fails over to backup hosts.
+    """
+    ctx.obj = (state_dir or default_state_dir()).absolute()
+
+
+cli.add_command(lab_group)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli(prog_name="relctl")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(int(ExitCode.ERROR))

@@ -1,0 +1,1 @@
+"""The engine: orchestrates plans over adapters. Never imports the CLI."""

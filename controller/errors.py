@@ -1,0 +1,69 @@
+"""Every error relctl raises, and the exit code each one becomes at the CLI edge.
+
+    RelctlError                      exit 1   something unexpected went wrong
+    ├── InputError                   exit 2   bad input: a manifest, an option, a file
+    ├── PrerequisiteError            exit 6   this machine lacks what the job needs
+    ├── LabError                     exit 7   the staging lab could not be brought up or used
+    │   └── AddressInUseError        exit 7   a lab address/port is already taken
+    └── PlaybookError                exit 8   an Ansible playbook run failed
+
+Library code raises these and never prints or exits; ``controller.cli`` maps them to a
+message and an exit code in one place.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes a pipeline can act on; documented in the README."""
+
+    OK = 0
+    ERROR = 1
+    INVALID_INPUT = 2
+    ROLLED_BACK = 3
+    ROLLBACK_FAILED = 4
+    LOCKED = 5
+    PREREQUISITE = 6
+    LAB = 7
+    PLAYBOOK = 8
+
+
+class RelctlError(Exception):
+    """Base of every error relctl raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class InputError(RelctlError):
+    """Invalid input: names the file, line and field where it can."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
+class PrerequisiteError(RelctlError):
+    """A tool, privilege or kernel feature the job needs is missing."""
+
+    exit_code = ExitCode.PREREQUISITE
+
+
+class LabError(RelctlError):
+    """The staging lab could not be started, reached or stopped."""
+
+    exit_code = ExitCode.LAB
+
+
+class AddressInUseError(LabError):
+    """A loopback address and port the lab wants is already bound by something else."""
+
+
+class PlaybookError(RelctlError):
+    """An ansible-runner playbook run ended unsuccessfully."""
+
+    exit_code = ExitCode.PLAYBOOK

@@ -1,0 +1,1 @@
+"""Domain models (pydantic). Models import no adapter."""

@@ -1,0 +1,1 @@
+"""Pure planning: functions from models to plans and rendered files. No side effects."""
