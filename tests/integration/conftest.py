@@ -1,0 +1,87 @@
+"""The real staging lab for integration tests: namespaced sshd hosts behind HAProxy.
+
+Each lab uses its own state directory under /var/tmp (not /tmp: every lab host mounts
+its own /tmp) and its own loopback addresses, so tests never collide with a demo lab.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.relctl_cli import relctl, relctl_json
+
+LAB_PARENT = Path("/var/tmp/relctl-tests")
+
+
+def _skip_without_lab() -> None:
+    if os.geteuid() != 0 or shutil.which("haproxy") is None or not Path("/usr/sbin/sshd").exists():
+        pytest.skip("the staging lab needs root, openssh-server and haproxy (run make test)")
+
+
+@dataclass
+class RunningLab:
+    """A lab brought up for a test, and how to reach it."""
+
+    state_dir: Path
+    status: dict[str, Any]
+
+    @property
+    def url(self) -> str:
+        return str(self.status["url"])
+
+    @property
+    def inventory(self) -> Path:
+        return Path(self.status["inventory"])
+
+    @property
+    def ansible_cfg(self) -> Path:
+        return Path(self.status["ansible_cfg"])
+
+    def hosts(self, group: str | None = None) -> list[dict[str, Any]]:
+        return [h for h in self.status["hosts"] if group in (None, h["group"])]
+
+    def lab_pids(self) -> list[int]:
+        """Every process the lab runs: each host's sshd and all that runs inside it."""
+        pids = []
+        for host in self.hosts():
+            proc = psutil.Process(host["pid"])
+            pids += [proc.pid, proc.ppid(), *(c.pid for c in proc.children(recursive=True))]
+        return pids
+
+
+def new_state_dir() -> Path:
+    path = LAB_PARENT / uuid.uuid4().hex[:8]
+    path.mkdir(parents=True)
+    return path
+
+
+def start_lab(primary: int, backup: int, base_address: str) -> RunningLab:
+    _skip_without_lab()
+    state_dir = new_state_dir()
+    up = relctl(state_dir, "lab", "up", "--primary", str(primary), "--backup", str(backup),
+                "--base-address", base_address)
+    assert up.returncode == 0, f"lab up failed:\n{up.stderr}"
+    return RunningLab(state_dir, relctl_json(state_dir, "lab", "status"))
+
+
+def stop_lab(lab: RunningLab) -> None:
+    down = relctl(lab.state_dir, "lab", "down")
+    assert down.returncode == 0, down.stderr
+    shutil.rmtree(lab.state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[RunningLab]:
+    """A lab shared by the session: 2 primary hosts and 1 backup at 127.0.9.10."""
+    running = start_lab(primary=2, backup=1, base_address="127.0.9.10")
+    yield running
+    stop_lab(running)
