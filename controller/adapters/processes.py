@@ -54,22 +54,46 @@ def is_running(process: HostProcess) -> bool:
         return False
 
 
-def stop(process: HostProcess, timeout: float = 5.0) -> None:
-    """Stop a host: end its PID 1 (the kernel ends the rest), then reap unshare."""
-    targets = [p for p in (_same(process.sshd_pid, process.sshd_started),) if p is not None]
-    targets += [p for p in (_proc(process.unshare_pid),) if p is not None]
-    terminate_all(targets, timeout)
+def stop(*hosts: HostProcess, timeout: float = 5.0) -> list[int]:
+    """Stop hosts: end each PID 1 (the kernel ends the rest), then their unshare.
+
+    Returns the pids that would not die.
+    """
+    targets = [p for h in hosts for p in (_same(h.sshd_pid, h.sshd_started), _proc(h.unshare_pid))]
+    return terminate_all([p for p in targets if p is not None], timeout)
 
 
 def terminate_all(procs: list[psutil.Process], timeout: float = 5.0) -> list[int]:
     """SIGTERM, wait, then SIGKILL what remains; returns pids that would not die."""
     for proc in procs:
         _signal(proc, kill=False)
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    alive = _wait_gone(procs, timeout)
     for proc in alive:
         _signal(proc, kill=True)
-    _, alive = psutil.wait_procs(alive, timeout=timeout)
-    return [p.pid for p in alive]
+    return [p.pid for p in _wait_gone(alive, timeout)]
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every process has exited; a zombie counts as gone (it runs nothing).
+
+    Our unshare processes are orphans once the ``lab up`` that started them exits, and
+    their reaping is up to the machine's init, so waiting for the pid to vanish could
+    stall for no reason.
+    """
+    deadline = time.monotonic() + timeout
+    alive = list(procs)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _is_live(p)]
+        if alive:
+            time.sleep(0.02)
+    return alive
+
+
+def _is_live(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _signal(proc: psutil.Process, *, kill: bool) -> None:

@@ -105,8 +105,7 @@ class Lab:
         closed = ssh.close_control_masters(self.layout.control_dir)
         progress(f"closed {closed} ssh ControlPersist master(s)")
         pids = [pid for p in state.processes.values() for pid in (p.sshd_pid, p.unshare_pid)]
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            list(pool.map(processes.stop, state.processes.values()))
+        processes.stop(*state.processes.values())
         survivors = processes.pids_alive(pids)
         if survivors:
             raise LabError(f"lab processes still running after stop: {survivors}")

@@ -1,0 +1,48 @@
+# relctl: two commands for a newcomer.
+#   make demo   bring up the staging lab and run the main job end to end
+#   make test   lint, type-check and run the whole test suite on a real lab
+VENV      ?= .venv
+PYTHON    ?= python3
+DEMO_DIR  ?= /var/tmp/relctl-demo
+RELCTL     = $(VENV)/bin/relctl --state-dir $(DEMO_DIR)
+
+.PHONY: demo test deps venv lint unit integration artifacts bench clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+artifacts: venv
+	$(VENV)/bin/python examples/ledger/build.py --out build/artifacts
+
+demo: deps venv artifacts
+	@DEMO_DIR=$(DEMO_DIR) VENV=$(VENV) bash scripts/demo.sh
+
+lint: venv
+	$(VENV)/bin/ruff check controller tests examples bench
+	$(VENV)/bin/mypy controller
+	$(VENV)/bin/ansible-lint -q playbooks/
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+integration: deps venv artifacts
+	$(VENV)/bin/pytest -q tests/integration
+
+test: deps venv artifacts lint
+	$(VENV)/bin/pytest -q tests
+
+bench: deps venv artifacts
+	$(VENV)/bin/python bench/lab_up.py
+	$(VENV)/bin/python bench/deploy_tuning.py
+
+clean:
+	-$(RELCTL) lab down
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,38 @@
+"""Shared plumbing for the benchmarks: a private lab per benchmark, the CLI, a timer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RELCTL = [sys.executable, "-m", "controller"]
+
+
+def relctl(state_dir: Path, *args: str) -> dict[str, Any]:
+    """Run a ``relctl --json`` command that must succeed; return its document."""
+    result = subprocess.run([*RELCTL, "--state-dir", str(state_dir), *args, "--json"],
+                            capture_output=True, text=True, check=False, cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"relctl {' '.join(args)} failed:\n{result.stderr}")
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def timed(func: Any, *args: Any) -> tuple[float, Any]:
+    """Seconds ``func(*args)`` took, and what it returned."""
+    start = time.perf_counter()
+    value = func(*args)
+    return time.perf_counter() - start, value
+
+
+def fresh_state_dir(name: str) -> Path:
+    """An empty state directory for one benchmark lab (never under /tmp)."""
+    path = Path("/var/tmp/relctl-bench") / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
