@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The main job end to end on the built-in staging lab. Called by `make demo`.
+set -euo pipefail
+: "${DEMO_DIR:=/var/tmp/relctl-demo}" "${VENV:=.venv}" "${KEEP_LAB:=0}"
+relctl() { "$VENV/bin/relctl" --state-dir "$DEMO_DIR" "$@"; }
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+http() { "$VENV/bin/python" - "$@" <<'PY'
+import json, sys, urllib.request
+method, url, *body = sys.argv[1:]
+data = body[0].encode() if body else None
+req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=5) as resp:
+    print(resp.status, resp.read().decode().strip())
+PY
+}
+
+step "1. Bring up the staging lab: HAProxy + 3 primary hosts + 2 backup hosts"
+relctl lab up --primary 3 --backup 2
+url=$(relctl lab status --json | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["url"])')
+
+step "2. Deploy ledger 1.0.0 to the primary site (playbooks/ledger_deploy.yml)"
+relctl lab deploy 1.0.0 --limit app_primary
+
+step "3. Ask the service through the load balancer at $url"
+for _ in 1 2 3; do http GET "$url/version"; done
+http POST "$url/tx" '{"account": "alice", "amount_cents": 1250}'
+http GET "$url/tx/1"
+
+step "4. The lab as relctl sees it"
+relctl lab status
+
+if [ "$KEEP_LAB" = 1 ]; then
+  step "Lab left running. Inventory: $DEMO_DIR/lab/inventory.yml   Stop it: make clean"
+else
+  step "5. Tear the lab down (make demo KEEP_LAB=1 keeps it)"
+  relctl lab down
+fi

@@ -1,0 +1,75 @@
+"""The lab plan as data: addresses, groups and rendered files, without starting anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from controller.models.lab import LabSpec, LabState
+from controller.planning import lab as plan
+
+LAYOUT = plan.LabLayout(Path("/var/tmp/relctl/lab"))
+
+
+def test_hosts_take_consecutive_loopback_addresses_after_the_lb() -> None:
+    hosts = plan.plan_hosts(LabSpec(primary=2, backup=1, base_address="127.0.0.250"))
+    assert [(h.name, h.group, h.address) for h in hosts] == [
+        ("lb-1", "lb", "127.0.0.250"),
+        ("primary-1", "app_primary", "127.0.0.251"),
+        ("primary-2", "app_primary", "127.0.0.252"),
+        ("backup-1", "app_backup", "127.0.0.253"),
+    ]
+
+
+def test_a_hundred_hosts_fit_and_cross_into_the_next_octet() -> None:
+    hosts = plan.plan_hosts(LabSpec(primary=80, backup=40, base_address="127.0.0.200"))
+    assert len(hosts) == 121
+    assert hosts[-1].address == "127.0.1.64"
+    assert len({h.address for h in hosts}) == 121
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "192.168.1.10", "::1"])
+def test_addresses_outside_loopback_are_refused(address: str) -> None:
+    with pytest.raises(ValidationError, match="loopback"):
+        LabSpec(base_address=address)
+
+
+def test_inventory_groups_and_connection_settings() -> None:
+    spec = LabSpec(primary=2, backup=2)
+    state = LabState(spec=spec, hosts=plan.plan_hosts(spec))
+    inventory = plan.render_inventory(LAYOUT, state)["all"]
+    children = inventory["children"]
+    assert list(children["lb"]["hosts"]) == ["lb-1"]
+    app = children["app"]["children"]
+    assert list(app["app_primary"]["hosts"]) == ["primary-1", "primary-2"]
+    assert list(app["app_backup"]["hosts"]) == ["backup-1", "backup-2"]
+    assert app["app_primary"]["hosts"]["primary-2"] == {"ansible_host": "127.0.0.12"}
+    assert inventory["vars"]["ansible_port"] == 2222
+    assert inventory["vars"]["ansible_ssh_private_key_file"] == str(LAYOUT.client_key)
+
+
+def test_ansible_cfg_is_tuned_and_keeps_control_sockets_in_the_state_dir() -> None:
+    cfg = plan.render_ansible_cfg(LAYOUT, size=30)
+    assert "pipelining = True" in cfg
+    assert "ControlPersist=" in cfg
+    assert f"control_path_dir = {LAYOUT.control_dir}" in cfg
+    assert "forks = 30" in cfg
+    assert "StrictHostKeyChecking=yes" in cfg
+
+
+def test_forks_follow_the_fleet_within_bounds() -> None:
+    assert [plan.forks_for(n) for n in (1, 12, 500)] == [5, 12, 50]
+
+
+def test_each_host_mounts_private_dirs_with_tmp_last() -> None:
+    spec = LabSpec(apps=("ledger",))
+    host = plan.plan_hosts(spec)[1]
+    dirs = plan.private_dirs(spec)
+    assert dirs == ["/srv", "/etc/ledger", "/var/lib/ledger", "/var/log/ledger",
+                    "/run/ledger", "/tmp"]
+    script = plan.launch_command(LAYOUT, spec, host)[-1]
+    assert script.index("/srv") < script.index(" /tmp;")
+    assert script.endswith(f"-f {LAYOUT.sshd_config(host.name)}")
+    assert "hostname primary-1" in script
