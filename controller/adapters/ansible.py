@@ -157,7 +157,7 @@ def _task_event(event: dict[str, Any]) -> TaskEvent | None:
 def _message(res: Any) -> str:
     if not isinstance(res, dict):
         return str(res)[:500]
-    parts = [str(res.get(key) or "").strip() for key in ("msg", "stderr")]
+    parts = [str(res.get(key) or "").strip() for key in ("msg", "stderr", "stdout")]
     return " | ".join(p[-400:] for p in parts if p)
 
 

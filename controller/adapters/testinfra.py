@@ -1,0 +1,61 @@
+"""Run pytest-testinfra checks against hosts, in a subprocess, keeping JUnit XML."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.models.gates import CheckResult
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """testinfra test files to run against some hosts of an inventory."""
+
+    tests: list[Path]
+    hosts: list[str]
+    inventory: Path
+    ansible_cfg: Path
+    junit: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def run_checks(run: CheckRun) -> CheckResult:
+    """Run the testinfra tests against ``run.hosts`` through the Ansible inventory."""
+    run.junit.parent.mkdir(parents=True, exist_ok=True)
+    hosts = ",".join(f"ansible://{h}" for h in run.hosts)
+    command = [
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--tb=line",
+        f"--hosts={hosts}", f"--ansible-inventory={run.inventory}",
+        f"--junitxml={run.junit}", "-o", "junit_family=xunit2", "--rootdir",
+        str(run.tests[0].parent), *map(str, run.tests),
+    ]
+    env = {**os.environ, **run.env, "ANSIBLE_CONFIG": str(run.ansible_cfg),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    output = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
+                            timeout=600)
+    run.junit.with_suffix(".log").write_text(output.stdout + output.stderr)
+    return parse_junit(run.junit)
+
+
+def parse_junit(path: Path) -> CheckResult:
+    """Counts and failed test ids from a JUnit XML report (none if pytest never wrote it)."""
+    if not path.exists():
+        return CheckResult(0, 0, 0, path, [])
+    root = ET.parse(path).getroot()
+    failed = []
+    tests = skipped = 0
+    for case in root.iter("testcase"):
+        tests += 1
+        if case.find("skipped") is not None:
+            skipped += 1
+        problem = case.find("failure")
+        problem = problem if problem is not None else case.find("error")
+        if problem is not None:
+            message = (problem.get("message") or "").splitlines()[0:1]
+            failed.append(f"{case.get('name')}: {' '.join(message)[:200]}")
+    return CheckResult(tests, len(failed), skipped, path, failed)

@@ -1,0 +1,54 @@
+"""Results of verification gates, as the engine and the journal see them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Outcome = Literal["pass", "fail", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    """Aggregated figures of one Locust run."""
+
+    requests: int
+    failures: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    rps: float
+
+    @property
+    def failure_ratio(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+    def figures(self) -> dict[str, float]:
+        """The figures as a flat dict, for the journal and reports."""
+        return {"requests": self.requests, "failures": self.failures, "p50_ms": self.p50_ms,
+                "p95_ms": self.p95_ms, "p99_ms": self.p99_ms, "rps": self.rps,
+                "failure_ratio": round(self.failure_ratio, 4)}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What a testinfra run found."""
+
+    tests: int
+    failures: int
+    skipped: int
+    junit: Path
+    failed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A gate's outcome and why."""
+
+    outcome: Outcome
+    reasons: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "pass"
