@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
+import os
+import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -129,3 +133,44 @@ def pids_alive(pids: list[int]) -> list[int]:
         except psutil.NoSuchProcess:
             continue
     return alive
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessIdentity:
+    """Who and where a process is: enough to tell later whether it still runs."""
+
+    user: str
+    host: str
+    pid: int
+    started: float
+
+
+def process_identity(pid: int) -> float | None:
+    """The create time of live process ``pid``, or None when it is gone or a zombie."""
+    proc = _proc(pid)
+    try:
+        if proc is None or proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc.create_time()
+    except psutil.NoSuchProcess:
+        return None
+
+
+def same_process(pid: int, started: float) -> bool:
+    """True when ``pid`` is alive and is the process created at ``started`` (not reused)."""
+    created = process_identity(pid)
+    return created is not None and abs(created - started) < 0.01
+
+
+def current_identity() -> ProcessIdentity:
+    """This process: user, host name, pid and create time."""
+    pid = os.getpid()
+    started = psutil.Process(pid).create_time()
+    return ProcessIdentity(_user_name(), socket.gethostname(), pid, started)
+
+
+def _user_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER (some containers)
+        return str(os.getuid())

@@ -18,7 +18,8 @@ PORT = int(os.environ.get("LEDGER_PORT", "8080"))
 FETCH = (
     "import json,sys,urllib.request,urllib.error\n"
     "try:\n"
-    " r=urllib.request.urlopen(sys.argv[1],timeout=5); print(json.dumps([r.status,r.read().decode()]))\n"
+    " r=urllib.request.urlopen(sys.argv[1],timeout=5)\n"
+    " print(json.dumps([r.status,r.read().decode()]))\n"
     "except urllib.error.HTTPError as e:\n"
     " print(json.dumps([e.code,e.read().decode()]))\n"
 )

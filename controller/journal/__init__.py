@@ -1,0 +1,61 @@
+"""The release journal: a crash-safe record of every release, in one SQLite file.
+
+    Journal(path)                           open or create it (WAL, migrated)
+    ├── releases   start_release, set_release_state, mark_bad, release, find_release,
+    │              history, last_good_release, unfinished_releases, log, events
+    ├── steps      begin_phase/end_phase, set_host_state, add_snapshot, add_gate_result,
+    │              add_signoff (and their readers)
+    └── locks      acquire_lock, release_lock, lock_status, locks, break_lock
+
+Each step is written before it starts and after it ends, so a crash leaves a record that
+``unfinished_releases`` finds. Secrets are masked by ``redact`` before anything is stored.
+"""
+
+from __future__ import annotations
+
+from controller.journal.db import SCHEMA_VERSION
+from controller.journal.errors import JournalError, LockedError
+from controller.journal.identity import current_holder
+from controller.journal.records import (
+    FINAL_STATES,
+    EventRecord,
+    GateKind,
+    GateRecord,
+    Holder,
+    HostState,
+    HostStateRecord,
+    LockRecord,
+    PhaseRecord,
+    PhaseState,
+    ReleaseRecord,
+    ReleaseState,
+    SignoffRecord,
+    SnapshotRecord,
+    Verdict,
+)
+from controller.journal.redaction import redact
+from controller.journal.store import Journal
+
+__all__ = [
+    "FINAL_STATES",
+    "SCHEMA_VERSION",
+    "EventRecord",
+    "GateKind",
+    "GateRecord",
+    "Holder",
+    "HostState",
+    "HostStateRecord",
+    "Journal",
+    "JournalError",
+    "LockRecord",
+    "LockedError",
+    "PhaseRecord",
+    "PhaseState",
+    "ReleaseRecord",
+    "ReleaseState",
+    "SignoffRecord",
+    "SnapshotRecord",
+    "Verdict",
+    "current_holder",
+    "redact",
+]

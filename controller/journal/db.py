@@ -1,0 +1,215 @@
+"""The journal's SQLite file: schema, migrations, connection, and write transactions.
+
+WAL mode lets readers (``relctl history``) run beside a writing release; ``busy_timeout``
+makes concurrent writers wait for each other instead of failing; ``synchronous=FULL``
+and a commit after every write mean a step written is a step that survives a crash.
+The schema version is ``PRAGMA user_version``: ``MIGRATIONS[n]`` takes version n to n+1.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from controller.journal.errors import JournalError
+from controller.journal.records import (
+    GATE_KINDS,
+    HOST_STATES,
+    PHASE_STATES,
+    RELEASE_STATES,
+    VERDICTS,
+    EventRecord,
+)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"CHECK ({column} IN ({quoted}))"
+
+
+SCHEMA_V1 = (
+    f"""CREATE TABLE releases (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL, version TEXT NOT NULL,
+        service TEXT NOT NULL, environment TEXT NOT NULL,
+        manifest_path TEXT NOT NULL, manifest_sha256 TEXT NOT NULL,
+        state TEXT NOT NULL {_one_of("state", RELEASE_STATES)},
+        bad INTEGER NOT NULL DEFAULT 0 CHECK (bad IN (0, 1)),
+        started TEXT NOT NULL, ended TEXT,
+        operator_user TEXT NOT NULL, operator_host TEXT NOT NULL,
+        operator_pid INTEGER NOT NULL, operator_started REAL NOT NULL,
+        exit_code INTEGER, message TEXT)""",
+    "CREATE INDEX releases_by_scope ON releases (service, environment, state, bad)",
+    "CREATE INDEX releases_by_name ON releases (name)",
+    f"""CREATE TABLE phases (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        release_id INTEGER NOT NULL REFERENCES releases (id),
+        name TEXT NOT NULL,
+        state TEXT NOT NULL {_one_of("state", PHASE_STATES)},
+        started TEXT NOT NULL, ended TEXT, seconds REAL,
+        detail TEXT NOT NULL DEFAULT '{{}}')""",
+    "CREATE INDEX phases_by_release ON phases (release_id)",
+    f"""CREATE TABLE host_states (
+        release_id INTEGER NOT NULL REFERENCES releases (id),
+        host TEXT NOT NULL,
+        state TEXT NOT NULL {_one_of("state", HOST_STATES)},
+        version_before TEXT, version_after TEXT,
+        updated TEXT NOT NULL,
+        PRIMARY KEY (release_id, host))""",
+    """CREATE TABLE snapshots (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        release_id INTEGER NOT NULL REFERENCES releases (id),
+        host TEXT NOT NULL, item TEXT NOT NULL, kind TEXT NOT NULL,
+        path TEXT NOT NULL, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL,
+        meta TEXT NOT NULL DEFAULT '{}',
+        verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),
+        created TEXT NOT NULL,
+        UNIQUE (release_id, host, item))""",
+    f"""CREATE TABLE gate_results (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        release_id INTEGER NOT NULL REFERENCES releases (id),
+        phase TEXT NOT NULL,
+        kind TEXT NOT NULL {_one_of("kind", GATE_KINDS)},
+        verdict TEXT NOT NULL {_one_of("verdict", VERDICTS)},
+        figures TEXT NOT NULL DEFAULT '{{}}', junit TEXT,
+        created TEXT NOT NULL)""",
+    "CREATE INDEX gate_results_by_release ON gate_results (release_id)",
+    """CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        release_id INTEGER REFERENCES releases (id),
+        time TEXT NOT NULL, message TEXT NOT NULL)""",
+    "CREATE INDEX events_by_release ON events (release_id)",
+    """CREATE TABLE locks (
+        environment TEXT PRIMARY KEY,
+        release TEXT NOT NULL,
+        holder_user TEXT NOT NULL, holder_host TEXT NOT NULL,
+        holder_pid INTEGER NOT NULL, holder_started REAL NOT NULL,
+        acquired TEXT NOT NULL)""",
+    """CREATE TABLE signoffs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        release TEXT NOT NULL, role TEXT NOT NULL, signed_by TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '', time TEXT NOT NULL)""",
+    "CREATE INDEX signoffs_by_release ON signoffs (release)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def utcnow() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """How the journal stores a time: ISO-8601 in UTC, to the microsecond."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def connect(path: Path, busy_timeout_s: float = 10.0) -> sqlite3.Connection:
+    """Open (creating if needed) the journal at ``path``, migrated to ``SCHEMA_VERSION``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+    except (OSError, sqlite3.Error) as error:
+        raise JournalError(f"cannot open the journal {path}: {error}") from error
+    conn.row_factory = sqlite3.Row
+    try:
+        _configure(conn, busy_timeout_s)
+        migrate(conn)
+    except (sqlite3.Error, JournalError) as error:
+        conn.close()
+        if isinstance(error, JournalError):
+            raise
+        raise JournalError(f"cannot use the journal {path}: {error}") from error
+    return conn
+
+
+def _configure(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to ``SCHEMA_VERSION``; returns the version found before."""
+    with transaction(conn):
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            raise JournalError(
+                f"the journal has schema version {found}; this relctl knows up to "
+                f"{SCHEMA_VERSION}", hint="upgrade relctl, or use another --state-dir")
+        for statements in MIGRATIONS[found:]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return found
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction, committed at the end (taken at once, so writers queue)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class JournalBase:
+    """The connection and the small helpers every part of the journal shares."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = utcnow,
+                 busy_timeout_s: float = 10.0) -> None:
+        self.path = path
+        self._clock = clock
+        self._conn = connect(path, busy_timeout_s)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    def _now(self) -> str:
+        return iso(self._clock())
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """One statement in its own committed transaction."""
+        with transaction(self._conn):
+            return self._conn.execute(sql, params)
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return list(self._conn.execute(sql, params).fetchall())
+
+    def _row(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    def log(self, release_id: int | None, message: str) -> int:
+        """Append a line to the event log (of a release, or general when None)."""
+        cursor = self._write("INSERT INTO events (release_id, time, message) VALUES (?, ?, ?)",
+                             (release_id, self._now(), message))
+        return int(cursor.lastrowid or 0)
+
+    def events(self, release_id: int | None = None, limit: int = 1000) -> list[EventRecord]:
+        """Event lines, oldest first: of one release, or every one when None."""
+        rows = self._rows(
+            "SELECT * FROM (SELECT * FROM events WHERE (? IS NULL OR release_id = ?)"
+            " ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (release_id, release_id, limit),
+        )
+        return [EventRecord.from_row(r) for r in rows]

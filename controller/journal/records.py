@@ -1,0 +1,227 @@
+"""What the journal holds, as small frozen records built from its rows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+ReleaseState = Literal[
+    "planned", "snapshotting", "applying", "verifying", "released",
+    "rolling_back", "rolled_back", "rollback_failed", "failed", "aborted",
+]
+PhaseState = Literal["running", "ok", "failed", "skipped"]
+HostState = Literal["pending", "snapshotted", "applied", "verified", "restored", "failed"]
+GateKind = Literal["testinfra", "locust"]
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+RELEASE_STATES: tuple[str, ...] = get_args(ReleaseState)
+PHASE_STATES: tuple[str, ...] = get_args(PhaseState)
+HOST_STATES: tuple[str, ...] = get_args(HostState)
+GATE_KINDS: tuple[str, ...] = get_args(GateKind)
+VERDICTS: tuple[str, ...] = get_args(Verdict)
+FINAL_STATES: frozenset[str] = frozenset(
+    {"released", "rolled_back", "rollback_failed", "failed", "aborted"}
+)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """A stored ISO-8601 time, or None."""
+    return datetime.fromisoformat(text) if text else None
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    value = json.loads(text) if text else {}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A process that runs a release or holds a lock: who, where, and which process."""
+
+    user: str
+    host: str
+    pid: int
+    started: float  # the process's create time, to tell a reused pid
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host} (pid {self.pid})"
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRecord:
+    """One attempt to release a manifest."""
+
+    id: int
+    name: str
+    version: str
+    service: str
+    environment: str
+    manifest_path: Path
+    manifest_sha256: str
+    state: ReleaseState
+    bad: bool
+    started: datetime
+    ended: datetime | None
+    operator: Holder
+    exit_code: int | None
+    message: str | None
+
+    @property
+    def finished(self) -> bool:
+        """True once the release reached a final state."""
+        return self.state in FINAL_STATES
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ReleaseRecord:
+        """The record of a ``releases`` row."""
+        operator = Holder(row["operator_user"], row["operator_host"], row["operator_pid"],
+                          row["operator_started"])
+        return cls(
+            id=row["id"], name=row["name"], version=row["version"], service=row["service"],
+            environment=row["environment"], manifest_path=Path(row["manifest_path"]),
+            manifest_sha256=row["manifest_sha256"], state=row["state"], bad=bool(row["bad"]),
+            started=_time(row["started"]), ended=parse_time(row["ended"]), operator=operator,
+            exit_code=row["exit_code"], message=row["message"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseRecord:
+    """One step of a release (snapshot, apply:batch1, gate:testinfra:batch1, rollback...)."""
+
+    id: int
+    release_id: int
+    name: str
+    state: PhaseState
+    started: datetime
+    ended: datetime | None
+    seconds: float | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> PhaseRecord:
+        """The record of a ``phases`` row."""
+        return cls(row["id"], row["release_id"], row["name"], row["state"],
+                   _time(row["started"]), parse_time(row["ended"]), row["seconds"],
+                   _json(row["detail"]))
+
+
+@dataclass(frozen=True, slots=True)
+class HostStateRecord:
+    """Where one host stands in a release."""
+
+    release_id: int
+    host: str
+    state: HostState
+    version_before: str | None
+    version_after: str | None
+    updated: datetime
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> HostStateRecord:
+        """The record of a ``host_states`` row."""
+        return cls(row["release_id"], row["host"], row["state"], row["version_before"],
+                   row["version_after"], _time(row["updated"]))
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    """A saved copy of one configuration item of one host, kept on the controller."""
+
+    id: int
+    release_id: int
+    host: str
+    item: str
+    kind: str
+    path: Path
+    sha256: str
+    size_bytes: int
+    meta: dict[str, Any]
+    verified: bool
+    created: datetime
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> SnapshotRecord:
+        """The record of a ``snapshots`` row."""
+        return cls(row["id"], row["release_id"], row["host"], row["item"], row["kind"],
+                   Path(row["path"]), row["sha256"], row["bytes"], _json(row["meta"]),
+                   bool(row["verified"]), _time(row["created"]))
+
+
+@dataclass(frozen=True, slots=True)
+class GateRecord:
+    """The verdict of one gate run."""
+
+    id: int
+    release_id: int
+    phase: str
+    kind: GateKind
+    verdict: Verdict
+    figures: dict[str, Any]
+    junit: Path | None
+    created: datetime
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> GateRecord:
+        """The record of a ``gate_results`` row."""
+        junit = Path(row["junit"]) if row["junit"] else None
+        return cls(row["id"], row["release_id"], row["phase"], row["kind"], row["verdict"],
+                   _json(row["figures"]), junit, _time(row["created"]))
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A free-form line of the release log."""
+
+    id: int
+    release_id: int | None
+    time: datetime
+    message: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> EventRecord:
+        """The record of an ``events`` row."""
+        return cls(row["id"], row["release_id"], _time(row["time"]), row["message"])
+
+
+@dataclass(frozen=True, slots=True)
+class LockRecord:
+    """Who holds an environment, for which release, since when."""
+
+    environment: str
+    release: str
+    holder: Holder
+    acquired: datetime
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> LockRecord:
+        """The record of a ``locks`` row."""
+        holder = Holder(row["holder_user"], row["holder_host"], row["holder_pid"],
+                        row["holder_started"])
+        return cls(row["environment"], row["release"], holder, _time(row["acquired"]))
+
+
+@dataclass(frozen=True, slots=True)
+class SignoffRecord:
+    """An approval of a release by someone in a role."""
+
+    id: int
+    release: str
+    role: str
+    by: str
+    note: str
+    time: datetime
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> SignoffRecord:
+        """The record of a ``signoffs`` row."""
+        return cls(row["id"], row["release"], row["role"], row["signed_by"], row["note"],
+                   _time(row["time"]))

@@ -1,0 +1,338 @@
+"""Load YAML config files into pydantic models, with errors naming file, line and field.
+
+The YAML is composed into nodes first, so the start line of every mapping key and sequence
+item is known; pydantic then validates the plain data, and each of its errors is mapped
+back to a line: ``release.yml:14: items[2].version: Input should be a valid string``.
+Every problem found (not just the first) is reported in one ``ConfigError`` (exit 2).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from controller.errors import InputError
+from controller.models.manifest import Manifest
+
+MAX_SHOWN = 10
+MAX_DEPTH = 64
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_HINT = "`relctl schema` prints every field a release manifest accepts"
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a config file."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}:{field} {self.message}"
+
+
+class ConfigError(InputError):
+    """A config file did not load; ``problems`` holds every problem found, by line."""
+
+    def __init__(self, problems: list[Problem], *, hint: str | None = None) -> None:
+        super().__init__(_summary(problems), hint=hint)
+        self.problems = problems
+
+
+def _summary(problems: list[Problem]) -> str:
+    if len(problems) == 1:
+        return str(problems[0])
+    lines = [f"{problems[0].file}: {len(problems)} problems"]
+    lines += [str(p) for p in problems[:MAX_SHOWN]]
+    if len(problems) > MAX_SHOWN:
+        lines.append(f"... and {len(problems) - MAX_SHOWN} more")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """A parsed YAML file: its text, its data, and the line of every key and item."""
+
+    path: Path
+    text: str
+    data: Any
+    lines: dict[Loc, int]
+    duplicates: list[Problem]
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the file's text."""
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def read_yaml(path: Path) -> YamlDocument:
+    """Parse ``path`` (one YAML document) keeping line numbers; ``ConfigError`` if unreadable."""
+    text = _read_text(path)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines: dict[Loc, int] = {}
+        duplicates: list[Problem] = []
+        if node is not None:
+            _index(node, (), node.start_mark.line + 1, lines, duplicates, str(path))
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as error:
+        raise ConfigError([_yaml_problem(path, error)]) from error
+    finally:
+        loader.dispose()
+    return YamlDocument(path, text, data, lines, duplicates)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise ConfigError([Problem(str(path), None, "", "file not found")]) from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([Problem(str(path), None, "", f"cannot read: {error}")]) from error
+
+
+def _yaml_problem(path: Path, error: yaml.YAMLError) -> Problem:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    detail = f"{problem} ({context})" if context else problem
+    return Problem(str(path), line, "", f"YAML syntax error: {detail}")
+
+
+def _index(node: yaml.Node, loc: Loc, line: int, lines: dict[Loc, int],
+           duplicates: list[Problem], file: str) -> None:
+    """Record the start line of ``node`` and of every key and item below it."""
+    lines[loc] = line
+    if len(loc) > MAX_DEPTH:  # an alias can make a node its own descendant
+        return
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            where, key_line = (*loc, str(key_node.value)), key_node.start_mark.line + 1
+            if where in lines and where[-1] != "<<":
+                duplicates.append(Problem(file, key_line, _render(where),
+                                          f"duplicate key (first at line {lines[where]})"))
+                continue
+            _index(value_node, where, key_line, lines, duplicates, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index(item, (*loc, index), item.start_mark.line + 1, lines, duplicates, file)
+
+
+def validate_document(doc: YamlDocument, model: type[ModelT], *, resolve_paths: bool = True,
+                      check_files: bool = True, hint: str | None = None) -> ModelT:
+    """Validate ``doc`` as ``model``; every problem becomes part of one ``ConfigError``.
+
+    With ``resolve_paths`` the model's path fields are made absolute against the file's
+    folder (and, with ``check_files``, must exist): see ``controller.models.manifest``.
+    """
+    problems = list(doc.duplicates)
+    if not isinstance(doc.data, dict):
+        problems.append(_not_a_mapping(doc))
+        raise ConfigError(problems, hint=hint)
+    context = {"base_dir": doc.path.absolute().parent, "check_files": check_files}
+    try:
+        result = model.model_validate(doc.data, context=context if resolve_paths else None)
+    except ValidationError as error:
+        problems += [_problem(doc, model, detail) for detail in error.errors()]
+        raise ConfigError(_sorted_unique(problems), hint=hint) from None
+    if problems:
+        raise ConfigError(_sorted_unique(problems), hint=hint)
+    return result
+
+
+def _not_a_mapping(doc: YamlDocument) -> Problem:
+    found = "an empty file" if doc.data is None else f"a {type(doc.data).__name__}"
+    return Problem(str(doc.path), doc.lines.get((), 1), "",
+                   f"the top level must be a mapping of fields, found {found}")
+
+
+def _sorted_unique(problems: list[Problem]) -> list[Problem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.line or 0, p.field))
+
+
+def load_yaml_model(path: Path, model: type[ModelT], *, resolve_paths: bool = True,
+                    check_files: bool = True, hint: str | None = None) -> ModelT:
+    """Read ``path`` and validate it as ``model``, with line-aware ``ConfigError``s."""
+    return validate_document(read_yaml(path), model, resolve_paths=resolve_paths,
+                             check_files=check_files, hint=hint)
+
+
+def load_manifest(path: Path) -> Manifest:
+    """The release manifest at ``path``, paths absolute, referenced files checked."""
+    doc = read_yaml(path)
+    manifest = validate_document(doc, Manifest, hint=SCHEMA_HINT)
+    return manifest.with_source(path.absolute(), doc.sha256)
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    """JSON Schema of the release manifest (for editors and ``relctl schema``)."""
+    schema = Manifest.model_json_schema()
+    return {"$schema": JSON_SCHEMA_DIALECT, **schema, "title": "relctl release manifest"}
+
+
+# --- from a pydantic error to a problem --------------------------------------------------
+
+
+def _problem(doc: YamlDocument, model: type[BaseModel], detail: ErrorDetails) -> Problem:
+    shown, line = _locate(doc, model, tuple(detail["loc"]))
+    kind = detail["type"]
+    if kind == "extra_forbidden":
+        message = "unknown field" + _did_you_mean(shown[-1], fields_at(model, detail["loc"][:-1]))
+    elif kind == "missing":
+        message = "required field missing"
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+        return _tag_problem(doc, shown, line, detail)
+    else:
+        message = detail["msg"].removeprefix("Value error, ") + _quote_hint(detail)
+    return Problem(str(doc.path), line, _render(shown), message)
+
+
+def _locate(doc: YamlDocument, model: type[BaseModel], loc: Loc) -> tuple[Loc, int]:
+    """The part of ``loc`` that names real data (union tags dropped) and its line.
+
+    A missing or unknown key ends the walk (reported at its parent's line); so does a
+    scalar, since whatever pydantic adds below one names union branches, not data.
+    """
+    node: Any = doc.data
+    annotation: Any = model
+    shown: Loc = ()
+    for element in loc:
+        tag = _is_tag(annotation, element)
+        annotation = _step(annotation, element)
+        if tag:
+            continue
+        if _has(node, element):
+            node, shown = node[element], (*shown, element)
+        elif isinstance(node, dict):
+            return (*shown, element), _line(doc, shown)
+        else:
+            break
+    return shown, _line(doc, shown)
+
+
+def _has(node: Any, element: str | int) -> bool:
+    if isinstance(node, dict):
+        return element in node
+    return isinstance(node, list) and isinstance(element, int) and 0 <= element < len(node)
+
+
+def _line(doc: YamlDocument, loc: Loc) -> int:
+    while loc not in doc.lines and loc:
+        loc = loc[:-1]
+    return doc.lines.get(loc, 1)
+
+
+def _render(loc: Loc) -> str:
+    """``("items", 2, "version")`` -> ``items[2].version``."""
+    text = ""
+    for element in loc:
+        text += f"[{element}]" if isinstance(element, int) else f".{element}"
+    return text.lstrip(".")
+
+
+def _tag_problem(doc: YamlDocument, shown: Loc, line: int, detail: ErrorDetails) -> Problem:
+    context = detail.get("ctx") or {}
+    key = str(context.get("discriminator", "kind")).strip("'")
+    expected = [t.strip().strip("'") for t in str(context.get("expected_tags", "")).split(",")]
+    where = (*shown, key)
+    if detail["type"] == "union_tag_not_found":
+        message = f"required field missing (one of {', '.join(expected)})"
+    else:
+        tag = str(context.get("tag", ""))
+        message = f"unknown {key} {tag!r}, expected one of {', '.join(expected)}"
+        message += _did_you_mean(tag, expected)
+    return Problem(str(doc.path), doc.lines.get(where, line), _render(where), message)
+
+
+def _did_you_mean(name: object, choices: list[str]) -> str:
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _quote_hint(detail: ErrorDetails) -> str:
+    """YAML reads ``version: 1.10`` as the number 1.1: suggest quoting."""
+    value = detail.get("input")
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if detail["type"] == "string_type" and is_number:
+        return f" (YAML read {value!r} as a number: quote it)"
+    return ""
+
+
+# --- which fields a model accepts at a location (for "did you mean") -------------------
+
+
+def fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """Names of the fields the model accepts at ``loc`` (empty if not a model there)."""
+    current: Any = model
+    for element in loc:
+        current = _step(current, element)
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _step(annotation: Any, element: str | int) -> Any:
+    """The annotation one step below ``annotation`` along ``element``."""
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        found = annotation.model_fields.get(str(element))
+        return found.annotation if found is not None else None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (list, tuple, set, frozenset) and args:
+        return args[0]
+    if origin is dict and len(args) == 2:
+        return args[1]
+    if _is_union(annotation):
+        return next((m for m in args if _has_tag(m, element)), None)
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip ``Annotated`` and ``| None``."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if _is_union(annotation):
+        members = [m for m in typing.get_args(annotation) if m is not type(None)]
+        if len(members) == 1:
+            return _unwrap(members[0])
+    return annotation
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _is_tag(annotation: Any, element: str | int) -> bool:
+    """True when ``annotation`` is a union and ``element`` picks one of its members."""
+    union = _unwrap(annotation)
+    return _is_union(union) and any(_has_tag(m, element) for m in typing.get_args(union))
+
+
+def _has_tag(member: Any, tag: str | int) -> bool:
+    """True when the union member has a ``Literal`` field that allows ``tag``."""
+    if not (isinstance(member, type) and issubclass(member, BaseModel)):
+        return False
+    return any(
+        typing.get_origin(f.annotation) is typing.Literal and tag in typing.get_args(f.annotation)
+        for f in member.model_fields.values()
+    )

@@ -1,0 +1,404 @@
+"""A release manifest as data: what to deploy, where, how, and how to tell it worked.
+
+Paths on the controller (playbooks, artifacts, gate tests) are written relative to the
+manifest file; validated with a ``{"base_dir": ..., "check_files": True}`` context (what
+``controller.manifest_loader`` passes) they become absolute and must exist. Validated
+without a context they are kept as written, so code and tests can build manifests freely.
+Paths on the managed hosts (``/srv/ledger``) are plain absolute POSIX strings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$"
+PERCENT_PATTERN = r"^(100|[1-9][0-9]?)%$"
+BATCH_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 1},
+                          {"type": "string", "pattern": PERCENT_PATTERN}]}
+
+Level = Literal["low", "medium", "high"]
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN, max_length=100)]
+ItemName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+Command = Annotated[str, Field(min_length=1)]
+
+
+def _context(info: ValidationInfo) -> dict[str, Any]:
+    return info.context if isinstance(info.context, dict) else {}
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    """Make ``value`` absolute against the manifest's folder when the context names it."""
+    base = _context(info).get("base_dir")
+    return Path(os.path.normpath(Path(base) / value.expanduser())) if base else value
+
+
+def _resolve_existing(value: Path, info: ValidationInfo) -> Path:
+    """Resolve ``value``; when the context asks for it, the file must exist."""
+    resolved = _resolve(value, info)
+    if _context(info).get("check_files") and not resolved.is_file():
+        raise PydanticCustomError(
+            "file_not_found", "file not found: {path}", {"path": str(resolved)}
+        )
+    return resolved
+
+
+def _absolute_posix(value: str) -> str:
+    """A path on a managed host: absolute, no ``..``."""
+    if not value.startswith("/") or ".." in value.split("/"):
+        raise PydanticCustomError(
+            "remote_path", "must be an absolute path on the host without '..', got {value}",
+            {"value": repr(value)},
+        )
+    return value.rstrip("/") or "/"
+
+
+LocalPath = Annotated[Path, AfterValidator(_resolve)]
+"""A controller path, resolved against the manifest's folder; need not exist."""
+ExistingFile = Annotated[Path, AfterValidator(_resolve_existing)]
+"""A controller file, resolved against the manifest's folder; must exist when loaded."""
+RemotePath = Annotated[str, AfterValidator(_absolute_posix)]
+"""An absolute path on a managed host."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Item(_Model):
+    name: ItemName = Field(description="Unique name of the item within the manifest.")
+
+
+class FileItem(_Item):
+    """One file on every target host (content snapshotted and restored byte for byte)."""
+
+    kind: Literal["file"] = Field(description="Item kind: a single file.")
+    path: RemotePath = Field(description="Absolute path of the file on the host.")
+
+
+class DirectoryItem(_Item):
+    """A directory tree on every target host."""
+
+    kind: Literal["directory"] = Field(description="Item kind: a directory tree.")
+    path: RemotePath = Field(description="Absolute path of the directory on the host.")
+
+
+class ArtifactItem(_Item):
+    """A Capistrano-style release: ``root/releases/<version>`` and a ``root/current`` link."""
+
+    kind: Literal["artifact"] = Field(description="Item kind: a release directory + symlink.")
+    root: RemotePath = Field(description="Folder holding releases/<version> and current.")
+    source: ExistingFile = Field(description="Release tarball on the controller (must exist).")
+
+    @property
+    def current_link(self) -> str:
+        """The ``current`` symlink on the host."""
+        return f"{self.root}/current"
+
+    def release_dir(self, version: str) -> str:
+        """Where ``version`` is unpacked on the host."""
+        return f"{self.root}/releases/{version}"
+
+
+class PackageItem(_Item):
+    """A package pinned to a version on every target host."""
+
+    kind: Literal["package"] = Field(description="Item kind: an OS or Python package.")
+    version: str = Field(min_length=1, description="Exact version to install.")
+    manager: Literal["pip", "apt"] = Field(description="Package manager: pip or apt.")
+    venv: RemotePath | None = Field(
+        None, description="Virtualenv on the host (required for pip, not allowed for apt)."
+    )
+
+    @model_validator(mode="after")
+    def _venv_matches_manager(self) -> PackageItem:
+        if self.manager == "pip" and self.venv is None:
+            raise ValueError("a pip package needs 'venv' (system-wide pip is not managed)")
+        if self.manager == "apt" and self.venv is not None:
+            raise ValueError("'venv' only applies to pip packages")
+        return self
+
+
+class ServiceItem(_Item):
+    """A service controlled by shell commands on the host."""
+
+    kind: Literal["service"] = Field(description="Item kind: a running service.")
+    start: Command = Field(description="Command that starts the service.")
+    stop: Command = Field(description="Command that stops the service.")
+    check: Command | None = Field(
+        None, description="Command that exits 0 when the service runs and is healthy."
+    )
+
+
+class DataItem(_Item):
+    """Application data, e.g. a SQLite database, snapshotted consistently."""
+
+    kind: Literal["data"] = Field(description="Item kind: application data.")
+    path: RemotePath = Field(description="Absolute path of the data on the host.")
+    engine: Literal["sqlite"] = Field(
+        "sqlite", description="Data engine; sqlite is snapshotted with its online backup API."
+    )
+    conversion: ExistingFile | None = Field(
+        None, description="Playbook that converts the data for this release (must exist)."
+    )
+    reversible: bool = Field(
+        True, description="false: once converted, rolling back cannot restore the old data."
+    )
+
+
+ConfigItem = Annotated[
+    FileItem | DirectoryItem | ArtifactItem | PackageItem | ServiceItem | DataItem,
+    Field(discriminator="kind"),
+]
+"""Any configuration item, told apart by ``kind``."""
+
+ItemT = TypeVar("ItemT", FileItem, DirectoryItem, ArtifactItem, PackageItem, ServiceItem,
+                DataItem)
+
+
+def _as_list(value: Any) -> Any:
+    """Accept one path or null where a list of paths is expected."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str | Path) else value
+
+
+class Playbooks(_Model):
+    """The Ansible playbooks of the release."""
+
+    apply: list[ExistingFile] = Field(min_length=1, description="Playbooks that apply it.")
+    rollback: list[ExistingFile] = Field(
+        default_factory=list, description="Playbooks run after the snapshot restore, if any."
+    )
+    check_mode_supported: bool = Field(
+        False, description="The apply playbooks can run with --check for a dry run."
+    )
+
+    _lists = field_validator("apply", "rollback", mode="before")(_as_list)
+
+
+def _batch_size(value: Any) -> int | str:
+    """A host count (>= 1) or a percentage string such as ``"50%"``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, str) and re.fullmatch(PERCENT_PATTERN, value.strip()):
+        return value.strip()
+    raise PydanticCustomError(
+        "batch_size", "expected a host count >= 1 or a percentage like '50%', got {value}",
+        {"value": repr(value)},
+    )
+
+
+BatchSize = Annotated[int | str, PlainValidator(_batch_size), WithJsonSchema(BATCH_SCHEMA)]
+
+
+class Strategy(_Model):
+    """How hosts are rolled: a canary batch first, then fixed-size batches."""
+
+    canary: int = Field(1, ge=1, description="Hosts in the first batch.")
+    batch_size: BatchSize = Field(
+        1, description="Hosts per later batch, or a percentage of all hosts ('50%')."
+    )
+    max_fail_percentage: int = Field(
+        0, ge=0, le=100, description="Percentage of a batch allowed to fail before rollback."
+    )
+
+    def batch_hosts(self, total: int) -> int:
+        """Hosts per batch after the canary, for ``total`` hosts."""
+        if isinstance(self.batch_size, int):
+            return self.batch_size
+        return max(1, math.ceil(total * int(self.batch_size[:-1]) / 100))
+
+    def batches(self, hosts: list[str]) -> list[list[str]]:
+        """The canary batch, then ``batch_size`` chunks; duplicates dropped, order kept."""
+        unique = list(dict.fromkeys(hosts))
+        first, rest = unique[: self.canary], unique[self.canary :]
+        size = self.batch_hosts(len(unique))
+        chunks = [rest[i : i + size] for i in range(0, len(rest), size)]
+        return [first, *chunks] if first else []
+
+    def too_many_failures(self, failed: int, batch: int) -> bool:
+        """True when ``failed`` of ``batch`` hosts exceeds ``max_fail_percentage``."""
+        return batch > 0 and failed * 100 > self.max_fail_percentage * batch
+
+
+class TestinfraGate(_Model):
+    """A testinfra test file run against every host of a batch."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    tests: ExistingFile = Field(description="testinfra test file (must exist).")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables for the test run."
+    )
+
+
+class LoadThresholds(BaseModel):
+    """What a load test must show for the release to pass.
+
+    Not frozen: ``controller.planning.gates.LoadCriteria`` declares settable attributes.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    p95_ms: float | None = Field(None, gt=0, description="Highest allowed p95 latency (ms).")
+    max_failure_ratio: float | None = Field(
+        0.01, ge=0, le=1, description="Highest allowed share of failed requests (null: any)."
+    )
+    min_rps: float | None = Field(None, ge=0, description="Lowest allowed requests per second.")
+    p95_vs_baseline: float | None = Field(
+        None, gt=0, description="Highest allowed ratio of candidate p95 to baseline p95."
+    )
+    min_requests: int = Field(
+        20, ge=1, description="Fewer measured requests make the verdict inconclusive."
+    )
+
+
+class LocustGate(_Model):
+    """A headless Locust run through the load balancer."""
+
+    locustfile: ExistingFile = Field(description="Locust file (must exist).")
+    url: str | None = Field(
+        None, pattern=r"^https?://", description="Target URL; default: the environment's LB."
+    )
+    users: int = Field(10, ge=1, description="Simulated users.")
+    spawn_rate: float = Field(10, gt=0, description="Users started per second.")
+    duration_s: float = Field(10, gt=0, description="Length of the measured run in seconds.")
+    thresholds: LoadThresholds = Field(
+        default_factory=LoadThresholds, description="Pass/fail thresholds."
+    )
+
+
+class Gates(_Model):
+    """Checks run after each batch; any failure rolls the release back."""
+
+    testinfra: list[TestinfraGate] = Field(
+        default_factory=list, description="testinfra gates, run in order."
+    )
+    locust: LocustGate | None = Field(None, description="Load gate, if any.")
+
+
+class Owners(_Model):
+    """Who answers for the release."""
+
+    release_manager: str = Field(min_length=1, description="Person running the release.")
+    approvers: list[str] = Field(
+        default_factory=list, description="People or boards who must sign off."
+    )
+
+
+class ChangeWindow(_Model):
+    """When the change may be made (timezone-aware)."""
+
+    start: AwareDatetime = Field(description="Start of the window, with a UTC offset.")
+    end: AwareDatetime = Field(description="End of the window, with a UTC offset.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ChangeWindow:
+        if self.end <= self.start:
+            raise ValueError("the window must end after it starts")
+        return self
+
+    def contains(self, moment: datetime) -> bool:
+        """True when the timezone-aware ``moment`` lies inside the window."""
+        return self.start <= moment < self.end
+
+
+class Risk(_Model):
+    """A known risk of the release and how it is handled."""
+
+    title: str = Field(min_length=1, description="What could go wrong.")
+    likelihood: Level = Field(description="low, medium or high.")
+    impact: Level = Field(description="low, medium or high.")
+    mitigation: str = Field(min_length=1, description="What reduces or handles it.")
+
+
+class Manifest(_Model):
+    """One release of one service to one environment."""
+
+    release: Slug = Field(description="Release id, e.g. ledger-1.1.0.")
+    version: str = Field(min_length=1, max_length=100, description="Version being released.")
+    service: Slug = Field(description="Service the release belongs to.")
+    environment: Slug = Field(description="Environment: the lock and sign-off scope.")
+    inventory: LocalPath | None = Field(
+        None, description="Ansible inventory; relative to the manifest; the CLI may override."
+    )
+    targets: str = Field(min_length=1, description="Inventory group or host pattern.")
+    items: list[ConfigItem] = Field(
+        min_length=1, description="Configuration items, snapshotted before the apply."
+    )
+    playbooks: Playbooks = Field(description="Playbooks that apply (and roll back) it.")
+    extravars: dict[str, Any] = Field(
+        default_factory=dict, description="Extra variables passed to the playbooks."
+    )
+    strategy: Strategy = Field(default_factory=Strategy, description="Batching of the hosts.")
+    gates: Gates = Field(default_factory=Gates, description="Verification after each batch.")
+    owners: Owners = Field(description="Who answers for the release.")
+    window: ChangeWindow | None = Field(None, description="Change window, if any.")
+    risks: list[Risk] = Field(default_factory=list, description="Known risks.")
+
+    _source: tuple[Path, str] | None = PrivateAttr(None)
+
+    @field_validator("items")
+    @classmethod
+    def _unique_names(cls, items: list[Any]) -> list[Any]:
+        seen: dict[str, int] = {}
+        for index, item in enumerate(items):
+            if item.name in seen:
+                raise ValueError(
+                    f"duplicate item name {item.name!r} (items[{seen[item.name]}] and "
+                    f"items[{index}])"
+                )
+            seen[item.name] = index
+        return items
+
+    def item(self, name: str) -> ConfigItem:
+        """The item called ``name``."""
+        for item in self.items:
+            if item.name == name:
+                return item
+        raise KeyError(name)
+
+    def items_of(self, kind: type[ItemT]) -> list[ItemT]:
+        """The items of one class, in manifest order."""
+        return [item for item in self.items if isinstance(item, kind)]
+
+    def irreversible_items(self) -> list[DataItem]:
+        """Data items that cannot be rolled back once converted (points of no return)."""
+        return [item for item in self.items_of(DataItem) if not item.reversible]
+
+    @property
+    def source_path(self) -> Path | None:
+        """The file the manifest was loaded from, if any."""
+        return self._source[0] if self._source else None
+
+    @property
+    def source_sha256(self) -> str | None:
+        """sha256 of the text the manifest was loaded from, if any."""
+        return self._source[1] if self._source else None
+
+    def with_source(self, path: Path, sha256: str) -> Manifest:
+        """A copy that remembers the file (and its digest) it was loaded from."""
+        copy = self.model_copy()
+        copy._source = (path, sha256)
+        return copy

@@ -1,0 +1,365 @@
+"""The release journal: lifecycle, steps, queries, locks and redaction, on a temp file."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from controller.errors import ExitCode, InputError
+from controller.journal import (
+    SCHEMA_VERSION,
+    Holder,
+    Journal,
+    JournalError,
+    LockedError,
+    current_holder,
+    redact,
+)
+
+ADA = Holder("ada", "ctl-1", 4242, 1000.0)
+BOB = Holder("bob", "ctl-2", 4343, 2000.0)
+
+
+class Clock:
+    """A clock that moves 1.5 s each time it is read."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1.5)
+        return self.now
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    with Journal(tmp_path / "state" / "journal.db", clock=Clock()) as opened:
+        yield opened
+
+
+def start(journal: Journal, name: str = "ledger-1.1.0", *, service: str = "ledger",
+          environment: str = "lab") -> int:
+    """Start a release of ``name`` (version taken from the name)."""
+    return journal.start_release(
+        name=name, version=name.rsplit("-", 1)[-1], service=service, environment=environment,
+        manifest_path=Path(f"/m/{name}.yml"), manifest_sha256="ab" * 32, operator=ADA,
+    )
+
+
+def released(journal: Journal, name: str, **scope: str) -> int:
+    """A release of ``name`` that went through."""
+    release_id = start(journal, name, **scope)
+    journal.set_release_state(release_id, "released", exit_code=0)
+    return release_id
+
+
+# --- the file --------------------------------------------------------------------------
+
+
+def test_new_journal_is_wal_and_at_the_current_schema(journal: Journal) -> None:
+    raw = sqlite3.connect(journal.path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    raw.close()
+
+
+def test_every_write_is_visible_to_another_connection_at_once(journal: Journal) -> None:
+    release_id = start(journal)
+    phase_id = journal.begin_phase(release_id, "snapshot")
+    with Journal(journal.path) as other:
+        assert other.release(release_id).state == "planned"
+        assert other.phases(release_id)[0].state == "running"
+        other.end_phase(phase_id, "ok")
+    assert journal.phase(phase_id).state == "ok"
+
+
+def test_reopening_keeps_the_data(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as first:
+        release_id = start(first)
+    with Journal(tmp_path / "j.db") as second:
+        assert second.release(release_id).name == "ledger-1.1.0"
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    Journal(tmp_path / "j.db").close()
+    raw = sqlite3.connect(tmp_path / "j.db")
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(JournalError, match="schema version"):
+        Journal(tmp_path / "j.db")
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "j.db").write_text("not sqlite " * 100)
+    with pytest.raises(JournalError, match="cannot use the journal"):
+        Journal(tmp_path / "j.db")
+
+
+# --- releases --------------------------------------------------------------------------
+
+
+def test_release_lifecycle(journal: Journal) -> None:
+    release_id = start(journal)
+    record = journal.release(release_id)
+    assert (record.state, record.bad, record.ended) == ("planned", False, None)
+    assert record.operator == ADA
+    assert record.manifest_path == Path("/m/ledger-1.1.0.yml")
+    assert [r.id for r in journal.unfinished_releases()] == [release_id]
+    for state in ("snapshotting", "applying", "verifying"):
+        journal.set_release_state(release_id, state)
+        assert journal.release(release_id).ended is None
+    journal.set_release_state(release_id, "released", exit_code=0, message="all gates passed")
+    record = journal.release(release_id)
+    assert (record.state, record.exit_code, record.message) == ("released", 0, "all gates passed")
+    assert record.finished and record.ended is not None and record.ended > record.started
+    assert journal.unfinished_releases() == []
+
+
+def test_unknown_release_is_an_input_error(journal: Journal) -> None:
+    with pytest.raises(InputError, match="no release #99"):
+        journal.release(99)
+    with pytest.raises(InputError):
+        journal.set_release_state(99, "failed")
+    with pytest.raises(ValueError, match="unknown release state"):
+        journal.set_release_state(start(journal), "exploded")  # type: ignore[arg-type]
+
+
+def test_find_release_by_id_or_latest_name(journal: Journal) -> None:
+    first = start(journal, "ledger-2.0.0")
+    second = start(journal, "ledger-2.0.0")
+    found = [journal.find_release(key) for key in (first, str(first), f"#{first}", "ledger-2.0.0")]
+    assert [r.id if r else None for r in found] == [first, first, first, second]
+    assert journal.find_release("ledger-9.9.9") is None
+    assert journal.find_release(99) is None
+
+
+def test_history_is_newest_first_and_filtered(journal: Journal) -> None:
+    ids = [start(journal, f"ledger-1.{i}.0") for i in range(4)]
+    other = start(journal, "ledger-1.9.0", environment="prod")
+    assert [r.id for r in journal.history()] == [other, *reversed(ids)]
+    assert [r.id for r in journal.history(limit=2)] == [other, ids[3]]
+    assert [r.id for r in journal.history(environment="lab")] == list(reversed(ids))
+    assert journal.history(service="nope") == []
+
+
+def test_last_good_release_skips_bad_and_unreleased(journal: Journal) -> None:
+    assert journal.last_good_release("ledger", "lab") is None
+    good = released(journal, "ledger-1.1.0")
+    bad = released(journal, "ledger-1.2.0")
+    journal.mark_bad(bad, "corrupts balances")
+    failed = start(journal, "ledger-2.0.1")
+    journal.set_release_state(failed, "rolled_back", exit_code=int(ExitCode.ROLLED_BACK))
+    released(journal, "ledger-1.3.0", environment="prod")
+    start(journal, "ledger-1.4.0")  # still running
+    last = journal.last_good_release("ledger", "lab")
+    assert last is not None and last.id == good
+    assert journal.release(bad).bad
+
+
+def test_unfinished_releases_by_environment(journal: Journal) -> None:
+    lab = start(journal)
+    prod = start(journal, "ledger-1.2.0", environment="prod")
+    released(journal, "ledger-1.3.0")
+    assert [r.id for r in journal.unfinished_releases()] == [lab, prod]
+    assert [r.id for r in journal.unfinished_releases("prod")] == [prod]
+
+
+def test_events_log(journal: Journal) -> None:
+    release_id = start(journal)
+    journal.log(release_id, "batch 1: h1")
+    journal.set_release_state(release_id, "failed", message="gate failed")
+    journal.log(None, "unrelated")
+    messages = [e.message for e in journal.events(release_id)]
+    assert messages[1:] == ["batch 1: h1", "state: failed (gate failed)"]
+    assert "started by ada@ctl-1 (pid 4242)" in messages[0]
+    assert journal.events()[-1].release_id is None
+
+
+# --- steps -----------------------------------------------------------------------------
+
+
+def test_phases_record_start_end_seconds_and_redacted_detail(journal: Journal) -> None:
+    release_id = start(journal)
+    phase_id = journal.begin_phase(release_id, "apply:batch1", {"hosts": ["h1"]})
+    running = journal.phase(phase_id)
+    assert (running.state, running.ended, running.seconds) == ("running", None, None)
+    done = journal.end_phase(phase_id, "failed", {"error": "boom", "vault_password": "s3cret"})
+    assert done.state == "failed" and done.seconds == 1.5
+    assert done.detail == {"error": "boom", "vault_password": "***"}
+    skipped = journal.begin_phase(release_id, "gate:locust:batch1")
+    assert journal.end_phase(skipped, "skipped").detail == {}
+    assert [p.name for p in journal.phases(release_id)] == ["apply:batch1", "gate:locust:batch1"]
+    with pytest.raises(ValueError, match="not running"):
+        journal.end_phase(skipped, "running")
+
+
+def test_host_states_keep_the_versions_seen(journal: Journal) -> None:
+    release_id = start(journal)
+    journal.set_host_state(release_id, "h2", "pending")
+    journal.set_host_state(release_id, "h1", "snapshotted", version_before="1.0.0")
+    journal.set_host_state(release_id, "h1", "applied", version_after="1.1.0")
+    journal.set_host_state(release_id, "h1", "verified")
+    h1, h2 = journal.host_states(release_id)
+    assert (h1.host, h1.state, h1.version_before, h1.version_after) == (
+        "h1", "verified", "1.0.0", "1.1.0")
+    assert (h2.host, h2.state) == ("h2", "pending")
+
+
+def test_snapshots(journal: Journal, tmp_path: Path) -> None:
+    release_id = start(journal)
+
+    def snap(host: str, path: Path, meta: dict[str, str] | None = None) -> int:
+        return journal.add_snapshot(release_id, host=host, item="ledger-config", kind="file",
+                                    path=path, sha256="cd" * 32, size_bytes=120, meta=meta)
+
+    first = snap("h1", tmp_path / "a", {"mode": "0644"})
+    snap("h2", tmp_path / "b")
+    again = snap("h1", tmp_path / "c", {"api_key": "k"})
+    assert again == first  # a retaken snapshot replaces the earlier one
+    journal.set_snapshot_verified(first)
+    h1, h2 = journal.snapshots(release_id)
+    assert (h1.host, h1.path, h1.size_bytes, h1.meta, h1.verified) == (
+        "h1", tmp_path / "c", 120, {"api_key": "***"}, True)
+    assert (h2.host, h2.verified) == ("h2", False)
+    assert [s.host for s in journal.snapshots(release_id, host="h2")] == ["h2"]
+
+
+def test_gate_results(journal: Journal, tmp_path: Path) -> None:
+    release_id = start(journal)
+    figures = {"p50": 12.0, "p95": 40.5, "p99": 80.0, "rps": 30.2, "failure_ratio": 0.0,
+               "requests": 300}
+    journal.add_gate_result(release_id, phase="gate:testinfra:batch1", kind="testinfra",
+                            verdict="pass", junit=tmp_path / "junit.xml")
+    journal.add_gate_result(release_id, phase="gate:locust:batch1", kind="locust",
+                            verdict="inconclusive", figures=figures)
+    testinfra, locust = journal.gate_results(release_id)
+    assert (testinfra.kind, testinfra.verdict, testinfra.junit) == (
+        "testinfra", "pass", tmp_path / "junit.xml")
+    assert (locust.verdict, locust.figures, locust.junit) == ("inconclusive", figures, None)
+
+
+def test_signoffs(journal: Journal) -> None:
+    journal.add_signoff("ledger-1.2.0", "release_manager", "Ada Ops")
+    journal.add_signoff("ledger-1.2.0", "approver", "Change Board", note="CAB-42")
+    journal.add_signoff("ledger-2.0.0", "approver", "Change Board")
+    signoffs = journal.signoffs("ledger-1.2.0")
+    assert [(s.role, s.by, s.note) for s in signoffs] == [
+        ("release_manager", "Ada Ops", ""), ("approver", "Change Board", "CAB-42"),
+    ]
+
+
+# --- locks -----------------------------------------------------------------------------
+
+
+def test_acquire_and_release_a_lock(journal: Journal) -> None:
+    lock = journal.acquire_lock("lab", "ledger-1.1.0", ADA)
+    assert (lock.environment, lock.release, lock.holder) == ("lab", "ledger-1.1.0", ADA)
+    assert journal.lock_status("lab") == lock
+    assert journal.acquire_lock("lab", "ledger-1.1.0", ADA) == lock  # same holder: no-op
+    assert journal.acquire_lock("prod", "ledger-1.1.0", ADA).environment == "prod"
+    assert [x.environment for x in journal.locks()] == ["lab", "prod"]
+    assert not journal.release_lock("lab", "ledger-2.0.0")  # not that release's lock
+    assert journal.release_lock("lab", "ledger-1.1.0")
+    assert journal.lock_status("lab") is None
+    assert journal.acquire_lock("lab", "ledger-2.0.0", BOB).holder == BOB
+
+
+def test_second_acquire_names_the_holder(journal: Journal) -> None:
+    journal.acquire_lock("lab", "ledger-1.1.0", ADA)
+    with pytest.raises(LockedError) as caught:
+        journal.acquire_lock("lab", "ledger-1.2.0", BOB)
+    error = caught.value
+    assert error.exit_code == ExitCode.LOCKED
+    assert int(error.exit_code) == 5
+    assert error.message == (
+        "environment 'lab' is locked by release ledger-1.1.0: held by ada@ctl-1, pid 4242, "
+        "since 2026-12-01 22:00:01 UTC"
+    )
+    assert journal.lock_status("lab").holder == ADA  # type: ignore[union-attr]
+
+
+def test_concurrent_acquires_let_exactly_one_win(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    barrier, outcomes = threading.Barrier(8), []
+
+    def contend(index: int) -> None:
+        with Journal(path) as own:
+            barrier.wait()
+            try:
+                own.acquire_lock("lab", f"r{index}", Holder("u", "h", 100 + index, 1.0))
+                outcomes.append("won")
+            except LockedError:
+                outcomes.append("locked")
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["locked"] * 7 + ["won"]
+
+
+def test_break_lock_refuses_a_live_holder_unless_forced(journal: Journal) -> None:
+    me = current_holder()
+    journal.acquire_lock("lab", "ledger-1.1.0", me)
+    with pytest.raises(LockedError, match=r"still running release ledger-1\.1\.0"):
+        journal.break_lock("lab")
+    assert journal.lock_status("lab") is not None
+    broken = journal.break_lock("lab", force=True)
+    assert broken is not None and broken.holder == me
+    assert journal.lock_status("lab") is None
+
+
+def test_break_lock_frees_a_dead_holder(journal: Journal) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    dead = Holder("ada", socket.gethostname(), child.pid, 1000.0)
+    journal.acquire_lock("lab", "ledger-1.1.0", dead)
+    with pytest.raises(LockedError) as caught:
+        journal.acquire_lock("lab", "ledger-1.2.0", BOB)
+    assert "stale" in (caught.value.hint or "")
+    broken = journal.break_lock("lab")
+    assert broken is not None and broken.holder == dead
+    assert journal.lock_status("lab") is None
+    assert "broken (holder gone)" in journal.events()[-1].message
+
+
+def test_break_lock_frees_a_reused_pid(journal: Journal) -> None:
+    reused = Holder("ada", socket.gethostname(), os.getpid(), 12.0)  # live pid, other process
+    journal.acquire_lock("lab", "ledger-1.1.0", reused)
+    assert journal.break_lock("lab") is not None
+
+
+def test_break_lock_refuses_a_holder_on_another_host(journal: Journal) -> None:
+    journal.acquire_lock("lab", "ledger-1.1.0", Holder("ada", "elsewhere.invalid", 1, 1.0))
+    with pytest.raises(LockedError, match=r"ran on elsewhere\.invalid"):
+        journal.break_lock("lab")
+    assert journal.break_lock("lab", force=True) is not None
+    assert journal.break_lock("lab") is None  # nothing left to break
+
+
+# --- redaction -------------------------------------------------------------------------
+
+
+def test_redact_masks_secret_keys_at_any_depth() -> None:
+    value = {
+        "user": "ada", "Password": "p", "db": {"API_TOKEN": "t", "ssh_key": None},
+        "hosts": [{"name": "h1", "client_secret": "s"}], "count": 3,
+    }
+    assert redact(value) == {
+        "user": "ada", "Password": "***", "db": {"API_TOKEN": "***", "ssh_key": None},
+        "hosts": [{"name": "h1", "client_secret": "***"}], "count": 3,
+    }
+    assert value["Password"] == "p"  # the original is left alone
+    assert redact(["a", 1]) == ["a", 1]
+    assert redact("password") == "password"
