@@ -1,0 +1,1 @@
+"""ledger: a tiny transaction-recording HTTP service (sample app for relctl)."""

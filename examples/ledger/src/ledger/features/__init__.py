@@ -1,0 +1,1 @@
+"""Feature modules; each contributes HTTP routes (see ledger.routes)."""
