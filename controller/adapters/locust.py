@@ -25,7 +25,7 @@ class LoadRun:
     url: str
     users: int
     spawn_rate: float
-    duration_s: int
+    duration_s: float
     out_dir: Path
     label: str
 
@@ -37,7 +37,7 @@ def run_load(run: LoadRun) -> LoadStats:
     command = [
         sys.executable, "-m", "locust", "-f", str(run.locustfile), "--headless",
         "--host", run.url, "-u", str(run.users), "-r", str(run.spawn_rate),
-        "-t", f"{run.duration_s}s", "--csv", str(prefix), "--only-summary",
+        "-t", f"{max(1, round(run.duration_s))}s", "--csv", str(prefix), "--only-summary",
         "--stop-timeout", "5", "--exit-code-on-error", "0",
     ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from pydantic import ValidationError
 from rich.table import Table
 
+from controller.cli.context import AppContext
 from controller.cli.output import console, emit_json, err_console
 from controller.engine.deploy import deploy_ledger
 from controller.engine.lab import Lab, LabStatus
@@ -18,8 +17,8 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="One JSON doc
 
 
 def _lab(ctx: click.Context) -> Lab:
-    state_dir: Path = ctx.obj
-    return Lab(state_dir / "lab")
+    app: AppContext = ctx.obj
+    return Lab(app.state_dir / "lab")
 
 
 def _progress(as_json: bool) -> object:

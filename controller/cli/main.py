@@ -9,8 +9,11 @@ from typing import Any
 import click
 
 from controller import __version__
+from controller.cli.context import AppContext
 from controller.cli.lab import lab as lab_group
 from controller.cli.output import report_error
+from controller.cli.release import RELEASE_COMMANDS
+from controller.engine.environment import JOURNAL_ENV
 from controller.errors import ExitCode, RelctlError
 from controller.paths import STATE_DIR_ENV, default_state_dir
 
@@ -46,17 +49,26 @@ def _wants_json() -> bool:
     help=f"Where relctl keeps the lab, journal and snapshots [env {STATE_DIR_ENV}; "
     "default ~/.local/state/relctl].",
 )
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=JOURNAL_ENV,
+    default=None,
+    help=f"The release journal (SQLite) [env {JOURNAL_ENV}; default STATE_DIR/journal.sqlite].",
+)
 @click.pass_context
-def cli(ctx: click.Context, state_dir: Path | None) -> None:
+def cli(ctx: click.Context, state_dir: Path | None, journal: Path | None) -> None:
     """relctl: release and continuity controller for Ansible-managed fleets.
 
     Snapshots every configuration item, applies playbooks in safe batches, verifies with
     testinfra and Locust gates, rolls back on failure, and fails over to backup hosts.
     """
-    ctx.obj = (state_dir or default_state_dir()).absolute()
+    ctx.obj = AppContext((state_dir or default_state_dir()).absolute(), journal)
 
 
 cli.add_command(lab_group)
+for command in RELEASE_COMMANDS:
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -14,7 +14,9 @@ ReleaseState = Literal[
     "rolling_back", "rolled_back", "rollback_failed", "failed", "aborted",
 ]
 PhaseState = Literal["running", "ok", "failed", "skipped"]
-HostState = Literal["pending", "snapshotted", "applied", "verified", "restored", "failed"]
+HostState = Literal[
+    "pending", "snapshotted", "applying", "applied", "verified", "restored", "failed",
+]
 GateKind = Literal["testinfra", "locust"]
 Verdict = Literal["pass", "fail", "inconclusive"]
 

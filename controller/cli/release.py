@@ -1,0 +1,193 @@
+"""Release commands: apply, rollback, resume, history, show, unlock, schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from controller.cli.context import AppContext
+from controller.cli.output import console, emit_json, err_console
+from controller.engine.environment import resolve_environment
+from controller.engine.release import ReleaseEngine, ReleaseOutcome
+from controller.errors import InputError
+from controller.journal import ReleaseRecord
+from controller.manifest_loader import load_manifest, manifest_json_schema
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+INVENTORY_OPTION = click.option(
+    "--inventory", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="Ansible inventory (default: the manifest's, else the staging lab's).")
+
+
+def _progress(as_json: bool) -> object:
+    return (lambda _m: None) if as_json else (lambda m: err_console.print(f"[dim]·[/] {m}"))
+
+
+def _render(outcome: ReleaseOutcome, as_json: bool) -> None:
+    if as_json:
+        emit_json({"ok": outcome.exit_code == 0, **vars(outcome)})
+    else:
+        colour = "green" if outcome.exit_code == 0 else "red"
+        console.print(f"[bold {colour}]{outcome.state}[/] {outcome.release}: {outcome.message}"
+                      f" ({outcome.seconds:.1f}s, exit {outcome.exit_code})")
+    sys.exit(outcome.exit_code)
+
+
+@click.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@INVENTORY_OPTION
+@click.option("--dry-run", is_flag=True, help="Run the playbooks in check mode with diff; "
+              "change nothing, take no lock.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@JSON_OPTION
+@click.pass_obj
+def apply(app: AppContext, manifest: Path, inventory: Path | None, dry_run: bool, yes: bool,
+          as_json: bool) -> None:
+    """Release MANIFEST: lock, snapshot, apply in batches, verify, commit or roll back.
+
+    \b
+    Exit codes: 0 released, 2 invalid manifest, 3 rolled back (a gate failed),
+    4 rollback failed or refused (needs a human), 5 environment locked.
+    """
+    loaded = load_manifest(manifest)
+    env = resolve_environment(app.state_dir, loaded, inventory)
+    engine = ReleaseEngine(loaded, env, app.journal(), _progress(as_json))  # type: ignore[arg-type]
+    if dry_run:
+        _render(engine.dry_run(), as_json)
+    if not (yes or as_json or not sys.stdin.isatty()):
+        click.confirm(f"Release {loaded.release} to {loaded.targets} in {loaded.environment}?",
+                      abort=True)
+    _render(engine.apply(), as_json)
+
+
+@click.command()
+@click.argument("release")
+@INVENTORY_OPTION
+@JSON_OPTION
+@click.pass_obj
+def rollback(app: AppContext, release: str, inventory: Path | None, as_json: bool) -> None:
+    """Restore RELEASE's snapshot on every host it touched, verify, and mark it bad."""
+    journal = app.journal()
+    record = _find(journal.find_release(release), release)
+    engine = _engine_for(app, record, inventory, as_json)
+    _render(engine.rollback(record, "rollback requested by the operator"), as_json)
+
+
+@click.command()
+@INVENTORY_OPTION
+@JSON_OPTION
+@click.pass_obj
+def resume(app: AppContext, inventory: Path | None, as_json: bool) -> None:
+    """Finish a release whose controller died: roll its touched hosts back, verified.
+
+    A lock held by a dead controller is broken first. Never leaves a mixed fleet.
+    """
+    journal = app.journal()
+    unfinished = journal.unfinished_releases()
+    if not unfinished:
+        if as_json:
+            emit_json({"ok": True, "message": "no unfinished release"})
+        else:
+            console.print("no unfinished release")
+        return
+    record = unfinished[0]
+    if journal.lock_status(record.environment) is not None:
+        journal.break_lock(record.environment)
+    engine = _engine_for(app, record, inventory, as_json)
+    _render(engine.rollback(record, f"resumed after the controller died in {record.state}"),
+            as_json)
+
+
+@click.command()
+@click.option("--limit", default=20, show_default=True, help="How many releases.")
+@click.option("--environment", default=None, help="Only this environment.")
+@JSON_OPTION
+@click.pass_obj
+def history(app: AppContext, limit: int, environment: str | None, as_json: bool) -> None:
+    """Past releases, newest first."""
+    records = app.journal().history(limit=limit, environment=environment)
+    if as_json:
+        emit_json({"releases": [_record_json(r) for r in records]})
+        return
+    table = Table(title="release history")
+    for column in ("id", "release", "version", "env", "state", "exit", "started", "message"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(str(r.id), r.name, r.version, r.environment,
+                      r.state + (" (bad)" if r.bad else ""), str(r.exit_code),
+                      r.started.strftime("%Y-%m-%d %H:%M:%S"), (r.message or "")[:60])
+    console.print(table)
+
+
+@click.command()
+@click.argument("release")
+@JSON_OPTION
+@click.pass_obj
+def show(app: AppContext, release: str, as_json: bool) -> None:
+    """One release in full: phases, hosts, snapshots, gate figures."""
+    journal = app.journal()
+    record = _find(journal.find_release(release), release)
+    detail = {
+        **_record_json(record),
+        "phases": [{"name": p.name, "state": p.state, "seconds": p.seconds, "detail": p.detail}
+                   for p in journal.phases(record.id)],
+        "hosts": [{"host": h.host, "state": h.state, "before": h.version_before,
+                   "after": h.version_after} for h in journal.host_states(record.id)],
+        "snapshots": [{"host": s.host, "item": s.item, "kind": s.kind, "sha256": s.sha256,
+                       "bytes": s.size_bytes, "verified": s.verified}
+                      for s in journal.snapshots(record.id)],
+        "gates": [{"phase": g.phase, "kind": g.kind, "verdict": g.verdict,
+                   "figures": g.figures} for g in journal.gate_results(record.id)],
+    }
+    if as_json:
+        emit_json(detail)
+    else:
+        console.print_json(json.dumps(detail, default=str))
+
+
+@click.command()
+@click.argument("environment")
+@click.option("--force", is_flag=True, help="Break the lock even if its holder looks alive.")
+@JSON_OPTION
+@click.pass_obj
+def unlock(app: AppContext, environment: str, force: bool, as_json: bool) -> None:
+    """Break ENVIRONMENT's lock when its holder died (refused while it lives, unless --force)."""
+    broken = app.journal().break_lock(environment, force=force)
+    message = f"lock on {environment} broken" if broken else f"{environment} was not locked"
+    if as_json:
+        emit_json({"ok": True, "broken": broken is not None, "message": message})
+    else:
+        console.print(message)
+
+
+@click.command()
+def schema() -> None:
+    """Print the release manifest's JSON Schema (for editors and CI linting)."""
+    sys.stdout.write(json.dumps(manifest_json_schema(), indent=2) + "\n")
+
+
+def _find(record: ReleaseRecord | None, name: str) -> ReleaseRecord:
+    if record is None:
+        raise InputError(f"no release {name!r} in the journal", hint="see: relctl history")
+    return record
+
+
+def _engine_for(app: AppContext, record: ReleaseRecord, inventory: Path | None,
+                as_json: bool) -> ReleaseEngine:
+    manifest = load_manifest(record.manifest_path)
+    env = resolve_environment(app.state_dir, manifest, inventory)
+    return ReleaseEngine(manifest, env, app.journal(), _progress(as_json))  # type: ignore[arg-type]
+
+
+def _record_json(r: ReleaseRecord) -> dict[str, object]:
+    return {"id": r.id, "release": r.name, "version": r.version, "service": r.service,
+            "environment": r.environment, "state": r.state, "bad": r.bad,
+            "exit_code": r.exit_code, "message": r.message, "started": r.started.isoformat(),
+            "ended": r.ended.isoformat() if r.ended else None, "operator": str(r.operator)}
+
+
+RELEASE_COMMANDS = [apply, rollback, resume, history, show, unlock, schema]

@@ -1,0 +1,81 @@
+"""Where a release runs: its inventory, Ansible config, load balancer URL and stores."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.adapters import ssh
+from controller.errors import InputError
+from controller.journal import Journal
+from controller.models.lab import LabState
+from controller.models.manifest import Manifest
+from controller.planning.lab import LabLayout
+
+JOURNAL_ENV = "RELCTL_JOURNAL"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The targets of one release and relctl's stores for it."""
+
+    state_dir: Path
+    inventory: Path
+    ansible_cfg: Path
+    lb_url: str | None
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.state_dir / "runs"
+
+    def snapshot_dir(self, release_id: int) -> Path:
+        return self.state_dir / "snapshots" / str(release_id)
+
+    def gate_dir(self, release_id: int) -> Path:
+        return self.state_dir / "gates" / str(release_id)
+
+    def hosts(self, pattern: str) -> list[str]:
+        """The inventory hosts matching ``pattern``, as Ansible resolves them."""
+        command = [str(Path(sys.executable).parent / "ansible"), pattern, "--list-hosts",
+                   "-i", str(self.inventory)]
+        env = {**os.environ, "ANSIBLE_CONFIG": str(self.ansible_cfg)}
+        result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        hosts = [line.strip() for line in result.stdout.splitlines()[1:] if line.strip()]
+        if result.returncode != 0 or not hosts:
+            raise InputError(f"no host in {self.inventory} matches targets {pattern!r}",
+                             hint=result.stderr.strip()[-300:] or None)
+        return hosts
+
+    def close_connections(self) -> None:
+        """Close the ssh ControlPersist masters relctl's runs left behind."""
+        ssh.close_control_masters(self.ansible_cfg.parent / "cp")
+
+
+def resolve_environment(state_dir: Path, manifest: Manifest,
+                        inventory: Path | None = None) -> Environment:
+    """The manifest's inventory (or ``inventory``), else the staging lab's."""
+    lab = LabLayout(state_dir / "lab")
+    chosen = inventory or manifest.inventory
+    if chosen is None:
+        if not lab.inventory.exists():
+            raise InputError("the manifest names no inventory and no lab is up",
+                             hint="pass --inventory, or run: relctl lab up")
+        chosen = lab.inventory
+    cfg = lab.ansible_cfg if chosen == lab.inventory else Path(
+        os.environ.get("ANSIBLE_CONFIG", chosen.parent / "ansible.cfg"))
+    return Environment(state_dir, Path(chosen), cfg, _lab_url(lab) if lab.state_file.exists()
+                       else None)
+
+
+def _lab_url(lab: LabLayout) -> str:
+    return LabState.model_validate_json(lab.state_file.read_text()).url
+
+
+def open_journal(state_dir: Path, override: Path | None = None) -> Journal:
+    """The journal: ``override``, else ``$RELCTL_JOURNAL``, else ``STATE_DIR/journal.sqlite``."""
+    path = override or Path(os.environ.get(JOURNAL_ENV, state_dir / "journal.sqlite"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Journal(path)

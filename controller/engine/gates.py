@@ -1,0 +1,75 @@
+"""Run a release's gates and record their figures and verdicts in the journal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.adapters.locust import LoadRun, run_load
+from controller.adapters.testinfra import CheckRun, run_checks
+from controller.engine.environment import Environment
+from controller.errors import InputError
+from controller.journal import Journal
+from controller.models.gates import LoadStats, Verdict
+from controller.models.manifest import Manifest
+from controller.planning.gates import judge_checks, judge_load
+
+
+@dataclass(frozen=True)
+class GateRunner:
+    """The gates of one release."""
+
+    env: Environment
+    journal: Journal
+    release_id: int
+    manifest: Manifest
+
+    def checks(self, hosts: list[str], phase: str, expected_version: str) -> Verdict:
+        """Every testinfra gate against ``hosts``; the worst verdict wins."""
+        verdicts = []
+        for index, gate in enumerate(self.manifest.gates.testinfra):
+            junit = self.env.gate_dir(self.release_id) / f"{phase}-testinfra-{index}.xml"
+            env = {**gate.env, "RELCTL_EXPECTED_VERSION": expected_version,
+                   "EXPECTED_VERSION": expected_version}
+            result = run_checks(CheckRun([gate.tests], hosts, self.env.inventory,
+                                         self.env.ansible_cfg, junit, env))
+            verdict = judge_checks(result)
+            self.journal.add_gate_result(
+                self.release_id, phase=phase, kind="testinfra", verdict=verdict.outcome,
+                figures={"tests": result.tests, "failures": result.failures,
+                         "hosts": hosts, "reasons": verdict.reasons},
+                junit=junit)
+            verdicts.append(verdict)
+        return worst(verdicts)
+
+    def load(self, phase: str) -> LoadStats | None:
+        """One Locust run through the load balancer, or None without a Locust gate."""
+        gate = self.manifest.gates.locust
+        if gate is None:
+            return None
+        url = gate.url or self.env.lb_url
+        if not url:
+            raise InputError("the Locust gate has no url and no lab load balancer is known")
+        stats = run_load(LoadRun(gate.locustfile, url, gate.users, gate.spawn_rate,
+                                 gate.duration_s, self.env.gate_dir(self.release_id), phase))
+        return stats
+
+    def judge_load(self, candidate: LoadStats, baseline: LoadStats | None) -> Verdict:
+        """Judge the candidate run against thresholds and the baseline; record both."""
+        gate = self.manifest.gates.locust
+        assert gate is not None
+        verdict = judge_load(gate.thresholds, candidate, baseline)
+        self.journal.add_gate_result(
+            self.release_id, phase="candidate", kind="locust", verdict=verdict.outcome,
+            figures={"candidate": candidate.figures(),
+                     "baseline": baseline.figures() if baseline else None,
+                     "reasons": verdict.reasons})
+        return verdict
+
+
+def worst(verdicts: list[Verdict]) -> Verdict:
+    """fail beats inconclusive beats pass; no verdict at all is a pass with no reasons."""
+    for outcome in ("fail", "inconclusive"):
+        found = [v for v in verdicts if v.outcome == outcome]
+        if found:
+            return Verdict(outcome, [r for v in found for r in v.reasons])
+    return Verdict("pass", [r for v in verdicts for r in v.reasons])

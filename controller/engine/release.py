@@ -1,0 +1,262 @@
+"""The release engine: a state machine over the journal.
+
+    snapshot (all targets) -> Locust baseline -> for each batch (canary first):
+        apply playbooks -> testinfra gate
+    -> Locust candidate vs baseline -> released
+    any failure after the first change -> restore the snapshot on every touched host,
+        verify it, re-run the checks on the restored state -> rolled back (bad release)
+
+Every step is written to the journal before it starts and after it ends, so a killed
+controller leaves a record that ``resume`` turns into a verified rollback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller.adapters.ansible import PlaybookRun, TaskEvent, failure_summary, run_playbook
+from controller.engine.environment import Environment
+from controller.engine.gates import GateRunner
+from controller.engine.snapshots import Snapshots
+from controller.errors import ExitCode, RelctlError
+from controller.journal import Journal, ReleaseRecord, current_holder
+from controller.models.manifest import Manifest
+from controller.planning.release import ReleasePlan, plan_release
+
+Progress = Callable[[str], None]
+TOUCHED_STATES = ("applying", "applied", "verified", "failed")
+
+
+@dataclass
+class ReleaseOutcome:
+    """How a release ended, for people and for pipelines."""
+
+    release: str
+    release_id: int | None
+    state: str
+    exit_code: int
+    message: str
+    hosts: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    gates: list[dict[str, Any]] = field(default_factory=list)
+
+
+class GateFailed(Exception):  # noqa: N818 - a signal inside the engine, never raised out
+    """A playbook or gate failed after a change: roll back."""
+
+
+@dataclass
+class ReleaseEngine:
+    """Runs one manifest against one environment, recording everything in the journal."""
+
+    manifest: Manifest
+    env: Environment
+    journal: Journal
+    progress: Progress = lambda _msg: None
+
+    def apply(self) -> ReleaseOutcome:
+        """Lock, snapshot, apply in batches, verify, and commit or roll back."""
+        plan = plan_release(self.manifest, self.env.hosts(self.manifest.targets))
+        m = self.manifest
+        self.journal.acquire_lock(m.environment, m.release)
+        release_id = self.journal.start_release(
+            name=m.release, version=m.version, service=m.service, environment=m.environment,
+            manifest_path=m.source_path or Path(m.release), manifest_sha256=m.source_sha256 or "",
+            operator=current_holder())
+        try:
+            return self._run(release_id, plan)
+        except RelctlError as error:
+            self.journal.set_release_state(release_id, "aborted", exit_code=int(error.exit_code),
+                                           message=error.message)
+            raise
+        finally:
+            self.journal.release_lock(m.environment, m.release)
+            self.env.close_connections()
+
+    def dry_run(self) -> ReleaseOutcome:
+        """The apply playbooks in check mode with diff: nothing on any host changes."""
+        plan = plan_release(self.manifest, self.env.hosts(self.manifest.targets))
+        failed = []
+        for playbook in self.manifest.playbooks.apply:
+            result = run_playbook(self._playbook(playbook, plan.hosts, "dry-run", check=True),
+                                  self._on_event)
+            failed += result.failed_hosts
+        self.env.close_connections()
+        ok = not failed
+        return ReleaseOutcome(self.manifest.release, None, "dry-run", 0 if ok else 8,
+                              "check mode passed" if ok else f"check mode failed on {failed}",
+                              plan.hosts)
+
+    def rollback(self, record: ReleaseRecord, reason: str) -> ReleaseOutcome:
+        """Restore the snapshot on every host the release touched (``rollback``/``resume``)."""
+        plan = plan_release(self.manifest, self.env.hosts(self.manifest.targets))
+        touched = [h.host for h in self.journal.host_states(record.id)
+                   if h.state in (*TOUCHED_STATES, "restored")]
+        self.journal.acquire_lock(record.environment, record.name)
+        try:
+            return self._roll_back(record.id, plan, touched, reason, time.monotonic())
+        finally:
+            self.journal.release_lock(record.environment, record.name)
+            self.env.close_connections()
+
+    # -- the state machine ---------------------------------------------------------------
+
+    def _run(self, release_id: int, plan: ReleasePlan) -> ReleaseOutcome:
+        started = time.monotonic()
+        snapshots = Snapshots(self.env, self.journal, release_id, plan)
+        gates = GateRunner(self.env, self.journal, release_id, self.manifest)
+        self._state(release_id, "snapshotting")
+        with self._phase(release_id, "snapshot"):
+            snapshots.take(plan.hosts, self._on_event)
+        self.progress(f"snapshot of {len(plan.agent_items)} items on {len(plan.hosts)} "
+                      f"hosts taken and verified ({snapshots.store})")
+        with self._phase(release_id, "baseline"):
+            baseline = gates.load("baseline")
+        touched: list[str] = []
+        try:
+            self._state(release_id, "applying")
+            for number, batch in enumerate(plan.batches, start=1):
+                touched += batch
+                self._apply_batch(release_id, plan, number, batch, gates)
+            self._state(release_id, "verifying")
+            self._load_gate(release_id, gates, baseline)
+        except GateFailed as failure:
+            return self._roll_back(release_id, plan, touched, str(failure), started)
+        return self._finish(release_id, "released", ExitCode.OK,
+                            f"{self.manifest.release} released to {len(plan.hosts)} hosts",
+                            plan.hosts, started)
+
+    def _apply_batch(self, release_id: int, plan: ReleasePlan, number: int,
+                     batch: list[str], gates: GateRunner) -> None:
+        label = "canary" if number == 1 and self.manifest.strategy.canary else f"batch{number}"
+        for host in batch:
+            self.journal.set_host_state(release_id, host, "applying")
+        self.progress(f"{label}: applying to {', '.join(batch)}")
+        with self._phase(release_id, f"apply:{label}") as phase:
+            for playbook in self.manifest.playbooks.apply:
+                result = run_playbook(self._playbook(playbook, batch, f"r{release_id}-{label}"),
+                                      self._on_event)
+                phase["hosts"] = {h: ("failed" if h in result.failed_hosts else "ok")
+                                  for h in batch}
+                if not result.succeeded:
+                    for host in result.failed_hosts:
+                        self.journal.set_host_state(release_id, host, "failed")
+                    raise GateFailed(f"{playbook.name} failed on {label}: "
+                                     f"{failure_summary(result)}")
+        for host in batch:
+            self.journal.set_host_state(release_id, host, "applied",
+                                        version_after=self.manifest.version)
+        with self._phase(release_id, f"gate:testinfra:{label}") as phase:
+            verdict = gates.checks(batch, f"{label}", self.manifest.version)
+            phase["verdict"] = verdict.outcome
+            if not verdict.passed:
+                raise GateFailed(f"testinfra {verdict.outcome} on {label}: "
+                                 + "; ".join(verdict.reasons[:5]))
+        for host in batch:
+            self.journal.set_host_state(release_id, host, "verified")
+        self.progress(f"{label}: testinfra passed on {', '.join(batch)}")
+
+    def _load_gate(self, release_id: int, gates: GateRunner, baseline: Any) -> None:
+        if self.manifest.gates.locust is None:
+            return
+        with self._phase(release_id, "gate:locust") as phase:
+            try:
+                candidate = gates.load("candidate")
+            except RelctlError as error:
+                raise GateFailed(f"Locust candidate run failed: {error.message}") from error
+            assert candidate is not None
+            verdict = gates.judge_load(candidate, baseline)
+            phase.update(verdict=verdict.outcome, candidate=candidate.figures())
+            self.progress(f"load gate {verdict.outcome}: {'; '.join(verdict.reasons)}")
+            if not verdict.passed:
+                raise GateFailed(f"Locust gate {verdict.outcome}: {'; '.join(verdict.reasons)}")
+
+    def _roll_back(self, release_id: int, plan: ReleasePlan, touched: list[str],
+                   reason: str, started: float) -> ReleaseOutcome:
+        self.progress(f"rolling back {', '.join(touched) or 'nothing'}: {reason}")
+        self.journal.log(release_id, f"rollback: {reason}")
+        if plan.irreversible and touched:
+            self.journal.set_release_state(release_id, "failed")
+            message = (f"{reason}. Rollback refused: {', '.join(plan.irreversible)} is a point "
+                       "of no return once converted; roll forward with a fixed release")
+            return self._finish(release_id, "failed", ExitCode.ROLLBACK_FAILED, message,
+                                touched, started)
+        self._state(release_id, "rolling_back")
+        snapshots = Snapshots(self.env, self.journal, release_id, plan)
+        with self._phase(release_id, "rollback") as phase:
+            result = snapshots.restore(touched, self._on_event) if touched else None
+            phase["hosts"] = touched
+        if result is not None and not result.succeeded:
+            return self._finish(release_id, "rollback_failed", ExitCode.ROLLBACK_FAILED,
+                                f"{reason}. Restore FAILED: {failure_summary(result)}",
+                                touched, started)
+        for host in touched:
+            self.journal.set_host_state(release_id, host, "restored")
+        self._verify_restored(release_id, snapshots, touched)
+        self.journal.mark_bad(release_id, reason)
+        return self._finish(release_id, "rolled_back", ExitCode.ROLLED_BACK,
+                            f"rolled back: {reason}", touched, started)
+
+    def _verify_restored(self, release_id: int, snapshots: Snapshots,
+                         touched: list[str]) -> None:
+        gates = GateRunner(self.env, self.journal, release_id, self.manifest)
+        by_version: dict[str, list[str]] = {}
+        for host in touched:
+            previous = snapshots.previous_version(host)
+            if previous:
+                by_version.setdefault(previous, []).append(host)
+        for version, hosts in by_version.items():
+            with self._phase(release_id, f"gate:testinfra:restored-{version}") as phase:
+                verdict = gates.checks(hosts, f"restored-{version}", version)
+                phase["verdict"] = verdict.outcome
+            self.progress(f"restored state checks on {', '.join(hosts)} ({version}): "
+                          f"{verdict.outcome}")
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _playbook(self, playbook: Any, hosts: list[str], label: str,
+                  check: bool = False) -> PlaybookRun:
+        return PlaybookRun(playbook=playbook, inventory=self.env.inventory,
+                           ansible_cfg=self.env.ansible_cfg, runs_dir=self.env.runs_dir,
+                           extravars=dict(self.manifest.extravars), limit=",".join(hosts),
+                           check=check, label=label)
+
+    def _on_event(self, event: TaskEvent) -> None:
+        if event.outcome in ("failed", "unreachable"):
+            self.progress(f"  {event.host}: {event.task}: {event.outcome} {event.message}")
+
+    def _state(self, release_id: int, state: Any) -> None:
+        self.journal.set_release_state(release_id, state)
+
+    def _phase(self, release_id: int, name: str) -> PhaseScope:
+        return PhaseScope(self.journal, release_id, name)
+
+    def _finish(self, release_id: int, state: Any, code: ExitCode, message: str,
+                hosts: list[str], started: float) -> ReleaseOutcome:
+        self.journal.set_release_state(release_id, state, exit_code=int(code), message=message)
+        gates = [{"phase": g.phase, "kind": g.kind, "verdict": g.verdict, "figures": g.figures}
+                 for g in self.journal.gate_results(release_id)]
+        return ReleaseOutcome(self.manifest.release, release_id, state, int(code), message,
+                              hosts, time.monotonic() - started, gates)
+
+
+class PhaseScope:
+    """``with`` block that journals a phase's start, end, state and detail."""
+
+    def __init__(self, journal: Journal, release_id: int, name: str) -> None:
+        self.journal, self.release_id, self.name = journal, release_id, name
+        self.detail: dict[str, Any] = {}
+        self.phase_id = 0
+
+    def __enter__(self) -> dict[str, Any]:
+        self.phase_id = self.journal.begin_phase(self.release_id, self.name)
+        return self.detail
+
+    def __exit__(self, kind: object, error: object, _tb: object) -> None:
+        if error is not None:
+            self.detail["error"] = str(error)[:1000]
+        self.journal.end_phase(self.phase_id, "failed" if error else "ok", self.detail)

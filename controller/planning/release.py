@@ -1,0 +1,55 @@
+"""Plan a release as data: batches, and what the snapshot agent needs for each item."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from controller.models.manifest import ArtifactItem, ConfigItem, Manifest
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """What ``apply`` will do, computed before anything runs."""
+
+    manifest: Manifest
+    hosts: list[str]
+    batches: list[list[str]]
+    agent_items: list[dict[str, Any]]
+
+    @property
+    def agent_items_b64(self) -> str:
+        """The items as the agent's command-line argument (base64 JSON: no quoting issues)."""
+        return base64.b64encode(json.dumps(self.agent_items).encode()).decode()
+
+    @property
+    def irreversible(self) -> list[str]:
+        """Names of items after whose change no rollback is possible."""
+        return [item.name for item in self.manifest.irreversible_items()]
+
+
+def plan_release(manifest: Manifest, hosts: list[str]) -> ReleasePlan:
+    """Batches (canary first) and the agent's view of every configuration item."""
+    return ReleasePlan(
+        manifest=manifest,
+        hosts=hosts,
+        batches=manifest.strategy.batches(hosts),
+        agent_items=[agent_item(item) for item in manifest.items],
+    )
+
+
+def agent_item(item: ConfigItem) -> dict[str, Any]:
+    """The fields of ``item`` the snapshot agent reads, as plain JSON values."""
+    data = item.model_dump(mode="json", exclude_none=True)
+    if isinstance(item, ArtifactItem):
+        data.pop("source", None)  # a controller-side path; the agent never needs it
+    return {key: str(value) if isinstance(value, PurePosixPath) else value
+            for key, value in data.items()}
+
+
+def version_from_link(target: str | None) -> str | None:
+    """The release version a ``current`` symlink target names (``releases/1.1.0``)."""
+    return PurePosixPath(target).name if target else None
