@@ -12,8 +12,8 @@ from rich.console import Console
 
 from controller.errors import RelctlError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -1,6 +1,6 @@
 """The release engine: a state machine over the journal.
 
-    snapshot (all targets) -> Locust baseline -> for each batch (canary first):
+    Locust baseline -> snapshot (all targets) -> for each batch (canary first):
         apply playbooks -> testinfra gate
     -> Locust candidate vs baseline -> released
     any failure after the first change -> restore the snapshot on every touched host,
@@ -109,13 +109,15 @@ class ReleaseEngine:
         started = time.monotonic()
         snapshots = Snapshots(self.env, self.journal, release_id, plan)
         gates = GateRunner(self.env, self.journal, release_id, self.manifest)
+        # The baseline load runs first: it writes through the service, and the snapshot
+        # must hold those writes so that a rollback loses only the candidate's traffic.
+        with self._phase(release_id, "baseline"):
+            baseline = gates.load("baseline")
         self._state(release_id, "snapshotting")
         with self._phase(release_id, "snapshot"):
             snapshots.take(plan.hosts, self._on_event)
         self.progress(f"snapshot of {len(plan.agent_items)} items on {len(plan.hosts)} "
                       f"hosts taken and verified ({snapshots.store})")
-        with self._phase(release_id, "baseline"):
-            baseline = gates.load("baseline")
         touched: list[str] = []
         try:
             self._state(release_id, "applying")

@@ -1,0 +1,211 @@
+"""The release pipeline on the real lab: release, gate failures, rollback, lock, resume.
+
+The tests of this module run in order on one lab, as a release train would:
+1.0.0 deployed -> 1.1.0 released -> 2.0.1 and 2.0.0 rolled back -> lock, bad input,
+and a controller killed mid-release.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.journal import Holder, Journal
+from tests.integration.ansible_cli import shell
+from tests.integration.conftest import RunningLab
+from tests.relctl_cli import RELCTL, relctl, relctl_json
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+RELEASES = ROOT / "examples" / "releases"
+FINGERPRINT = (
+    "readlink /srv/ledger/current; "
+    "find /srv/ledger /etc/ledger \\( -type f -o -type l \\) -printf '%p %m %u %l\\n' | sort; "
+    "find /srv/ledger /etc/ledger -type f | sort | xargs sha256sum"
+)
+
+
+def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, None
+
+
+def fingerprints(lab: RunningLab) -> dict[str, str]:
+    """Every file and symlink of the ledger's code and config on every primary host."""
+    return {h["name"]: shell(lab.ansible_cfg, h["name"], FINGERPRINT)
+            for h in lab.hosts("app_primary")}
+
+
+def database_matches_snapshot(lab: RunningLab, release: str) -> dict[str, bool]:
+    """For each touched host: is ledger.db byte-identical to its snapshot (sha256)?"""
+    shown = relctl_json(lab.state_dir, "show", release)
+    touched = {h["host"] for h in shown["hosts"] if h["state"] == "restored"}
+    expected = {s["host"]: s["sha256"] for s in shown["snapshots"] if s["item"] == "ledger-db"}
+    return {host: shell(lab.ansible_cfg, host, "sha256sum /var/lib/ledger/ledger.db").split()[0]
+            == expected[host] for host in sorted(touched)}
+
+
+def served_versions(lab: RunningLab) -> set[str]:
+    """The version each primary host serves on its own address."""
+    versions = set()
+    for host in lab.hosts("app_primary"):
+        status, body = http("GET", f"http://{host['address']}:8080/version")
+        versions.add(body["version"] if status == 200 else f"HTTP {status}")
+    return versions
+
+
+def apply(lab: RunningLab, manifest: str) -> subprocess.CompletedProcess[str]:
+    return relctl(lab.state_dir, "apply", str(RELEASES / manifest), "--yes", "--json")
+
+
+@pytest.fixture(scope="module")
+def train(lab: RunningLab) -> Iterator[dict[str, Any]]:
+    """The lab's primary site on ledger 1.0.0 with transactions written through HAProxy."""
+    deploy = relctl(lab.state_dir, "lab", "deploy", "1.0.0", "--limit", "app_primary")
+    assert deploy.returncode == 0, deploy.stderr
+    written = []
+    for amount in (1250, -300, 4200):
+        status, tx = http("POST", f"{lab.url}/tx", {"account": "alice", "amount_cents": amount})
+        assert status == 201
+        written.append(tx)
+    yield {"written": written}
+
+
+def test_release_1_1_0_reaches_every_host(lab: RunningLab, train: dict[str, Any]) -> None:
+    result = apply(lab, "ledger-1.1.0.yml")
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["state"] == "released"
+    assert served_versions(lab) == {"1.1.0"}
+    assert http("GET", f"{lab.url}/version") == (200, {"version": "1.1.0"})
+    shown = relctl_json(lab.state_dir, "show", "ledger-1.1.0")
+    assert shown["state"] == "released"
+    assert {h["state"] for h in shown["hosts"]} == {"verified"}
+    assert all(s["verified"] and len(s["sha256"]) in (0, 64) for s in shown["snapshots"])
+
+
+@pytest.mark.parametrize(("manifest", "failed_gate"), [
+    ("ledger-2.0.1.yml", "testinfra"),
+    ("ledger-2.0.0.yml", "locust"),
+])
+def test_failed_gate_restores_every_byte(lab: RunningLab, train: dict[str, Any],
+                                         manifest: str, failed_gate: str) -> None:
+    before = fingerprints(lab)
+    result = apply(lab, manifest)
+    assert result.returncode == 3, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["state"] == "rolled_back"
+    assert any(g["kind"] == failed_gate and g["verdict"] == "fail" for g in outcome["gates"])
+    assert fingerprints(lab) == before
+    restored = database_matches_snapshot(lab, outcome["release"])
+    assert restored and all(restored.values()), restored
+    assert served_versions(lab) == {"1.1.0"}
+    assert http("GET", f"{lab.url}/version") == (200, {"version": "1.1.0"})
+    assert relctl_json(lab.state_dir, "show", outcome["release"])["bad"] is True
+
+
+def test_data_written_before_survives_releases_and_rollbacks(
+        lab: RunningLab, train: dict[str, Any]) -> None:
+    for tx in train["written"]:
+        status, body = http("GET", f"{lab.url}/tx/{tx['id']}")
+        assert status == 200
+        assert body["amount_cents"] == tx["amount_cents"]
+
+
+def test_second_apply_is_refused_while_locked(lab: RunningLab, train: dict[str, Any]) -> None:
+    journal = Journal(lab.state_dir / "journal.sqlite")
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        holder = Holder("ops", os.uname().nodename, sleeper.pid,
+                        __import__("psutil").Process(sleeper.pid).create_time())
+        journal.acquire_lock("lab", "ledger-other", holder)
+        before = fingerprints(lab)
+        refused = apply(lab, "ledger-1.1.0.yml")
+        assert refused.returncode == 5
+        assert "ledger-other" in refused.stderr and f"pid {sleeper.pid}" in refused.stderr
+        assert relctl(lab.state_dir, "unlock", "lab").returncode == 5  # holder alive
+        assert fingerprints(lab) == before
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    unlocked = relctl(lab.state_dir, "unlock", "lab")
+    assert unlocked.returncode == 0, unlocked.stderr
+    assert journal.lock_status("lab") is None
+
+
+BAD_MANIFESTS = {
+    "unknown-key": ("strategy:\n  canary: 1\n", "strategy:\n  canary: 1\n  canry: 2\n",
+                    "strategy.canry"),
+    "wrong-type": ("  canary: 1\n", "  canary: many\n", "strategy.canary"),
+    "missing-file": ("test_ledger_release.py", "test_nothing_here.py", "file not found"),
+    "bad-yaml": ("targets: app_primary\n", "targets: [app_primary\n", "ledger-1.1.0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+def test_invalid_manifest_exits_2_and_touches_nothing(
+        lab: RunningLab, train: dict[str, Any], tmp_path: Path, case: str) -> None:
+    old, new, expected = BAD_MANIFESTS[case]
+    text = (RELEASES / "ledger-1.1.0.yml").read_text()
+    assert old in text
+    manifest = RELEASES / f".test-{case}.yml"
+    manifest.write_text(text.replace(old, new, 1))
+    try:
+        before = fingerprints(lab)
+        result = relctl(lab.state_dir, "apply", str(manifest), "--yes")
+    finally:
+        manifest.unlink()
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert f".test-{case}.yml:" in result.stderr
+    assert fingerprints(lab) == before
+
+
+def _wait_for_host_state(journal_path: Path, state: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with Journal(journal_path) as journal:
+            unfinished = journal.unfinished_releases()
+            if unfinished and any(h.state == state
+                                  for h in journal.host_states(unfinished[0].id)):
+                return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("kill_at", ["snapshotted", "applying"])
+def test_resume_after_kill_leaves_one_verified_version(
+        lab: RunningLab, train: dict[str, Any], kill_at: str) -> None:
+    command = [*RELCTL, "--state-dir", str(lab.state_dir), "apply",
+               str(RELEASES / "ledger-2.0.0.yml"), "--yes", "--json"]
+    controller = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert _wait_for_host_state(lab.state_dir / "journal.sqlite", kill_at, 120)
+        if kill_at == "applying":
+            time.sleep(2)  # in the middle of the canary's playbook
+    finally:
+        os.killpg(controller.pid, signal.SIGKILL)  # the controller and its ansible runs
+        controller.wait()
+    resumed = relctl(lab.state_dir, "resume", "--json")
+    assert resumed.returncode == 3, resumed.stderr
+    assert served_versions(lab) == {"1.1.0"}
+    assert http("GET", f"{lab.url}/version") == (200, {"version": "1.1.0"})
+    with Journal(lab.state_dir / "journal.sqlite") as journal:
+        assert journal.unfinished_releases() == []
+        assert journal.lock_status("lab") is None
