@@ -15,6 +15,8 @@ PY
 }
 
 step "1. Bring up the staging lab: HAProxy + 3 primary hosts + 2 backup hosts"
+relctl lab down >/dev/null 2>&1 || true   # a clean start: the demo is a fresh release train
+rm -rf "$DEMO_DIR"
 relctl lab up --primary 3 --backup 2
 url=$(relctl lab status --json | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["url"])')
 
@@ -26,12 +28,32 @@ for _ in 1 2 3; do http GET "$url/version"; done
 http POST "$url/tx" '{"account": "alice", "amount_cents": 1250}'
 http GET "$url/tx/1"
 
-step "4. The lab as relctl sees it"
+step "4. Release 1.1.0: snapshot, canary, batches, testinfra and Locust gates"
+relctl apply examples/releases/ledger-1.1.0.yml --yes
+http GET "$url/accounts/alice/balance"
+
+step "5. Release 1.2.0: a schema change with data conversion (a point of no return)"
+relctl apply examples/releases/ledger-1.2.0.yml --yes
+http GET "$url/tx/1"
+
+step "6. Try 2.0.0: functionally fine but slow -> the Locust gate fails -> rolled back (exit 3)"
+set +e; relctl apply examples/releases/ledger-2.0.0.yml --yes; code=$?; set -e
+echo "exit code: $code"; [ "$code" = 3 ]
+http GET "$url/version"
+
+step "7. Try 2.0.1: broken -> testinfra fails on the canary -> rolled back (exit 3)"
+set +e; relctl apply examples/releases/ledger-2.0.1.yml --yes; code=$?; set -e
+echo "exit code: $code"; [ "$code" = 3 ]
+http GET "$url/version"
+http GET "$url/tx/1"
+
+step "8. History, from the journal"
+relctl history
 relctl lab status
 
 if [ "$KEEP_LAB" = 1 ]; then
   step "Lab left running. Inventory: $DEMO_DIR/lab/inventory.yml   Stop it: make clean"
 else
-  step "5. Tear the lab down (make demo KEEP_LAB=1 keeps it)"
+  step "9. Tear the lab down (make demo KEEP_LAB=1 keeps it)"
   relctl lab down
 fi

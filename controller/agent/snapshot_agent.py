@@ -162,6 +162,8 @@ def capture(items: list[Item], out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     index = {item["name"]: {"kind": item["kind"], **capture_item(item, out)} for item in items}
     (out / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True))
+    with tarfile.open(out.parent / f"{out.name}.tar", "w") as tar:  # one file to fetch
+        tar.add(out, arcname=out.name)
     return {"ok": True, "index": index}
 
 
