@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from dataclasses import dataclass
@@ -89,7 +88,8 @@ class Snapshots:
         index = self.index(host)
         for name, meta in index.items():
             payload = meta.get("payload")
-            if payload and _sha256(folder / "bundle" / payload) != meta["sha256"]:
+            digest = snapshot_agent.sha256_file(folder / "bundle" / payload) if payload else None
+            if payload and digest != meta["sha256"]:
                 raise SnapshotError(f"snapshot of {name} on {host} fails its sha256",
                                     hint="no host was changed")
         return index
@@ -104,10 +104,3 @@ class Snapshots:
             verified=True,
         )
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
