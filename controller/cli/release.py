@@ -124,6 +124,40 @@ def history(app: AppContext, limit: int, environment: str | None, as_json: bool)
 
 
 @click.command()
+@JSON_OPTION
+@click.pass_obj
+def status(app: AppContext, as_json: bool) -> None:
+    """Locks held, releases in flight, and the last good release per environment.
+
+    Exit code 5 when an environment is locked, 1 when a release is unfinished.
+    """
+    journal = app.journal()
+    locks = journal.locks()
+    unfinished = journal.unfinished_releases()
+    recent = journal.history(limit=50)
+    good = {(r.service, r.environment): r for r in reversed(recent)
+            if r.state == "released" and not r.bad}
+    if as_json:
+        emit_json({"locks": [{"environment": lk.environment, "release": lk.release,
+                              "holder": str(lk.holder)} for lk in locks],
+                   "unfinished": [_record_json(r) for r in unfinished],
+                   "last_good": [_record_json(r) for r in good.values()]})
+    else:
+        for lk in locks:
+            console.print(f"[yellow]locked[/] {lk.environment}: {lk.release} by {lk.holder}")
+        for r in unfinished:
+            console.print(f"[red]unfinished[/] {r.name} ({r.state}); run: relctl resume")
+        for r in good.values():
+            console.print(f"[green]last good[/] {r.service} in {r.environment}: {r.name}")
+        if not (locks or unfinished or good):
+            console.print("no release recorded yet")
+    if locks:
+        sys.exit(5)
+    if unfinished:
+        sys.exit(1)
+
+
+@click.command()
 @click.argument("release")
 @JSON_OPTION
 @click.pass_obj
@@ -190,4 +224,4 @@ def _record_json(r: ReleaseRecord) -> dict[str, object]:
             "ended": r.ended.isoformat() if r.ended else None, "operator": str(r.operator)}
 
 
-RELEASE_COMMANDS = [apply, rollback, resume, history, show, unlock, schema]
+RELEASE_COMMANDS = [apply, rollback, resume, status, history, show, unlock, schema]

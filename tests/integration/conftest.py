@@ -69,7 +69,9 @@ def start_lab(primary: int, backup: int, base_address: str) -> RunningLab:
     state_dir = new_state_dir()
     up = relctl(state_dir, "lab", "up", "--primary", str(primary), "--backup", str(backup),
                 "--base-address", base_address)
-    assert up.returncode == 0, f"lab up failed:\n{up.stderr}"
+    if up.returncode != 0:
+        relctl(state_dir, "lab", "down")  # stop whatever part of it did start
+        pytest.fail(f"lab up failed:\n{up.stderr}")
     return RunningLab(state_dir, relctl_json(state_dir, "lab", "status"))
 
 

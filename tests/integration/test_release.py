@@ -7,6 +7,7 @@ and a controller killed mid-release.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from controller.journal import Holder, Journal
@@ -86,6 +88,11 @@ def train(lab: RunningLab) -> Iterator[dict[str, Any]]:
     yield {"written": written}
 
 
+def test_ledger_1_0_0_answers_through_haproxy(lab: RunningLab, train: dict[str, Any]) -> None:
+    assert http("GET", f"{lab.url}/version") == (200, {"version": "1.0.0"})
+    assert served_versions(lab) == {"1.0.0"}
+
+
 def test_release_1_1_0_reaches_every_host(lab: RunningLab, train: dict[str, Any]) -> None:
     result = apply(lab, "ledger-1.1.0.yml")
     assert result.returncode == 0, result.stderr
@@ -95,6 +102,9 @@ def test_release_1_1_0_reaches_every_host(lab: RunningLab, train: dict[str, Any]
     assert http("GET", f"{lab.url}/version") == (200, {"version": "1.1.0"})
     shown = relctl_json(lab.state_dir, "show", "ledger-1.1.0")
     assert shown["state"] == "released"
+    status = relctl_json(lab.state_dir, "status")
+    assert [r["release"] for r in status["last_good"]] == ["ledger-1.1.0"]
+    assert status["locks"] == [] and status["unfinished"] == []
     assert {h["state"] for h in shown["hosts"]} == {"verified"}
     assert all(s["verified"] and len(s["sha256"]) in (0, 64) for s in shown["snapshots"])
 
@@ -132,7 +142,7 @@ def test_second_apply_is_refused_while_locked(lab: RunningLab, train: dict[str, 
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         holder = Holder("ops", os.uname().nodename, sleeper.pid,
-                        __import__("psutil").Process(sleeper.pid).create_time())
+                        psutil.Process(sleeper.pid).create_time())
         journal.acquire_lock("lab", "ledger-other", holder)
         before = fingerprints(lab)
         refused = apply(lab, "ledger-1.1.0.yml")
@@ -202,7 +212,13 @@ def test_resume_after_kill_leaves_one_verified_version(
         if kill_at == "applying":
             time.sleep(2)  # in the middle of the canary's playbook
     finally:
-        os.killpg(controller.pid, signal.SIGKILL)  # the controller and its ansible runs
+        # The controller's machine dies: the controller and every process it started.
+        tree = [controller.pid, *(c.pid for c in psutil.Process(controller.pid)
+                                  .children(recursive=True))]
+        os.killpg(controller.pid, signal.SIGKILL)
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         controller.wait()
     resumed = relctl(lab.state_dir, "resume", "--json")
     assert resumed.returncode == 3, resumed.stderr
