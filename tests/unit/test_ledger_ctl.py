@@ -3,37 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-HARNESS_PY = Path(__file__).resolve().parents[2] / "examples" / "ledger" / "harness.py"
-
-
-def load_harness() -> ModuleType:
-    """Import examples/ledger/harness.py by path (once per session)."""
-    if "ledger_harness" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("ledger_harness", HARNESS_PY)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["ledger_harness"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["ledger_harness"]
-
-
-harness = load_harness()
-
-
-@pytest.fixture(scope="module")
-def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    built: dict[str, Path] = harness.prepare_releases(tmp_path_factory.mktemp("ledger"))
-    return built
+from tests.unit.ledger_support import harness
 
 
 @pytest.fixture

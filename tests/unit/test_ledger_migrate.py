@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
-import sys
 from pathlib import Path
-from types import ModuleType
 
-import pytest
+from tests.unit.ledger_support import harness
 
-HARNESS_PY = Path(__file__).resolve().parents[2] / "examples" / "ledger" / "harness.py"
-
-
-def load_harness() -> ModuleType:
-    """Import examples/ledger/harness.py by path (once per session)."""
-    if "ledger_harness" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("ledger_harness", HARNESS_PY)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["ledger_harness"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["ledger_harness"]
-
-
-harness = load_harness()
 SAMPLE = [("alice", 100), ("bob", -250), ("alice", 300), ("carol", 0), ("bob", 99_999)]
 
 
-@pytest.fixture(scope="module")
-def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    built: dict[str, Path] = harness.prepare_releases(tmp_path_factory.mktemp("ledger"))
-    return built
 
 
 def schema_1_db(releases: dict[str, Path], datadir: Path) -> list[dict[str, object]]:
