@@ -16,6 +16,7 @@ from pathlib import Path
 from _lab import ROOT, fresh_state_dir, relctl, timed
 
 from controller.adapters.ssh import close_control_masters
+from controller.paths import tools_path
 
 PLAYBOOK = ROOT / "playbooks" / "ledger_deploy.yml"
 ARTIFACTS = ROOT / "build" / "artifacts"
@@ -39,7 +40,7 @@ def deploy(cfg: Path, version: str) -> None:
     """One ansible-playbook run of the deploy playbook with config ``cfg``."""
     close_control_masters(cfg.parent / "cp")
     env = {**os.environ, "ANSIBLE_CONFIG": str(cfg),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+           "PATH": tools_path()}
     command = ["ansible-playbook", str(PLAYBOOK), "-l", "app_primary",
                "-e", f"ledger_version={version}", "-e", f"ledger_artifacts_dir={ARTIFACTS}"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)

@@ -23,6 +23,7 @@ import psutil
 from _lab import RELCTL, ROOT, fresh_state_dir, relctl, timed
 
 from controller.adapters.ssh import close_control_masters
+from controller.paths import tools_path
 
 RELEASES = ROOT / "examples" / "releases"
 
@@ -40,7 +41,7 @@ def bench_manifest(state: Path, version: str, hosts: int) -> Path:
 
 def ansible_playbook(lab: Path, version: str) -> None:
     env = {**os.environ, "ANSIBLE_CONFIG": str(lab / "ansible.cfg"),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+           "PATH": tools_path()}
     command = ["ansible-playbook", str(ROOT / "playbooks" / "ledger_deploy.yml"),
                "-l", "app_primary", "-e", f"ledger_version={version}",
                "-e", f"ledger_artifacts_dir={ROOT / 'build' / 'artifacts'}"]

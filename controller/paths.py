@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 STATE_DIR_ENV = "RELCTL_STATE_DIR"
@@ -27,3 +28,9 @@ def playbooks_dir() -> Path:
     """The playbooks relctl runs: ``$RELCTL_PLAYBOOKS`` or the project's ``playbooks/``."""
     explicit = os.environ.get(PLAYBOOKS_ENV)
     return Path(explicit).absolute() if explicit else project_root() / "playbooks"
+
+
+def tools_path() -> str:
+    """``$PATH`` with this interpreter's bin dir first, where ansible-playbook, pytest and
+    locust are installed with relctl (its virtualenv need not be on ``$PATH``)."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])

@@ -6,7 +6,7 @@ This is the only module that imports ``ansible_runner``.
 from __future__ import annotations
 
 import os
-import sys
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
+
+from controller.paths import tools_path
 
 HOST_EVENTS = {
     "runner_on_ok": "ok",
@@ -123,10 +125,17 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Pla
 
 
 def _environment(run: PlaybookRun) -> dict[str, str]:
-    # ansible-playbook lives beside the interpreter running relctl (its virtualenv),
-    # which need not be on PATH when relctl is called by its full path.
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return {"ANSIBLE_CONFIG": str(run.ansible_cfg), "PATH": path}
+    return {"ANSIBLE_CONFIG": str(run.ansible_cfg), "PATH": tools_path()}
+
+
+def list_hosts(inventory: Path, ansible_cfg: Path, pattern: str) -> list[str]:
+    """The inventory hosts matching ``pattern``, as Ansible resolves them (empty if none)."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ansible_cfg), "PATH": tools_path()}
+    result = subprocess.run(["ansible", pattern, "--list-hosts", "-i", str(inventory)],
+                            capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        return []
+    return [line.strip() for line in result.stdout.splitlines()[1:] if line.strip()]
 
 
 def failure_summary(result: PlaybookResult) -> str:

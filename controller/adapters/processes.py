@@ -48,14 +48,7 @@ def _children(parent: psutil.Process) -> list[psutil.Process]:
 
 def is_running(process: HostProcess) -> bool:
     """True when the recorded sshd is still the same live process (not a reused pid)."""
-    try:
-        proc = psutil.Process(process.sshd_pid)
-        return (
-            abs(proc.create_time() - process.sshd_started) < 0.01
-            and proc.status() != psutil.STATUS_ZOMBIE
-        )
-    except psutil.NoSuchProcess:
-        return False
+    return same_process(process.sshd_pid, process.sshd_started)
 
 
 def stop(*hosts: HostProcess, timeout: float = 5.0) -> list[int]:
@@ -106,13 +99,7 @@ def _signal(proc: psutil.Process, *, kill: bool) -> None:
 
 
 def _same(pid: int, started: float) -> psutil.Process | None:
-    proc = _proc(pid)
-    if proc is None:
-        return None
-    try:
-        return proc if abs(proc.create_time() - started) < 0.01 else None
-    except psutil.NoSuchProcess:
-        return None
+    return _proc(pid) if same_process(pid, started) else None
 
 
 def _proc(pid: int) -> psutil.Process | None:
@@ -124,15 +111,7 @@ def _proc(pid: int) -> psutil.Process | None:
 
 def pids_alive(pids: list[int]) -> list[int]:
     """The pids among ``pids`` that belong to live, non-zombie processes."""
-    alive = []
-    for pid in pids:
-        proc = _proc(pid)
-        try:
-            if proc is not None and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(pid)
-        except psutil.NoSuchProcess:
-            continue
-    return alive
+    return [pid for pid in pids if process_identity(pid) is not None]
 
 
 @dataclass(frozen=True, slots=True)

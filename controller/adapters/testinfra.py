@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.models.gates import CheckResult
+from controller.paths import tools_path
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def run_checks(run: CheckRun) -> CheckResult:
         str(run.tests[0].parent), *map(str, run.tests),
     ]
     env = {**os.environ, **run.env, "ANSIBLE_CONFIG": str(run.ansible_cfg),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "PATH": tools_path()}
     output = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
                             timeout=600)
     run.junit.with_suffix(".log").write_text(output.stdout + output.stderr)

@@ -7,22 +7,17 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from controller.cli.context import AppContext
-from controller.cli.output import console, emit_json, err_console
+from controller.cli.output import JSON_OPTION, console, emit_json, progress_printer
 from controller.engine.deploy import deploy_ledger
 from controller.engine.lab import Lab, LabStatus
 from controller.errors import InputError, LabError
 from controller.models.lab import LabSpec
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 
 
 def _lab(ctx: click.Context) -> Lab:
     app: AppContext = ctx.obj
     return Lab(app.state_dir / "lab")
 
-
-def _progress(as_json: bool) -> object:
-    return (lambda _msg: None) if as_json else (lambda msg: err_console.print(f"[dim]·[/] {msg}"))
 
 
 @click.group()
@@ -61,7 +56,7 @@ def up(ctx: click.Context, primary: int, backup: int, base_address: str, ssh_por
         field = ".".join(str(p) for p in first["loc"]) or "options"
         raise InputError(f"lab up: {field}: {first['msg']}") from exc
     the_lab = _lab(ctx)
-    report = the_lab.up(spec, progress=_progress(as_json))  # type: ignore[arg-type]
+    report = the_lab.up(spec, progress=progress_printer(as_json))
     state = the_lab.require()
     if as_json:
         emit_json({"ok": True, **vars(report), "url": state.url,
@@ -80,7 +75,7 @@ def up(ctx: click.Context, primary: int, backup: int, base_address: str, ssh_por
 @click.pass_context
 def down(ctx: click.Context, as_json: bool) -> None:
     """Stop every process the lab started (by pid) and close ssh masters."""
-    pids = _lab(ctx).down(progress=_progress(as_json))  # type: ignore[arg-type]
+    pids = _lab(ctx).down(progress=progress_printer(as_json))
     if as_json:
         emit_json({"ok": True, "stopped_pids": pids})
     else:
@@ -155,7 +150,7 @@ def deploy(ctx: click.Context, version: str, limit: str, as_json: bool) -> None:
     with snapshots, gates and rollback go through `relctl apply`.
     """
     the_lab = _lab(ctx)
-    result = deploy_ledger(the_lab, version, limit, progress=_progress(as_json))  # type: ignore[arg-type]
+    result = deploy_ledger(the_lab, version, limit, progress=progress_printer(as_json))
     state = the_lab.require()
     if as_json:
         emit_json({"ok": True, "version": version, "hosts": sorted(result.hosts),

@@ -5,15 +5,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 from rich.console import Console
 
 from controller.errors import RelctlError
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+
+
+def progress_printer(as_json: bool) -> Callable[[str], None]:
+    """Progress lines on stderr for people; silence under ``--json``."""
+    if as_json:
+        return lambda _message: None
+    return lambda message: err_console.print(f"[dim]·[/] {message}")
 
 
 def to_jsonable(value: Any) -> Any:

@@ -10,21 +10,17 @@ import click
 from rich.table import Table
 
 from controller.cli.context import AppContext
-from controller.cli.output import console, emit_json, err_console
+from controller.cli.output import JSON_OPTION, console, emit_json, progress_printer
 from controller.engine.environment import resolve_environment
 from controller.engine.release import ReleaseEngine, ReleaseOutcome
 from controller.errors import InputError
 from controller.journal import ReleaseRecord
 from controller.manifest_loader import load_manifest, manifest_json_schema
 
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 INVENTORY_OPTION = click.option(
     "--inventory", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
     help="Ansible inventory (default: the manifest's, else the staging lab's).")
 
-
-def _progress(as_json: bool) -> object:
-    return (lambda _m: None) if as_json else (lambda m: err_console.print(f"[dim]·[/] {m}"))
 
 
 def _render(outcome: ReleaseOutcome, as_json: bool) -> None:
@@ -55,7 +51,7 @@ def apply(app: AppContext, manifest: Path, inventory: Path | None, dry_run: bool
     """
     loaded = load_manifest(manifest)
     env = resolve_environment(app.state_dir, loaded, inventory)
-    engine = ReleaseEngine(loaded, env, app.journal(), _progress(as_json))  # type: ignore[arg-type]
+    engine = ReleaseEngine(loaded, env, app.journal(), progress_printer(as_json))
     if dry_run:
         _render(engine.dry_run(), as_json)
     if not (yes or as_json or not sys.stdin.isatty()):
@@ -214,7 +210,7 @@ def _engine_for(app: AppContext, record: ReleaseRecord, inventory: Path | None,
                 as_json: bool) -> ReleaseEngine:
     manifest = load_manifest(record.manifest_path)
     env = resolve_environment(app.state_dir, manifest, inventory)
-    return ReleaseEngine(manifest, env, app.journal(), _progress(as_json))  # type: ignore[arg-type]
+    return ReleaseEngine(manifest, env, app.journal(), progress_printer(as_json))
 
 
 def _record_json(r: ReleaseRecord) -> dict[str, object]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from controller.adapters import ssh
+from controller.adapters.ansible import list_hosts
 from controller.errors import InputError
 from controller.journal import Journal
 from controller.models.lab import LabState
@@ -38,15 +37,10 @@ class Environment:
         return self.state_dir / "gates" / str(release_id)
 
     def hosts(self, pattern: str) -> list[str]:
-        """The inventory hosts matching ``pattern``, as Ansible resolves them."""
-        command = [str(Path(sys.executable).parent / "ansible"), pattern, "--list-hosts",
-                   "-i", str(self.inventory)]
-        env = {**os.environ, "ANSIBLE_CONFIG": str(self.ansible_cfg)}
-        result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-        hosts = [line.strip() for line in result.stdout.splitlines()[1:] if line.strip()]
-        if result.returncode != 0 or not hosts:
-            raise InputError(f"no host in {self.inventory} matches targets {pattern!r}",
-                             hint=result.stderr.strip()[-300:] or None)
+        """The inventory hosts matching ``pattern``; ``InputError`` when there are none."""
+        hosts = list_hosts(self.inventory, self.ansible_cfg, pattern)
+        if not hosts:
+            raise InputError(f"no host in {self.inventory} matches targets {pattern!r}")
         return hosts
 
     def close_connections(self) -> None:

@@ -225,12 +225,12 @@ class Lab:
     def _wait_until_answering(self, state: LabState, progress: Progress) -> None:
         deadline = time.monotonic() + BOOT_TIMEOUT
         waiting = list(state.hosts)
-        while waiting and time.monotonic() < deadline:
-            with ThreadPoolExecutor(max_workers=16) as pool:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            while waiting and time.monotonic() < deadline:
                 answers = list(pool.map(lambda h: ssh.probe(h.address, h.ssh_port), waiting))
-            waiting = [h for h, ok in zip(waiting, answers, strict=True) if not ok]
-            if waiting:
-                time.sleep(0.05)
+                waiting = [h for h, ok in zip(waiting, answers, strict=True) if not ok]
+                if waiting:
+                    time.sleep(0.05)
         if waiting:
             names = ", ".join(h.name for h in waiting)
             log = self.layout.sshd_log(waiting[0].name)

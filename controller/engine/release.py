@@ -60,7 +60,7 @@ class ReleaseEngine:
 
     def apply(self) -> ReleaseOutcome:
         """Lock, snapshot, apply in batches, verify, and commit or roll back."""
-        plan = plan_release(self.manifest, self.env.hosts(self.manifest.targets))
+        plan = self._plan()
         m = self.manifest
         self.journal.acquire_lock(m.environment, m.release)
         release_id = self.journal.start_release(
@@ -79,7 +79,7 @@ class ReleaseEngine:
 
     def dry_run(self) -> ReleaseOutcome:
         """The apply playbooks in check mode with diff: nothing on any host changes."""
-        plan = plan_release(self.manifest, self.env.hosts(self.manifest.targets))
+        plan = self._plan()
         failed = []
         for playbook in self.manifest.playbooks.apply:
             result = run_playbook(self._playbook(playbook, plan.hosts, "dry-run", check=True),
@@ -93,7 +93,7 @@ class ReleaseEngine:
 
     def rollback(self, record: ReleaseRecord, reason: str) -> ReleaseOutcome:
         """Restore the snapshot on every host the release touched (``rollback``/``resume``)."""
-        plan = plan_release(self.manifest, self.env.hosts(self.manifest.targets))
+        plan = self._plan()
         touched = [h.host for h in self.journal.host_states(record.id)
                    if h.state in (*TOUCHED_STATES, "restored")]
         self.journal.acquire_lock(record.environment, record.name)
@@ -219,6 +219,9 @@ class ReleaseEngine:
                           f"{verdict.outcome}")
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _plan(self) -> ReleasePlan:
+        return plan_release(self.manifest, self.env.hosts(self.manifest.targets))
 
     def _playbook(self, playbook: Any, hosts: list[str], label: str,
                   check: bool = False) -> PlaybookRun:

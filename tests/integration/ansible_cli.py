@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import ansible_runner
 
+from controller.paths import tools_path
+
 RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_unreachable")
 
 
 def ad_hoc(ansible_cfg: Path, pattern: str, module: str, args: str = "") -> dict[str, Any]:
     """Run one module on ``pattern`` with ansible-runner; return each host's result."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(dir="/var/tmp") as private:
         runner = ansible_runner.run(
             private_data_dir=private, host_pattern=pattern, module=module, module_args=args,
-            envvars={"ANSIBLE_CONFIG": str(ansible_cfg), "PATH": path}, quiet=True,
+            envvars={"ANSIBLE_CONFIG": str(ansible_cfg), "PATH": tools_path()}, quiet=True,
         )
         for event in runner.events:
             if event.get("event") in RESULT_EVENTS:
