@@ -12,6 +12,7 @@ from controller import __version__
 from controller.cli.context import AppContext
 from controller.cli.lab import lab as lab_group
 from controller.cli.output import report_error
+from controller.cli.plan import plan
 from controller.cli.release import RELEASE_COMMANDS
 from controller.engine.environment import JOURNAL_ENV
 from controller.errors import ExitCode, RelctlError
@@ -67,6 +68,7 @@ def cli(ctx: click.Context, state_dir: Path | None, journal: Path | None) -> Non
 
 
 cli.add_command(lab_group)
+cli.add_command(plan)
 for command in RELEASE_COMMANDS:
     cli.add_command(command)
 

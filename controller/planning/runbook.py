@@ -1,0 +1,509 @@
+"""The implementation plan a change board signs, computed from data alone.
+
+    build_plan(manifest, fleet, history, now=...) -> ImplementationPlan
+    ├── item_changes    what changes on every host (artifact X → Y, as the journal knows X)
+    ├── batches         canary first, as ``relctl apply`` will roll them
+    ├── steps           the cut-over runbook: contiguous, clock times, owners, estimates
+    ├── rollback        how each item is restored and from which snapshot; points of no return
+    └── risks           declared risks plus those the plan itself reveals
+
+Nothing here reads a file, the journal or the inventory: the caller gathers ``Fleet`` and
+``History`` and passes them in, so every rule is tested as data.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from controller.models.manifest import (
+    ArtifactItem,
+    ConfigItem,
+    DataItem,
+    Level,
+    LocustGate,
+    Manifest,
+    PackageItem,
+    ServiceItem,
+)
+from controller.planning.release import ReleasePlan, plan_release
+
+MINUTE = 60.0
+DEFAULT_SECONDS: dict[str, float] = {
+    "notice": 15 * MINUTE, "lock": 1 * MINUTE, "snapshot": 5 * MINUTE, "apply": 10 * MINUTE,
+    "gate:testinfra": 3 * MINUTE, "signoff": 30 * MINUTE, "close": 15 * MINUTE,
+    "warranty": 0.0, "rollback": 10 * MINUTE, "gate:testinfra:restored": 3 * MINUTE,
+}
+"""Step durations when the journal has no past release of the service to go by."""
+LOCUST_OVERHEAD_S = 60.0  # start-up, ramp-up and report around the measured run
+LOOSE_P95_FACTOR = 3.0  # a p95 threshold this many times the usual p95 catches nothing
+WARRANTY_DAYS = 7
+
+RiskSource = Literal["declared", "detected"]
+
+
+# --- inputs gathered by the caller ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The inventory as the plan needs it: the targets and the backup site."""
+
+    hosts: list[str]
+    backup_hosts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PastPhase:
+    """How long one successful phase of a past release of the same service took."""
+
+    name: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class History:
+    """What the journal knows about past releases of the service."""
+
+    phases: list[PastPhase] = field(default_factory=list)
+    candidate_p95_ms: list[float] = field(default_factory=list)
+    """p95 of past Locust candidate runs that passed."""
+    versions: dict[str, str] = field(default_factory=dict)
+    """host -> the version the journal last saw deployed there."""
+
+    def durations(self, name: str) -> list[float]:
+        """Seconds of past phases called ``name``, else of its family (``apply:batch*``)."""
+        exact = [p.seconds for p in self.phases if p.name == name]
+        if exact:
+            return exact
+        return [p.seconds for p in self.phases if _family(p.name) == _family(name)]
+
+
+def _family(phase: str) -> str:
+    """``apply:batch3`` -> ``apply:batch``; ``gate:testinfra:restored-1.1.0`` -> ``...restored``."""
+    return re.sub(r"(batch)\d+$|(restored)-.*$", r"\1\2", phase)
+
+
+# --- the plan ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A duration and where it comes from: ``history (n=3)`` or ``default``."""
+
+    seconds: float
+    basis: str
+
+    @property
+    def minutes(self) -> int:
+        """Whole minutes, rounded up (a plan is read on a clock)."""
+        return math.ceil(self.seconds / MINUTE)
+
+
+def estimate(samples: list[float], default: float) -> Estimate:
+    """The median of past durations, else ``default``."""
+    if samples:
+        return Estimate(statistics.median(samples), f"history (n={len(samples)})")
+    return Estimate(default, "default")
+
+
+def combined(*parts: Estimate) -> Estimate:
+    """Several estimates run one after the other."""
+    bases = dict.fromkeys(p.basis for p in parts)
+    return Estimate(sum(p.seconds for p in parts), " + ".join(bases))
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    """One row of the configuration-item table."""
+
+    host: str
+    item: str
+    kind: str
+    change: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Hosts changed together; the first is the canary."""
+
+    label: str
+    hosts: list[str]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of the cut-over runbook, ticked off by its owner."""
+
+    number: int
+    key: str
+    title: str
+    owner: str
+    start: datetime
+    end: datetime
+    basis: str
+
+    @property
+    def minutes(self) -> int:
+        return int((self.end - self.start).total_seconds() // MINUTE)
+
+
+@dataclass(frozen=True)
+class RollbackItem:
+    """How one configuration item returns to its previous stable state."""
+
+    item: str
+    kind: str
+    restore: str
+    snapshot: str
+    point_of_no_return: bool
+
+
+@dataclass(frozen=True)
+class PlanRisk:
+    """A line of the risk register."""
+
+    title: str
+    likelihood: Level
+    impact: Level
+    mitigation: str
+    source: RiskSource
+
+
+@dataclass(frozen=True)
+class ImplementationPlan:
+    """Everything the change board reads before it signs."""
+
+    release: str
+    version: str
+    service: str
+    environment: str
+    targets: str
+    release_manager: str
+    approvers: list[str]
+    start_basis: str
+    window_start: datetime | None
+    window_end: datetime | None
+    hosts: list[str]
+    backup_hosts: list[str]
+    items: list[ItemChange]
+    batches: list[Batch]
+    steps: list[Step]
+    rollback: list[RollbackItem]
+    rollback_estimate: Estimate
+    risks: list[PlanRisk]
+    snapshot_store: str
+    warranty_days: int
+
+    @property
+    def start(self) -> datetime:
+        return self.steps[0].start
+
+    @property
+    def end(self) -> datetime:
+        return self.steps[-1].end
+
+    @property
+    def total_minutes(self) -> int:
+        return sum(step.minutes for step in self.steps)
+
+    @property
+    def points_of_no_return(self) -> list[str]:
+        return [r.item for r in self.rollback if r.point_of_no_return]
+
+
+def build_plan(manifest: Manifest, fleet: Fleet, history: History, *, now: datetime,
+               start: datetime | None = None, snapshot_store: str = "STATE_DIR/snapshots",
+               warranty_days: int = WARRANTY_DAYS) -> ImplementationPlan:
+    """The implementation plan of ``manifest`` on ``fleet``, timed from ``history``.
+
+    The runbook starts at ``start``, else the change window's start, else ``now`` (next
+    whole minute); ``now`` is a parameter so that the plan stays a pure function.
+    """
+    release = plan_release(manifest, fleet.hosts)
+    begin, basis = _start(manifest, start, now)
+    steps = schedule(_runbook(manifest, release, history, snapshot_store, warranty_days), begin)
+    restore = combined(*(estimate(history.durations(key), DEFAULT_SECONDS[key])
+                         for key in ("rollback", "gate:testinfra:restored")))
+    window = manifest.window
+    return ImplementationPlan(
+        release=manifest.release, version=manifest.version, service=manifest.service,
+        environment=manifest.environment, targets=manifest.targets,
+        release_manager=manifest.owners.release_manager, approvers=manifest.owners.approvers,
+        start_basis=basis, window_start=window.start if window else None,
+        window_end=window.end if window else None, hosts=release.hosts,
+        backup_hosts=fleet.backup_hosts,
+        items=item_changes(manifest, release.hosts, history.versions),
+        batches=[Batch(batch_label(n), hosts) for n, hosts in enumerate(release.batches, 1)],
+        steps=steps, rollback=rollback_items(manifest, snapshot_store, history.versions),
+        rollback_estimate=restore,
+        risks=[*declared_risks(manifest),
+               *detected_risks(manifest, fleet, history, steps, restore)],
+        snapshot_store=snapshot_store, warranty_days=warranty_days,
+    )
+
+
+def _start(manifest: Manifest, start: datetime | None, now: datetime) -> tuple[datetime, str]:
+    if start is not None:
+        return start, "given start"
+    if manifest.window is not None:
+        return manifest.window.start, "change window start"
+    rounded = now.replace(second=0, microsecond=0)
+    return (rounded if rounded == now else rounded + timedelta(minutes=1)), "now"
+
+
+def batch_label(number: int) -> str:
+    """The batch's name in the journal's phases: ``canary``, ``batch2``, ``batch3``..."""
+    return "canary" if number == 1 else f"batch{number}"
+
+
+# --- configuration items ----------------------------------------------------------------
+
+
+def item_changes(manifest: Manifest, hosts: list[str],
+                 versions: dict[str, str]) -> list[ItemChange]:
+    """What the release does to every item on every host."""
+    return [ItemChange(host, item.name, item.kind, *describe_change(item, manifest.version,
+                                                                    versions.get(host)))
+            for host in hosts for item in manifest.items]
+
+
+def describe_change(item: ConfigItem, version: str, current: str | None) -> tuple[str, str]:
+    """What happens to ``item`` and where, in a board member's words."""
+    if isinstance(item, ArtifactItem):
+        return (f"version {current or 'unknown'} → {version}",
+                f"{item.current_link} → {item.release_dir(version)}")
+    if isinstance(item, PackageItem):
+        return f"{item.manager} package pinned to {item.version}", item.venv or "system (apt)"
+    if isinstance(item, ServiceItem):
+        return "stopped, then started on the new release", item.check or item.start
+    if isinstance(item, DataItem):
+        if not item.reversible:
+            return "converted in place: POINT OF NO RETURN", item.path
+        if item.conversion is not None:
+            return f"converted by {item.conversion.name}", item.path
+        return "kept (snapshotted before the apply)", item.path
+    return "as the playbooks write it (snapshotted before the apply)", item.path
+
+
+# --- the runbook ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Spec:
+    key: str
+    title: str
+    owner: str
+    estimate: Estimate
+
+
+def schedule(specs: list[_Spec], start: datetime) -> list[Step]:
+    """Lay the steps end to end from ``start``: each begins when the previous one ends."""
+    steps: list[Step] = []
+    clock = start
+    for number, spec in enumerate(specs, start=1):
+        end = clock + timedelta(minutes=spec.estimate.minutes)
+        steps.append(Step(number, spec.key, spec.title, spec.owner, clock, end,
+                          spec.estimate.basis))
+        clock = end
+    return steps
+
+
+def _runbook(manifest: Manifest, release: ReleasePlan, history: History, store: str,
+             warranty_days: int) -> list[_Spec]:
+    manager = manifest.owners.release_manager
+    locust = manifest.gates.locust
+
+    def fixed(key: str, title: str, owner: str = manager) -> _Spec:
+        return _Spec(key, title, owner, estimate([], DEFAULT_SECONDS[key]))
+
+    specs = [
+        fixed("notice", f"Notice to users and the service desk: {manifest.service} in "
+                        f"{manifest.environment} is interrupted for the change"),
+        fixed("lock", f"Start `relctl apply` of {manifest.release}: it takes the "
+                      f"{manifest.environment} lock"),
+    ]
+    if locust is not None:
+        specs.append(_load_spec("baseline", "Locust baseline through the load balancer",
+                                locust, manager, history))
+    specs.append(_Spec("snapshot", f"Snapshot {len(manifest.items)} items on "
+                                   f"{len(release.hosts)} hosts into `{store}/<release-id>/` "
+                                   "(sha256 verified)", manager,
+                       estimate(history.durations("snapshot"), DEFAULT_SECONDS["snapshot"])))
+    specs += [_batch_spec(manifest, release, n, hosts, history)
+              for n, hosts in enumerate(release.batches, start=1)]
+    if locust is not None:
+        specs.append(_load_spec("gate:locust", "Locust candidate through the load balancer",
+                                locust, manager, history,
+                                f"; passes when {load_criteria(locust)}"))
+    approvers = ", ".join(manifest.owners.approvers) or manager
+    return [*specs,
+            fixed("signoff", "Acceptance: reconcile the gate results with the acceptance "
+                             "criteria; sign off", approvers),
+            fixed("close", "Close: lock released, change closed, users and service desk "
+                           "notified"),
+            fixed("warranty", f"Warranty period starts ({warranty_days} days): monitoring "
+                              "watches the service; the snapshot is kept")]
+
+
+def _load_spec(key: str, title: str, gate: LocustGate, owner: str, history: History,
+               criteria: str = "") -> _Spec:
+    default = gate.duration_s + LOCUST_OVERHEAD_S
+    return _Spec(key, f"{title}: {gate.users} users for {gate.duration_s:g} s{criteria}",
+                 owner, estimate(history.durations(key), default))
+
+
+def _batch_spec(manifest: Manifest, release: ReleasePlan, number: int, hosts: list[str],
+                history: History) -> _Spec:
+    label = batch_label(number)
+    parts = [estimate(history.durations(f"apply:{label}"), DEFAULT_SECONDS["apply"])]
+    title = f"Apply to {label} ({', '.join(hosts)})"
+    if manifest.gates.testinfra:
+        parts.append(estimate(history.durations(f"gate:testinfra:{label}"),
+                              DEFAULT_SECONDS["gate:testinfra"]))
+        title += " and run the testinfra gate"
+    if number == 1 and release.irreversible:
+        title += f"; converts {', '.join(release.irreversible)}: POINT OF NO RETURN"
+    return _Spec(f"apply:{label}", title, manifest.owners.release_manager, combined(*parts))
+
+
+def load_criteria(gate: LocustGate) -> str:
+    """The Locust thresholds in one line: ``p95 ≤ 300 ms, failures ≤ 1%, ...``."""
+    t = gate.thresholds
+    parts = [f"p95 ≤ {t.p95_ms:g} ms" if t.p95_ms is not None else "",
+             f"failures ≤ {t.max_failure_ratio:.1%}" if t.max_failure_ratio is not None else "",
+             f"≥ {t.min_rps:g} rps" if t.min_rps is not None else "",
+             f"p95 ≤ {t.p95_vs_baseline:g}x baseline" if t.p95_vs_baseline is not None else "",
+             f"≥ {t.min_requests} requests"]
+    return ", ".join(p for p in parts if p)
+
+
+# --- rollback ---------------------------------------------------------------------------
+
+RESTORE_HOW: dict[str, str] = {
+    "file": "bytes, mode and owner put back from the snapshot copy",
+    "directory": "tree replaced by the snapshot tar (owners and modes kept)",
+    "artifact": "release tree restored from the snapshot tar: `current` points back to "
+                "{previous}",
+    "package": "previous version reinstalled with {manager}, as the snapshot recorded it",
+    "service": "stopped before the restore, then returned to the state the snapshot "
+               "recorded (running or not)",
+    "data": "SQLite online-backup copy restored (stale -wal/-shm files removed)",
+}
+PAYLOAD_SUFFIX = {"file": ".file", "directory": ".tar", "artifact": ".tar", "data": ".db"}
+NO_RETURN = ("NOT rolled back once converted: relctl refuses the rollback; roll forward "
+             "with a fixed release (the snapshot allows a manual restore, losing later writes)")
+
+
+def rollback_items(manifest: Manifest, store: str,
+                   versions: dict[str, str]) -> list[RollbackItem]:
+    """How every item is restored from the snapshot taken before the apply."""
+    known = sorted(set(versions.values()))
+    previous = f"releases/{', '.join(known)}" if known else "the previous release"
+    rows = []
+    for item in manifest.items:
+        suffix = PAYLOAD_SUFFIX.get(item.kind)  # packages, services: state in index.json
+        payload = f"{item.name}{suffix}" if suffix else "index.json"
+        how = RESTORE_HOW[item.kind].format(previous=previous,
+                                            manager=getattr(item, "manager", ""))
+        final = isinstance(item, DataItem) and not item.reversible
+        rows.append(RollbackItem(item.name, item.kind, NO_RETURN if final else how,
+                                 f"{store}/<release-id>/<host>/bundle/{payload}", final))
+    return rows
+
+
+# --- risks ------------------------------------------------------------------------------
+
+
+def declared_risks(manifest: Manifest) -> list[PlanRisk]:
+    """The manifest's own risk register."""
+    return [PlanRisk(r.title, r.likelihood, r.impact, r.mitigation, "declared")
+            for r in manifest.risks]
+
+
+def detected_risks(manifest: Manifest, fleet: Fleet, history: History, steps: list[Step],
+                   rollback: Estimate) -> list[PlanRisk]:
+    """Risks the plan reveals: no way back, no backup site, no load check, no time."""
+    return [*_irreversible(manifest), *_no_backup(fleet), *_single_host(fleet),
+            *_load_gate(manifest, history), *_window(manifest, steps, rollback)]
+
+
+def _detected(title: str, likelihood: Level, impact: Level, mitigation: str) -> PlanRisk:
+    return PlanRisk(title, likelihood, impact, mitigation, "detected")
+
+
+def _irreversible(manifest: Manifest) -> list[PlanRisk]:
+    return [_detected(f"{item.name} ({item.path}) is converted in place: a failure after the "
+                      "canary's apply cannot be rolled back (point of no return)",
+                      "medium", "high",
+                      "Canary first; snapshot before the apply for a manual restore; a "
+                      "roll-forward fix ready; the board signs off the point of no return")
+            for item in manifest.irreversible_items()]
+
+
+def _no_backup(fleet: Fleet) -> list[PlanRisk]:
+    if fleet.backup_hosts:
+        return []
+    return [_detected("No backup hosts in the inventory (no app_backup or *backup* group "
+                      "with hosts): a failed primary site cannot fail over", "low", "high",
+                      "Add hosts to app_backup, or agree the restore time from snapshots")]
+
+
+def _single_host(fleet: Fleet) -> list[PlanRisk]:
+    if len(fleet.hosts) != 1:
+        return []
+    return [_detected(f"A single target host ({fleet.hosts[0]}): the canary is the whole "
+                      "fleet, every user meets the new release at once", "medium", "medium",
+                      "Add a host behind the load balancer, or announce the full interruption")]
+
+
+def _load_gate(manifest: Manifest, history: History) -> list[PlanRisk]:
+    gate = manifest.gates.locust
+    if gate is None:
+        return [_detected("No Locust gate: performance after the install is not verified",
+                          "medium", "medium",
+                          "Add gates.locust with p95_ms and max_failure_ratio thresholds")]
+    threshold, past = gate.thresholds.p95_ms, history.candidate_p95_ms
+    if threshold is None or not past:
+        return []
+    usual = statistics.median(past)
+    if usual <= 0 or threshold <= LOOSE_P95_FACTOR * usual:
+        return []
+    return [_detected(f"Locust p95 threshold {threshold:g} ms is {threshold / usual:.1f}x the "
+                      f"p95 of past passing releases ({usual:g} ms, n={len(past)}): a "
+                      "slowdown would pass the gate", "medium", "medium",
+                      f"Tighten p95_ms towards {math.ceil(usual * 1.5)} ms, or set "
+                      "p95_vs_baseline")]
+
+
+def _window(manifest: Manifest, steps: list[Step], rollback: Estimate) -> list[PlanRisk]:
+    window, start, end = manifest.window, steps[0].start, steps[-1].end
+    if window is None:
+        return [_detected("No change window: the change is not scheduled with the board",
+                          "medium", "medium",
+                          "Declare window: in the manifest, agreed with the change board")]
+    planned, allowed = end - start, window.end - window.start
+    if allowed < planned:
+        return [_detected(f"The change window ({format_span(allowed)}) is shorter than the "
+                          f"runbook ({format_span(planned)})", "high", "high",
+                          "Widen the window, or split the release")]
+    if start < window.start or end > window.end:
+        return [_detected("The runbook runs outside the change window", "high", "medium",
+                          "Start at the window's start (drop --start), or move the window")]
+    needed = timedelta(minutes=rollback.minutes)
+    if end + needed > window.end:
+        return [_detected(f"No room for a rollback ({format_span(needed)}) before the window "
+                          "closes", "medium", "high",
+                          "Start earlier or widen the window by the rollback time")]
+    return []
+
+
+def format_span(delta: timedelta) -> str:
+    """A duration for people: ``45 min``, ``1 h 05 min``."""
+    minutes = int(delta.total_seconds() // MINUTE)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
