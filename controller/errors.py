@@ -5,7 +5,12 @@
     ├── PrerequisiteError            exit 6   this machine lacks what the job needs
     ├── LabError                     exit 7   the staging lab could not be brought up or used
     │   └── AddressInUseError        exit 7   a lab address/port is already taken
-    └── PlaybookError                exit 8   an Ansible playbook run failed
+    ├── PlaybookError                exit 8   an Ansible playbook run failed
+    ├── ContinuityError              exit 9   a failover/failback/drill could not restore
+    │                                         the service: a human must act now
+    └── SignoffMissingError          exit 11  the environment requires sign-offs the
+                                              release lacks: nothing was touched
+    (exit 10: a drill ran, and measured RTO/RPO missed a target)
 
 Library code raises these and never prints or exits; ``controller.cli`` maps them to a
 message and an exit code in one place.
@@ -28,6 +33,9 @@ class ExitCode(IntEnum):
     PREREQUISITE = 6
     LAB = 7
     PLAYBOOK = 8
+    CONTINUITY_FAILED = 9
+    TARGETS_MISSED = 10
+    SIGNOFF_MISSING = 11
 
 
 class RelctlError(Exception):
@@ -67,3 +75,19 @@ class PlaybookError(RelctlError):
     """An ansible-runner playbook run ended unsuccessfully."""
 
     exit_code = ExitCode.PLAYBOOK
+
+
+class ContinuityError(RelctlError):
+    """A failover, failback or drill could not bring the service back."""
+
+    exit_code = ExitCode.CONTINUITY_FAILED
+
+
+class SignoffMissingError(RelctlError):
+    """``apply`` refused: roles the environment requires have not signed the release off."""
+
+    exit_code = ExitCode.SIGNOFF_MISSING
+
+    def __init__(self, message: str, *, missing: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.missing = missing

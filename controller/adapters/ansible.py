@@ -5,6 +5,7 @@ This is the only module that imports ``ansible_runner``.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -136,6 +137,39 @@ def list_hosts(inventory: Path, ansible_cfg: Path, pattern: str) -> list[str]:
     if result.returncode != 0:
         return []
     return [line.strip() for line in result.stdout.splitlines()[1:] if line.strip()]
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Every group (with the hosts of its children) and every host's address."""
+
+    groups: dict[str, list[str]]
+    addresses: dict[str, str]
+
+
+def read_inventory(inventory: Path, ansible_cfg: Path) -> Inventory:
+    """The inventory as ``ansible-inventory --list`` resolves it (no host is contacted)."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ansible_cfg), "PATH": tools_path()}
+    result = subprocess.run(["ansible-inventory", "-i", str(inventory), "--list"],
+                            capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        return Inventory({}, {})
+    data = json.loads(result.stdout)
+    hostvars = data.get("_meta", {}).get("hostvars", {})
+
+    def members(group: str, seen: frozenset[str] = frozenset()) -> list[str]:
+        node = data.get(group) or {}
+        hosts = list(node.get("hosts", []))
+        for child in node.get("children", []):
+            if child not in seen:
+                hosts += [h for h in members(child, seen | {group}) if h not in hosts]
+        return hosts
+
+    groups = {name: members(name) for name in data if name != "_meta"}
+    addresses = {h: str(v.get("ansible_host", h)) for h, v in hostvars.items()}
+    for host in {h for hosts in groups.values() for h in hosts}:
+        addresses.setdefault(host, host)
+    return Inventory(groups, addresses)
 
 
 def failure_summary(result: PlaybookResult) -> str:

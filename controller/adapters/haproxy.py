@@ -56,6 +56,23 @@ class RuntimeApi:
             if row["svname"] not in ("FRONTEND", "BACKEND")
         ]
 
+    def set_state(self, backend: str, server: str, state: str) -> None:
+        """``ready``, ``drain`` or ``maint`` one server, at once and without a reload."""
+        self._expect_empty(f"set server {backend}/{server} state {state}")
+
+    def set_health(self, backend: str, server: str, health: str) -> None:
+        """Force a server's health to ``up``, ``stopping`` or ``down`` (drills)."""
+        self._expect_empty(f"set server {backend}/{server} health {health}")
+
+    def server_states(self, backend: str) -> str:
+        """``show servers state`` of one backend: what ``server-state-file`` holds."""
+        return self.command(f"show servers state {backend}")
+
+    def _expect_empty(self, line: str) -> None:
+        answer = self.command(line).strip()
+        if answer:
+            raise LabError(f"HAProxy refused '{line}': {answer}")
+
     def _connect(self) -> socket.socket:
         if self.endpoint.startswith("/"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -32,23 +32,53 @@ class LoadRun:
 
 def run_load(run: LoadRun) -> LoadStats:
     """Run Locust against ``run.url`` for ``run.duration_s`` seconds; return its figures."""
-    run.out_dir.mkdir(parents=True, exist_ok=True)
-    prefix = run.out_dir / run.label
-    command = [
+    with _log(run).open("w") as out:
+        result = subprocess.run(_command(run), stdout=out, stderr=subprocess.STDOUT, env=_env(),
+                                timeout=run.duration_s + 60, check=False)
+    return _stats(run, result.returncode)
+
+
+def start_load(run: LoadRun) -> subprocess.Popen[bytes]:
+    """Start Locust in the background (for up to ``run.duration_s``); see ``stop_load``."""
+    with _log(run).open("w") as out:
+        return subprocess.Popen(_command(run), stdout=out, stderr=subprocess.STDOUT, env=_env())
+
+
+def stop_load(run: LoadRun, process: subprocess.Popen[bytes]) -> LoadStats:
+    """Stop a background Locust (SIGTERM: it writes its statistics) and read its figures."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        code = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
+    return _stats(run, 0 if code in (0, -15) else code)
+
+
+def _command(run: LoadRun) -> list[str]:
+    return [
         sys.executable, "-m", "locust", "-f", str(run.locustfile), "--headless",
         "--host", run.url, "-u", str(run.users), "-r", str(run.spawn_rate),
-        "-t", f"{max(1, round(run.duration_s))}s", "--csv", str(prefix), "--only-summary",
-        "--stop-timeout", "5", "--exit-code-on-error", "0",
+        "-t", f"{max(1, round(run.duration_s))}s", "--csv", str(run.out_dir / run.label),
+        "--only-summary", "--stop-timeout", "5", "--exit-code-on-error", "0",
     ]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    log = prefix.with_suffix(".log")
-    with log.open("w") as out:
-        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                timeout=run.duration_s + 60, check=False)
-    stats = Path(f"{prefix}_stats.csv")
-    if result.returncode != 0 or not stats.exists():
-        tail = log.read_text(errors="replace")[-600:]
-        raise RelctlError(f"locust ({run.label}) did not run: exit {result.returncode}: {tail}")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def _log(run: LoadRun) -> Path:
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    return (run.out_dir / run.label).with_suffix(".log")
+
+
+def _stats(run: LoadRun, returncode: int) -> LoadStats:
+    stats = run.out_dir / f"{run.label}_stats.csv"
+    if returncode != 0 or not stats.exists():
+        tail = _log(run).read_text(errors="replace")[-600:]
+        raise RelctlError(f"locust ({run.label}) did not run: exit {returncode}: {tail}")
     return parse_stats(stats)
 
 

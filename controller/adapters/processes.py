@@ -60,6 +60,34 @@ def stop(*hosts: HostProcess, timeout: float = 5.0) -> list[int]:
     return terminate_all([p for p in targets if p is not None], timeout)
 
 
+def kill_host(process: HostProcess) -> bool:
+    """SIGKILL a host's PID 1: the kernel ends everything in its namespace (a lost host)."""
+    proc = _same(process.sshd_pid, process.sshd_started)
+    if proc is None:
+        return False
+    _signal(proc, kill=True)
+    _wait_gone([proc], 5.0)
+    return True
+
+
+def kill_in_host(process: HostProcess, needle: str) -> list[int]:
+    """SIGKILL the processes inside a host whose command line contains ``needle``."""
+    host = _same(process.sshd_pid, process.sshd_started)
+    if host is None:
+        return []
+    victims = []
+    for child in host.children(recursive=True):
+        try:
+            if needle in " ".join(child.cmdline()):
+                victims.append(child)
+        except psutil.Error:
+            continue
+    for victim in victims:
+        _signal(victim, kill=True)
+    _wait_gone(victims, 5.0)
+    return [v.pid for v in victims]
+
+
 def terminate_all(procs: list[psutil.Process], timeout: float = 5.0) -> list[int]:
     """SIGTERM, wait, then SIGKILL what remains; returns pids that would not die."""
     for proc in procs:

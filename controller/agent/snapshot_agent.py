@@ -8,6 +8,8 @@ document. Item kinds: file, directory, artifact, package, service, data (sqlite)
     capture ITEMS OUT     write each item's payload and OUT/index.json (sha256 of all)
     restore ITEMS BUNDLE  verify BUNDLE's checksums first, then restore every item
     verify ITEMS BUNDLE   compare the host's current state with BUNDLE/index.json
+    load ITEMS BUNDLE     copy BUNDLE's databases into the live ones through SQLite's
+                          online backup API, while the service keeps running (replication)
 """
 
 from __future__ import annotations
@@ -264,6 +266,36 @@ def restore(items: list[Item], bundle: Path) -> dict[str, Any]:
     return {"ok": True, "restored": [i["name"] for i in items]}
 
 
+# -- load (replication) ----------------------------------------------------------------
+
+def load(items: list[Item], bundle: Path) -> dict[str, Any]:
+    """Replace each live database's content with the bundle's, in one SQLite transaction.
+
+    The backup API writes through SQLite's own locking (and WAL), so a service that keeps
+    the database open sees the old content or the new one, never a torn file.
+    """
+    index = json.loads((bundle / "index.json").read_text())
+    bad = check_bundle(index, bundle)
+    if bad:
+        return {"ok": False, "error": f"replica payloads fail their sha256: {bad}"}
+    digests = {}
+    for item in (i for i in items if i["kind"] == "data"):
+        meta = index[item["name"]]
+        dest = Path(item["path"])
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        source = sqlite3.connect(f"file:{bundle / meta['payload']}?mode=ro", uri=True)
+        target = sqlite3.connect(dest, timeout=30)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+        digests[item["name"]] = sqlite_digest(dest)
+        if digests[item["name"]] != meta["digest"]:
+            return {"ok": False, "error": f"{dest} does not match the replica after loading"}
+    return {"ok": True, "digests": digests}
+
+
 # -- verify ----------------------------------------------------------------------------
 
 def item_path(item: Item) -> Path:
@@ -303,7 +335,7 @@ def verify(items: list[Item], bundle: Path) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     command, encoded, folder = argv[1], argv[2], Path(argv[3])
     items: list[Item] = json.loads(base64.b64decode(encoded))
-    handlers = {"capture": capture, "restore": restore, "verify": verify}
+    handlers = {"capture": capture, "restore": restore, "verify": verify, "load": load}
     try:
         result = handlers[command](items, folder)
     except Exception as exc:  # report every failure as JSON for the controller to read

@@ -33,29 +33,35 @@ def lab() -> None:
 
 
 @lab.command()
-@click.option("--primary", default=3, show_default=True, help="Hosts in the primary site.")
-@click.option("--backup", default=2, show_default=True, help="Hosts in the backup site.")
-@click.option("--base-address", default="127.0.0.10", show_default=True,
-              help="Loopback address of the LB; hosts take the next ones.")
-@click.option("--ssh-port", default=2222, show_default=True, help="sshd port on every host.")
-@click.option("--lb-port", default=8000, show_default=True, help="HAProxy frontend port.")
+@click.option("--primary", type=int, default=None, help="Hosts in the primary site [3].")
+@click.option("--backup", type=int, default=None, help="Hosts in the backup site [2].")
+@click.option("--base-address", default=None,
+              help="Loopback address of the LB; hosts take the next ones [127.0.0.10].")
+@click.option("--ssh-port", type=int, default=None, help="sshd port on every host [2222].")
+@click.option("--lb-port", type=int, default=None, help="HAProxy frontend port [8000].")
 @JSON_OPTION
 @click.pass_context
-def up(ctx: click.Context, primary: int, backup: int, base_address: str, ssh_port: int,
-       lb_port: int, as_json: bool) -> None:
-    """Start the lab (idempotent: a healthy lab is kept as it is).
+def up(ctx: click.Context, primary: int | None, backup: int | None, base_address: str | None,
+       ssh_port: int | None, lb_port: int | None, as_json: bool) -> None:
+    """Start the lab (idempotent: a healthy lab is kept as it is, dead hosts restarted).
+
+    Options not given keep the running lab's values (after a drill, plain
+    `relctl lab up` brings the lost hosts back), else take the defaults in brackets.
 
     \b
     Example:  relctl lab up --primary 3 --backup 2
     """
+    the_lab = _lab(ctx)
+    existing = the_lab.load()
+    given = {"primary": primary, "backup": backup, "base_address": base_address,
+             "ssh_port": ssh_port, "lb_port": lb_port}
+    base = existing.spec.model_dump() if existing else {}
     try:
-        spec = LabSpec(primary=primary, backup=backup, base_address=base_address,
-                       ssh_port=ssh_port, lb_port=lb_port)
+        spec = LabSpec(**{**base, **{k: v for k, v in given.items() if v is not None}})
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "options"
         raise InputError(f"lab up: {field}: {first['msg']}") from exc
-    the_lab = _lab(ctx)
     report = the_lab.up(spec, progress=progress_printer(as_json))
     state = the_lab.require()
     if as_json:

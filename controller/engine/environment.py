@@ -51,11 +51,15 @@ class Environment:
 def resolve_environment(state_dir: Path, manifest: Manifest,
                         inventory: Path | None = None) -> Environment:
     """The manifest's inventory (or ``inventory``), else the staging lab's."""
+    return environment_for(state_dir, inventory or manifest.inventory, "the manifest")
+
+
+def environment_for(state_dir: Path, chosen: Path | None, named_by: str) -> Environment:
+    """The inventory ``chosen`` (with the ansible.cfg beside it), else the staging lab's."""
     lab = LabLayout(state_dir / "lab")
-    chosen = inventory or manifest.inventory
     if chosen is None:
         if not lab.inventory.exists():
-            raise InputError("the manifest names no inventory and no lab is up",
+            raise InputError(f"{named_by} names no inventory and no lab is up",
                              hint="pass --inventory, or run: relctl lab up")
         chosen = lab.inventory
     cfg = lab.ansible_cfg if chosen == lab.inventory else Path(

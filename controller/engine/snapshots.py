@@ -82,17 +82,7 @@ class Snapshots:
         return run_playbook(run, on_event)
 
     def _unpack(self, host: str) -> dict[str, Any]:
-        folder = self.store / host
-        with tarfile.open(folder / "bundle.tar") as tar:
-            tar.extractall(folder, filter="data")
-        index = self.index(host)
-        for name, meta in index.items():
-            payload = meta.get("payload")
-            digest = snapshot_agent.sha256_file(folder / "bundle" / payload) if payload else None
-            if payload and digest != meta["sha256"]:
-                raise SnapshotError(f"snapshot of {name} on {host} fails its sha256",
-                                    hint="no host was changed")
-        return index
+        return unpack_bundle(self.store / host, host)
 
     def _record(self, host: str, name: str, meta: dict[str, Any]) -> None:
         payload = meta.get("payload")
@@ -104,3 +94,17 @@ class Snapshots:
             verified=True,
         )
 
+
+
+def unpack_bundle(folder: Path, host: str) -> dict[str, Any]:
+    """Extract ``folder/bundle.tar`` fetched from ``host``; check every payload's sha256."""
+    with tarfile.open(folder / "bundle.tar") as tar:
+        tar.extractall(folder, filter="data")
+    index: dict[str, Any] = json.loads((folder / "bundle" / "index.json").read_text())
+    for name, meta in index.items():
+        payload = meta.get("payload")
+        digest = snapshot_agent.sha256_file(folder / "bundle" / payload) if payload else None
+        if payload and digest != meta["sha256"]:
+            raise SnapshotError(f"the copy of {name} fetched from {host} fails its sha256",
+                                hint="no host was changed")
+    return index

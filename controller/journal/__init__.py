@@ -5,7 +5,8 @@
     │              history, last_good_release, unfinished_releases, log, events
     ├── steps      begin_phase/end_phase, set_host_state, add_snapshot, add_gate_result,
     │              add_signoff (and their readers)
-    └── locks      acquire_lock, release_lock, lock_status, locks, break_lock
+    ├── locks      acquire_lock, release_lock, lock_status, locks, break_lock
+    └── continuity begin_continuity/end_continuity, continuity_records, last_replication
 
 Each step is written before it starts and after it ends, so a crash leaves a record that
 ``unfinished_releases`` finds. Secrets are masked by ``redact`` before anything is stored.
@@ -18,6 +19,8 @@ from controller.journal.errors import JournalError, LockedError
 from controller.journal.identity import current_holder
 from controller.journal.records import (
     FINAL_STATES,
+    ContinuityKind,
+    ContinuityRecord,
     EventRecord,
     GateKind,
     GateRecord,
@@ -39,6 +42,8 @@ from controller.journal.store import Journal
 __all__ = [
     "FINAL_STATES",
     "SCHEMA_VERSION",
+    "ContinuityKind",
+    "ContinuityRecord",
     "EventRecord",
     "GateKind",
     "GateRecord",

@@ -18,6 +18,7 @@ from typing import Any, Self
 
 from controller.journal.errors import JournalError
 from controller.journal.records import (
+    CONTINUITY_KINDS,
     GATE_KINDS,
     HOST_STATES,
     PHASE_STATES,
@@ -97,7 +98,21 @@ SCHEMA_V1 = (
     "CREATE INDEX signoffs_by_release ON signoffs (release)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1,)
+SCHEMA_V2 = (
+    # Business continuity: replications (what RPO is measured against), failovers,
+    # failbacks and drills, with their figures and, for drills, the report.
+    f"""CREATE TABLE continuity (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL {_one_of("kind", CONTINUITY_KINDS)},
+        service TEXT NOT NULL, environment TEXT NOT NULL,
+        state TEXT NOT NULL {_one_of("state", PHASE_STATES)},
+        started TEXT NOT NULL, ended TEXT,
+        operator_user TEXT NOT NULL, operator_host TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{{}}', report TEXT)""",
+    "CREATE INDEX continuity_by_scope ON continuity (service, environment, kind, state)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -19,12 +19,14 @@ HostState = Literal[
 ]
 GateKind = Literal["testinfra", "locust"]
 Verdict = Literal["pass", "fail", "inconclusive"]
+ContinuityKind = Literal["replication", "failover", "failback", "drill"]
 
 RELEASE_STATES: tuple[str, ...] = get_args(ReleaseState)
 PHASE_STATES: tuple[str, ...] = get_args(PhaseState)
 HOST_STATES: tuple[str, ...] = get_args(HostState)
 GATE_KINDS: tuple[str, ...] = get_args(GateKind)
 VERDICTS: tuple[str, ...] = get_args(Verdict)
+CONTINUITY_KINDS: tuple[str, ...] = get_args(ContinuityKind)
 FINAL_STATES: frozenset[str] = frozenset(
     {"released", "rolled_back", "rollback_failed", "failed", "aborted"}
 )
@@ -227,3 +229,35 @@ class SignoffRecord:
         """The record of a ``signoffs`` row."""
         return cls(row["id"], row["release"], row["role"], row["signed_by"], row["note"],
                    _time(row["time"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ContinuityRecord:
+    """A replication, failover, failback or drill, with its figures (and report)."""
+
+    id: int
+    kind: ContinuityKind
+    service: str
+    environment: str
+    state: PhaseState
+    started: datetime
+    ended: datetime | None
+    operator: str
+    detail: dict[str, Any]
+    report: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ContinuityRecord:
+        return cls(id=row["id"], kind=row["kind"], service=row["service"],
+                   environment=row["environment"], state=row["state"],
+                   started=_time(row["started"]), ended=parse_time(row["ended"]),
+                   operator=f"{row['operator_user']}@{row['operator_host']}",
+                   detail=_json(row["detail"]), report=row["report"])
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"id": self.id, "kind": self.kind, "service": self.service,
+                "environment": self.environment, "state": self.state,
+                "started": self.started.isoformat(),
+                "ended": self.ended.isoformat() if self.ended else None,
+                "operator": self.operator, "detail": self.detail}

@@ -1,0 +1,225 @@
+"""Continuity commands: replicate, failover, failback, drill."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from controller.cli.context import AppContext
+from controller.cli.output import JSON_OPTION, console, emit_json, progress_printer
+from controller.engine.continuity import Continuity, Outcome, failback, failover
+from controller.engine.drill import SCENARIOS, Drill
+from controller.engine.lab import Lab
+from controller.errors import InputError
+from controller.models.durations import parse_duration
+
+PLAN_ENV = "RELCTL_CONTINUITY_PLAN"
+PLAN_OPTION = click.option(
+    "--plan", "plan_path", type=click.Path(path_type=Path), envvar=PLAN_ENV, required=True,
+    help=f"The continuity plan (YAML) [env {PLAN_ENV}]; e.g. "
+    "examples/continuity/ledger-lab.yml.")
+INVENTORY_OPTION = click.option(
+    "--inventory", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="Ansible inventory (default: the plan's, else the staging lab's).")
+
+
+def _open(app: AppContext, plan_path: Path, inventory: Path | None,
+          as_json: bool) -> Continuity:
+    return Continuity.open(app.state_dir, plan_path, app.journal(), inventory,
+                           progress_printer(as_json))
+
+
+def _render(outcome: Outcome, as_json: bool) -> None:
+    if as_json:
+        emit_json({"ok": outcome.ok, "kind": outcome.kind, "id": outcome.record_id,
+                   "exit_code": outcome.exit_code, "message": outcome.message,
+                   "figures": outcome.figures, "timeline": outcome.timeline,
+                   "warnings": outcome.warnings})
+    else:
+        colour = "green" if outcome.exit_code == 0 else "red"
+        console.print(f"[bold {colour}]{outcome.kind} {outcome.record_id}[/]: {outcome.message}")
+        for warning in outcome.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+    sys.exit(outcome.exit_code)
+
+
+@click.command()
+@PLAN_OPTION
+@INVENTORY_OPTION
+@click.option("--every", default=None, metavar="DURATION",
+              help="Repeat at this interval (30s, 5m) until interrupted; default: once. "
+              "'plan' uses each data item's `every`.")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="With --every: stop after this many replications.")
+@JSON_OPTION
+@click.pass_obj
+def replicate(app: AppContext, plan_path: Path, inventory: Path | None, every: str | None,
+              count: int | None, as_json: bool) -> None:
+    """Copy a consistent snapshot of the plan's data from the primary to the backup hosts.
+
+    The copy is taken with SQLite's online backup API on the writer, fetched, checked
+    (sha256), and loaded into every backup host while its service runs; its time and
+    checksums go to the journal: a failover's RPO is measured against it.
+    """
+    ctx = _open(app, plan_path, inventory, as_json)
+    interval = None
+    if every is not None:
+        interval = (min(d.every for d in ctx.plan.data) if every == "plan"
+                    else _duration(every, "--every"))
+    done = 0
+    try:
+        while True:
+            record = ctx.replicate()
+            done += 1
+            detail = record.detail
+            if as_json:
+                emit_json({"ok": True, **record.as_dict()})
+            else:
+                console.print(f"[green]replication {record.id}[/]: {detail['bytes']} bytes from "
+                              f"{detail['source']} to {', '.join(detail['loaded_on'])} "
+                              f"(captured {detail['captured_at']})")
+            if interval is None or (count is not None and done >= count):
+                break
+            time.sleep(interval)
+    finally:
+        ctx.close()
+
+
+@click.command(name="failover")
+@PLAN_OPTION
+@INVENTORY_OPTION
+@click.option("--preflight", type=click.Choice(["full", "fast"]), default=None,
+              help="full: ssh + testinfra on the backup site before the switch; fast: HTTP "
+              "health and version before, testinfra right after. Default: the plan's.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@JSON_OPTION
+@click.pass_obj
+def failover_command(app: AppContext, plan_path: Path, inventory: Path | None,
+                     preflight: str | None, yes: bool, as_json: bool) -> None:
+    """Move the service to the backup site; works with the primary site unreachable.
+
+    \b
+    1. the backup hosts answer and run the last good release (deployed if not);
+    2. the newest replica is on them (loaded if not);
+    3. HAProxy's runtime API puts the primaries in maintenance: no reload, no
+       dropped connections; the change is persisted in HAProxy's server-state file;
+    4. every critical function is verified through the LB, most urgent first.
+    RTO and RPO are recorded in the journal. Exit 0 done, 9 failed (a human must act).
+    """
+    ctx = _open(app, plan_path, inventory, as_json)
+    if not (yes or as_json or not sys.stdin.isatty()):
+        click.confirm(f"Fail {ctx.plan.service} over to {', '.join(ctx.backups)}?", abort=True)
+    _render(failover(ctx, preflight=preflight), as_json)
+
+
+@click.command(name="failback")
+@PLAN_OPTION
+@INVENTORY_OPTION
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@JSON_OPTION
+@click.pass_obj
+def failback_command(app: AppContext, plan_path: Path, inventory: Path | None, yes: bool,
+                     as_json: bool) -> None:
+    """Bring the primary site back with the backup's data, and report what to re-enter.
+
+    The old primary's data is captured first; the primaries are put on the last good
+    release and loaded with the backup site's data; HAProxy switches back; the critical
+    functions are verified. The catch-up report lists the rows the old primary got after
+    the last replication that the backup lacks (re-enter them), and the other way round.
+    """
+    ctx = _open(app, plan_path, inventory, as_json)
+    if not (yes or as_json or not sys.stdin.isatty()):
+        click.confirm(f"Fail {ctx.plan.service} back to {', '.join(ctx.primaries)}?", abort=True)
+    outcome = failback(ctx)
+    if not as_json and outcome.report and outcome.report.count("\n") <= 60:
+        console.print(outcome.report)
+    _render(outcome, as_json)
+
+
+class DrillGroup(click.Group):
+    """``relctl drill SCENARIO`` runs a drill; ``relctl drill report ID`` shows one."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return ["report", "list", *SCENARIOS]
+
+
+@click.group(cls=DrillGroup)
+def drill() -> None:
+    """Run a DR drill on the staging lab, or read drill reports.
+
+    \b
+    Scenarios:
+    """
+
+
+def _scenario_command(name: str, text: str) -> click.Command:
+    @click.command(name=name, help=f"Drill: {text}.\n\nThe drill runs a Locust load "
+                   "through the LB for its whole length, injects the fault, detects it, "
+                   "recovers, measures RTO, RPO and failed requests against the plan's "
+                   "targets, restores the lab, and writes its report and the DR plan. "
+                   "Exit 0 targets met, 10 missed, 9 recovery failed.")
+    @PLAN_OPTION
+    @click.option("--no-restore", is_flag=True,
+                  help="Leave the lab as the drill left it (e.g. failed over).")
+    @JSON_OPTION
+    @click.pass_obj
+    def command(app: AppContext, plan_path: Path, no_restore: bool, as_json: bool) -> None:
+        ctx = _open(app, plan_path, None, as_json)
+        outcome = Drill(ctx, Lab(app.state_dir / "lab"), name, restore=not no_restore,
+                        progress=progress_printer(as_json)).run()
+        if not as_json and outcome.report:
+            console.print(outcome.report)
+        _render(outcome, as_json)
+    return command
+
+
+for _name, _text in SCENARIOS.items():
+    drill.add_command(_scenario_command(_name, _text))
+    drill.help = (drill.help or "") + f"  {_name:<16} {_text}\n"
+
+
+@drill.command(name="report")
+@click.argument("drill_id", type=int)
+@JSON_OPTION
+@click.pass_obj
+def drill_report(app: AppContext, drill_id: int, as_json: bool) -> None:
+    """Show drill DRILL_ID's report (Markdown; --json for the figures)."""
+    try:
+        record = app.journal().continuity_record(drill_id)
+    except KeyError:
+        record = None
+    if record is None or record.kind != "drill":
+        raise InputError(f"no drill {drill_id} in the journal", hint="relctl drill list")
+    if as_json:
+        emit_json(record.detail.get("report") or record.as_dict())
+    else:
+        console.print(record.report or f"drill {drill_id} has no report (state {record.state})")
+
+
+@drill.command(name="list")
+@JSON_OPTION
+@click.pass_obj
+def drill_list(app: AppContext, as_json: bool) -> None:
+    """Every drill, failover, failback and replication in the journal, newest first."""
+    records = app.journal().continuity_records(limit=50)
+    if as_json:
+        emit_json([r.as_dict() for r in records])
+        return
+    for r in records:
+        summary: Any = r.detail.get("report", {}).get("verdict") or r.detail.get("scenario") or ""
+        console.print(f"{r.id:>4} {r.kind:<12} {r.state:<8} {r.started:%Y-%m-%d %H:%M:%S} "
+                      f"{summary}")
+
+
+def _duration(text: str, option: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise InputError(f"{option}: {error}") from error
+
+
+CONTINUITY_COMMANDS = [replicate, failover_command, failback_command, drill]

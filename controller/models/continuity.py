@@ -1,0 +1,162 @@
+"""A continuity plan as data: the critical business functions, their recovery targets,
+the two sites, the load balancer in front of them and the data to replicate.
+
+Loaded like a release manifest (``controller.manifest_loader.load_yaml_model``): unknown
+keys are refused, errors name the file, line and field, and controller paths are
+relative to the plan's file. Host groups are checked against the inventory when the plan
+is used (``controller.engine.continuity.ContinuityContext``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from controller.models.durations import Duration
+from controller.models.manifest import (
+    Command,
+    ExistingFile,
+    LocalPath,
+    RemotePath,
+    Slug,
+    _Model,
+)
+
+Method = Literal["GET", "POST", "PUT", "DELETE", "HEAD"]
+
+
+class HttpCheck(_Model):
+    """One HTTP request through the load balancer and the answer that means "working"."""
+
+    method: Method = Field("GET", description="HTTP method.")
+    path: str = Field(pattern=r"^/", description="Path on the load balancer, e.g. /health.")
+    body: dict[str, Any] | None = Field(None, description="JSON body to send, if any.")
+    expect_status: int = Field(200, ge=100, le=599, description="Status code that passes.")
+    timeout: Duration = Field(2.0, gt=0, le=60, description="Timeout of one request.")
+
+
+class CriticalFunction(_Model):
+    """A business function that must come back first, with its recovery targets."""
+
+    name: Slug = Field(description="Function id, e.g. record-payments.")
+    description: str = Field("", description="What the business loses without it.")
+    priority: int = Field(ge=1, le=99, description="1 is restored and verified first.")
+    check: HttpCheck = Field(description="How to tell the function works, through the LB.")
+    rto: Duration = Field(gt=0, le=86400, description="Recovery time objective: 30s, 5m.")
+    rpo: Duration = Field(ge=0, le=86400, description="Recovery point objective: 0, 5m.")
+
+
+class Sites(_Model):
+    """The inventory groups of the two sites."""
+
+    primary: str = Field(min_length=1, description="Inventory group of the primary site.")
+    backup: str = Field(min_length=1, description="Inventory group of the backup site.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Sites:
+        if self.primary == self.backup:
+            raise ValueError("primary and backup must be different groups")
+        return self
+
+
+class LoadBalancer(_Model):
+    """The HAProxy in front of both sites."""
+
+    group: str = Field("lb", min_length=1, description="Inventory group of the LB host.")
+    backend: str = Field("app", min_length=1, description="HAProxy backend of the service.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the LB's frontend.")
+    runtime_api_port: int = Field(9999, ge=1, le=65535,
+                                  description="TCP port of HAProxy's runtime API.")
+    state_file: RemotePath = Field("/var/lib/haproxy/server-state",
+                                   description="HAProxy server-state-file on the LB host.")
+
+
+class ReplicatedData(_Model):
+    """A database the backup site needs a recent copy of."""
+
+    name: Slug = Field(description="Data id, e.g. ledger-db.")
+    path: RemotePath = Field(description="Path of the database on the hosts.")
+    engine: Literal["sqlite"] = Field("sqlite", description="Only sqlite for now.")
+    source: str | None = Field(
+        None, description="Host that writes it (single writer); default: first primary.")
+    every: Duration = Field(60, gt=0, le=86400,
+                           description="Replication interval `relctl replicate --every` uses.")
+
+
+class Contact(_Model):
+    """Who is told about a failover, and how."""
+
+    name: str = Field(min_length=1, description="Person or team.")
+    role: str = Field("", description="e.g. continuity manager.")
+    channel: str = Field(min_length=1, description="e.g. email address, phone, chat room.")
+
+
+class FailoverPolicy(_Model):
+    """How ``relctl failover`` checks the backup site before it switches."""
+
+    preflight: Literal["full", "fast"] = Field(
+        "full", description="full: ssh + testinfra before the switch; fast: HTTP health and "
+        "version before the switch, testinfra right after it.")
+    testinfra: ExistingFile | None = Field(None, description="testinfra checks of a host.")
+    verify_timeout: Duration = Field(30, gt=0, le=600,
+                                    description="How long to wait for every function.")
+
+
+class DrillSettings(_Model):
+    """The load a drill runs through the LB for its whole length."""
+
+    locustfile: ExistingFile = Field(description="Locust file of the drill load.")
+    users: int = Field(5, ge=1, le=1000, description="Simulated users.")
+    spawn_rate: float = Field(5, gt=0, description="Users started per second.")
+    warmup: Duration = Field(3, ge=0, le=600, description="Load before the fault.")
+    settle: Duration = Field(3, ge=0, le=600, description="Load after recovery.")
+    detect_interval: Duration = Field(0.1, gt=0, le=10,
+                                     description="How often relctl's health probe polls.")
+    detect_failures: int = Field(2, ge=1, le=20,
+                                 description="Consecutive failed polls that mean a fault.")
+    process_match: str | None = Field(
+        None, min_length=3,
+        description="Part of the service's command line (service-crash kills it).")
+    flaps: int = Field(3, ge=1, le=50, description="Down/up cycles of lb-backend-flap.")
+
+
+class ContinuityPlan(_Model):
+    """The business-continuity plan of one service in one environment."""
+
+    service: Slug = Field(description="Service the plan covers, e.g. ledger.")
+    environment: Slug = Field(description="Environment, as in the release manifests.")
+    inventory: LocalPath | None = Field(None, description="Inventory; default: the lab's.")
+    functions: list[CriticalFunction] = Field(min_length=1,
+                                              description="Critical business functions.")
+    sites: Sites = Field(description="Primary and backup host groups.")
+    lb: LoadBalancer = Field(default_factory=LoadBalancer, description="The load balancer.")
+    data: list[ReplicatedData] = Field(default_factory=list, description="Data to replicate.")
+    service_port: int = Field(8080, ge=1, le=65535,
+                              description="Port the service answers on each host.")
+    health_path: str = Field("/health", pattern=r"^/", description="Per-host health URL path.")
+    version_path: str | None = Field(
+        "/version", pattern=r"^/",
+        description='Per-host URL answering {"version": ...}; null if the service has none.')
+    restart: Command | None = Field(
+        None, description="Command that starts the service on a host (drills, failback).")
+    contacts: list[Contact] = Field(default_factory=list, description="Who is told.")
+    failover: FailoverPolicy = Field(default_factory=FailoverPolicy,
+                                     description="Failover preflight and verification.")
+    drill: DrillSettings | None = Field(None, description="Drill load settings.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> ContinuityPlan:
+        for label, names in (("functions", [f.name for f in self.functions]),
+                             ("data", [d.name for d in self.data])):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate {label} names: {', '.join(duplicates)}")
+        return self
+
+    def by_priority(self) -> list[CriticalFunction]:
+        """The critical functions, most urgent first."""
+        return sorted(self.functions, key=lambda f: (f.priority, f.name))
+
+
+__all__ = ["Command", "ContinuityPlan", "CriticalFunction", "HttpCheck", "ReplicatedData"]
