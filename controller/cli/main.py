@@ -10,10 +10,13 @@ import click
 
 from controller import __version__
 from controller.cli.context import AppContext
+from controller.cli.continuity import CONTINUITY_COMMANDS
 from controller.cli.lab import lab as lab_group
+from controller.cli.notice import notice
 from controller.cli.output import report_error
 from controller.cli.plan import plan
 from controller.cli.release import RELEASE_COMMANDS
+from controller.cli.signoff import signoff
 from controller.engine.environment import JOURNAL_ENV
 from controller.errors import ExitCode, RelctlError
 from controller.paths import STATE_DIR_ENV, default_state_dir
@@ -22,7 +25,9 @@ EXIT_CODES_HELP = """\b
 Exit codes:
   0 success            2 invalid input       3 rolled back
   4 rollback failed    5 locked              6 missing prerequisite
-  7 lab error          8 playbook failed     1 unexpected error"""
+  7 lab error          8 playbook failed     9 failover/failback failed
+  10 drill missed a target                   11 sign-off missing
+  1 unexpected error"""
 
 
 class RelctlGroup(click.Group):
@@ -69,7 +74,9 @@ def cli(ctx: click.Context, state_dir: Path | None, journal: Path | None) -> Non
 
 cli.add_command(lab_group)
 cli.add_command(plan)
-for command in RELEASE_COMMANDS:
+cli.add_command(notice)
+cli.add_command(signoff)
+for command in [*RELEASE_COMMANDS, *CONTINUITY_COMMANDS]:
     cli.add_command(command)
 
 

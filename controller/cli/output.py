@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from controller.errors import RelctlError
 
@@ -24,7 +25,8 @@ def progress_printer(as_json: bool) -> Callable[[str], None]:
     """Progress lines on stderr for people; silence under ``--json``."""
     if as_json:
         return lambda _message: None
-    return lambda message: err_console.print(f"[dim]·[/] {message}")
+    # Messages carry outside text (task output, HTTP answers): never read it as markup.
+    return lambda message: err_console.print(f"[dim]·[/] {escape(message)}")
 
 
 def to_jsonable(value: Any) -> Any:

@@ -11,11 +11,14 @@ from rich.table import Table
 
 from controller.cli.context import AppContext
 from controller.cli.output import JSON_OPTION, console, emit_json, progress_printer
+from controller.cli.signoff import WAIT_APPROVAL_OPTION
 from controller.engine.environment import resolve_environment
 from controller.engine.release import ReleaseEngine, ReleaseOutcome
 from controller.errors import InputError
 from controller.journal import ReleaseRecord
 from controller.manifest_loader import load_manifest, manifest_json_schema
+from controller.models.manifest import Manifest
+from controller.notify import Notifier
 
 INVENTORY_OPTION = click.option(
     "--inventory", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -39,19 +42,28 @@ def _render(outcome: ReleaseOutcome, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Run the playbooks in check mode with diff; "
               "change nothing, take no lock.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@WAIT_APPROVAL_OPTION
 @JSON_OPTION
 @click.pass_obj
 def apply(app: AppContext, manifest: Path, inventory: Path | None, dry_run: bool, yes: bool,
-          as_json: bool) -> None:
+          wait_approval: float | None, as_json: bool) -> None:
     """Release MANIFEST: lock, snapshot, apply in batches, verify, commit or roll back.
 
     \b
+    When the manifest's signoff.required roles have not all signed the release off
+    (relctl signoff), nothing is touched: apply waits (--wait-approval, signoff.wait),
+    then refuses. Notices go to users through the manifest's notify channels at the
+    start and the end; a channel that fails is reported, never fatal.
+
+    \b
     Exit codes: 0 released, 2 invalid manifest, 3 rolled back (a gate failed),
-    4 rollback failed or refused (needs a human), 5 environment locked.
+    4 rollback failed or refused (needs a human), 5 environment locked,
+    11 sign-off missing (nothing touched).
     """
     loaded = load_manifest(manifest)
     env = resolve_environment(app.state_dir, loaded, inventory)
-    engine = ReleaseEngine(loaded, env, app.journal(), progress_printer(as_json))
+    engine = ReleaseEngine(loaded, env, app.journal(), progress_printer(as_json),
+                           _notifier(loaded, as_json), approval_wait=wait_approval)
     if dry_run:
         _render(engine.dry_run(), as_json)
     if not (yes or as_json or not sys.stdin.isatty()):
@@ -210,7 +222,13 @@ def _engine_for(app: AppContext, record: ReleaseRecord, inventory: Path | None,
                 as_json: bool) -> ReleaseEngine:
     manifest = load_manifest(record.manifest_path)
     env = resolve_environment(app.state_dir, manifest, inventory)
-    return ReleaseEngine(manifest, env, app.journal(), progress_printer(as_json))
+    return ReleaseEngine(manifest, env, app.journal(), progress_printer(as_json),
+                         _notifier(manifest, as_json))
+
+
+def _notifier(manifest: Manifest, as_json: bool) -> Notifier:
+    """The manifest's notifier; its stdout channel prints to stderr when stdout is JSON."""
+    return Notifier.for_manifest(manifest, sys.stderr if as_json else None)
 
 
 def _record_json(r: ReleaseRecord) -> dict[str, object]:

@@ -1,13 +1,15 @@
 """The release engine: a state machine over the journal.
 
-    Locust baseline -> snapshot (all targets) -> for each batch (canary first):
+    sign-offs required by the environment (else refuse: nothing touched) -> lock ->
+    notice "start" -> Locust baseline -> snapshot (all targets) -> for each batch (canary first):
         apply playbooks -> testinfra gate
     -> Locust candidate vs baseline -> released
     any failure after the first change -> restore the snapshot on every touched host,
         verify it, re-run the checks on the restored state -> rolled back (bad release)
 
 Every step is written to the journal before it starts and after it ends, so a killed
-controller leaves a record that ``resume`` turns into a verified rollback.
+controller leaves a record that ``resume`` turns into a verified rollback. The end sends a
+"success" or "rollback" notice; a notice channel that fails is journaled, never fatal.
 """
 
 from __future__ import annotations
@@ -21,14 +23,24 @@ from typing import Any
 from controller.adapters.ansible import PlaybookRun, TaskEvent, failure_summary, run_playbook
 from controller.engine.environment import Environment
 from controller.engine.gates import GateRunner
+from controller.engine.signoff import approvals_line, require_signoffs
 from controller.engine.snapshots import Snapshots
 from controller.errors import ExitCode, RelctlError
 from controller.journal import Journal, ReleaseRecord, current_holder
 from controller.models.manifest import Manifest
+from controller.models.notify import NoticeEvent
+from controller.notify import Notifier, journal_deliveries
 from controller.planning.release import ReleasePlan, plan_release
 
 Progress = Callable[[str], None]
 TOUCHED_STATES = ("applying", "applied", "verified", "failed")
+OUTCOME_NOTICES: dict[str, tuple[NoticeEvent, str]] = {  # final state -> notice, status
+    "released": ("success", ""),
+    "rolled_back": ("rollback", ""),
+    "failed": ("rollback", "not rolled back: the new version stays while operations fix it"),
+    "rollback_failed": ("rollback", "the rollback failed: the service may be degraded and "
+                                    "operations are restoring it"),
+}
 
 
 @dataclass
@@ -57,9 +69,13 @@ class ReleaseEngine:
     env: Environment
     journal: Journal
     progress: Progress = lambda _msg: None
+    notifier: Notifier | None = None  # None: the manifest's notify section (or silence)
+    approval_wait: float | None = None  # None: the manifest's signoff.wait
 
     def apply(self) -> ReleaseOutcome:
-        """Lock, snapshot, apply in batches, verify, and commit or roll back."""
+        """Check sign-offs, lock, snapshot, apply in batches, verify, commit or roll back."""
+        signoffs = require_signoffs(self.journal, self.manifest, self.progress,
+                                    wait_s=self.approval_wait)
         plan = self._plan()
         m = self.manifest
         self.journal.acquire_lock(m.environment, m.release)
@@ -68,10 +84,15 @@ class ReleaseEngine:
             manifest_path=m.source_path or Path(m.release), manifest_sha256=m.source_sha256 or "",
             operator=current_holder())
         try:
+            if signoffs is not None:
+                self.journal.log(release_id, approvals_line(signoffs))
+            self._notify(release_id, "start", plan.hosts)
             return self._run(release_id, plan)
         except RelctlError as error:
             self.journal.set_release_state(release_id, "aborted", exit_code=int(error.exit_code),
                                            message=error.message)
+            self._notify(release_id, "rollback", plan.hosts, error.message,
+                         "stopped by an error; operations are checking the service")
             raise
         finally:
             self.journal.release_lock(m.environment, m.release)
@@ -240,9 +261,22 @@ class ReleaseEngine:
     def _phase(self, release_id: int, name: str) -> PhaseScope:
         return PhaseScope(self.journal, release_id, name)
 
+    def _notify(self, release_id: int, event: NoticeEvent, hosts: list[str],
+                reason: str = "", status: str = "") -> None:
+        """Tell users; each delivery is journaled, and a failed one never fails the release."""
+        notifier = self.notifier or Notifier.for_manifest(self.manifest)
+        deliveries = notifier.announce(self.manifest, event, hosts=hosts, reason=reason,
+                                       status=status)
+        journal_deliveries(self.journal, release_id, deliveries)
+        for delivery in deliveries:
+            self.progress(delivery.summary())
+
     def _finish(self, release_id: int, state: Any, code: ExitCode, message: str,
                 hosts: list[str], started: float) -> ReleaseOutcome:
         self.journal.set_release_state(release_id, state, exit_code=int(code), message=message)
+        if state in OUTCOME_NOTICES:
+            event, status = OUTCOME_NOTICES[state]
+            self._notify(release_id, event, hosts, message.removeprefix("rolled back: "), status)
         gates = [{"phase": g.phase, "kind": g.kind, "verdict": g.verdict, "figures": g.figures}
                  for g in self.journal.gate_results(release_id)]
         return ReleaseOutcome(self.manifest.release, release_id, state, int(code), message,

@@ -10,79 +10,82 @@ Paths on the managed hosts (``/srv/ledger``) are plain absolute POSIX strings.
 from __future__ import annotations
 
 import math
-import os
 import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     PlainValidator,
     PrivateAttr,
-    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$"
+from controller.models.base import (
+    NAME_PATTERN,
+    SLUG_PATTERN,
+    Command,
+    ExistingDir,
+    ExistingFile,
+    ItemName,
+    LocalPath,
+    RemotePath,
+    Slug,
+    _Model,
+)
+from controller.models.durations import Duration
+from controller.models.notify import NotifyConfig
+
+# The building blocks from controller.models.base are re-exported: other config models
+# (continuity, notify) and the tests import them from here.
+__all__ = [
+    "BATCH_SCHEMA",
+    "NAME_PATTERN",
+    "PERCENT_PATTERN",
+    "SLUG_PATTERN",
+    "ArtifactItem",
+    "BatchSize",
+    "ChangeWindow",
+    "Command",
+    "ConfigItem",
+    "DataItem",
+    "DirectoryItem",
+    "ExistingDir",
+    "ExistingFile",
+    "FileItem",
+    "Gates",
+    "ItemName",
+    "ItemT",
+    "Level",
+    "LoadThresholds",
+    "LocalPath",
+    "LocustGate",
+    "Manifest",
+    "Owners",
+    "PackageItem",
+    "Playbooks",
+    "RemotePath",
+    "Risk",
+    "ServiceItem",
+    "SignoffPolicy",
+    "Slug",
+    "Strategy",
+    "TestinfraGate",
+    "_Model",
+]
+
 PERCENT_PATTERN = r"^(100|[1-9][0-9]?)%$"
 BATCH_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 1},
                           {"type": "string", "pattern": PERCENT_PATTERN}]}
 
 Level = Literal["low", "medium", "high"]
-Slug = Annotated[str, Field(pattern=SLUG_PATTERN, max_length=100)]
-ItemName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
-Command = Annotated[str, Field(min_length=1)]
-
-
-def _context(info: ValidationInfo) -> dict[str, Any]:
-    return info.context if isinstance(info.context, dict) else {}
-
-
-def _resolve(value: Path, info: ValidationInfo) -> Path:
-    """Make ``value`` absolute against the manifest's folder when the context names it."""
-    base = _context(info).get("base_dir")
-    return Path(os.path.normpath(Path(base) / value.expanduser())) if base else value
-
-
-def _resolve_existing(value: Path, info: ValidationInfo) -> Path:
-    """Resolve ``value``; when the context asks for it, the file must exist."""
-    resolved = _resolve(value, info)
-    if _context(info).get("check_files") and not resolved.is_file():
-        raise PydanticCustomError(
-            "file_not_found", "file not found: {path}", {"path": str(resolved)}
-        )
-    return resolved
-
-
-def _absolute_posix(value: str) -> str:
-    """A path on a managed host: absolute, no ``..``."""
-    if not value.startswith("/") or ".." in value.split("/"):
-        raise PydanticCustomError(
-            "remote_path", "must be an absolute path on the host without '..', got {value}",
-            {"value": repr(value)},
-        )
-    return value.rstrip("/") or "/"
-
-
-LocalPath = Annotated[Path, AfterValidator(_resolve)]
-"""A controller path, resolved against the manifest's folder; need not exist."""
-ExistingFile = Annotated[Path, AfterValidator(_resolve_existing)]
-"""A controller file, resolved against the manifest's folder; must exist when loaded."""
-RemotePath = Annotated[str, AfterValidator(_absolute_posix)]
-"""An absolute path on a managed host."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class _Item(_Model):
@@ -333,6 +336,23 @@ class Risk(_Model):
     mitigation: str = Field(min_length=1, description="What reduces or handles it.")
 
 
+class SignoffPolicy(_Model):
+    """Who must approve the release before ``apply`` may touch this environment."""
+
+    required: list[Slug] = Field(
+        min_length=1, description="Roles that must sign off (relctl signoff RELEASE --role "
+        "ROLE --by NAME) before apply, e.g. [uat, change-board].")
+    wait: Duration | None = Field(
+        None, ge=0, le=7 * 86400,
+        description="How long apply waits for missing sign-offs (30m, 4h) before it refuses; "
+        "none: refuse at once. A wait that runs out counts as denied.")
+
+    @field_validator("required")
+    @classmethod
+    def _unique_roles(cls, roles: list[str]) -> list[str]:
+        return list(dict.fromkeys(roles))
+
+
 class Manifest(_Model):
     """One release of one service to one environment."""
 
@@ -356,6 +376,10 @@ class Manifest(_Model):
     owners: Owners = Field(description="Who answers for the release.")
     window: ChangeWindow | None = Field(None, description="Change window, if any.")
     risks: list[Risk] = Field(default_factory=list, description="Known risks.")
+    signoff: SignoffPolicy | None = Field(
+        None, description="Sign-offs this environment requires before apply, if any.")
+    notify: NotifyConfig | None = Field(
+        None, description="Maintenance notices to users: channels and templates, if any.")
 
     _source: tuple[Path, str] | None = PrivateAttr(None)
 

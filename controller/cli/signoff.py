@@ -1,0 +1,138 @@
+"""``relctl signoff``: record who approved a release, as which role, and when; list them.
+
+An environment whose manifests name ``signoff.required`` roles refuses ``apply`` (exit 11)
+until each role has signed the release off here (see ``controller.engine.signoff``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from controller.cli.context import AppContext
+from controller.cli.output import JSON_OPTION, console, emit_json
+from controller.engine.signoff import read_status
+from controller.errors import InputError
+from controller.journal import Journal
+from controller.manifest_loader import load_manifest
+from controller.models.durations import parse_duration
+from controller.models.manifest import SLUG_PATTERN
+from controller.planning.signoff import Approval, SignoffStatus, sign_command, signoff_status
+
+
+class DurationType(click.ParamType[float]):
+    """A duration as people write it: ``90``, ``30s``, ``5m``, ``4h``."""
+
+    name = "DURATION"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (e.g. 30s, 5m, 4h)", param, ctx)
+
+
+WAIT_APPROVAL_OPTION = click.option(
+    "--wait-approval", type=DurationType(), default=None,
+    help="Wait this long for missing sign-offs before refusing (e.g. 30m) "
+         "[default: the manifest's signoff.wait, else refuse at once].")
+
+
+@click.command()
+@click.argument("release")
+@click.option("--role", default=None, help="The role signing off, e.g. uat, change-board.")
+@click.option("--by", "signer", default=None, help="Who signs off (a name).")
+@click.option("--note", default="", help="What was checked, a ticket, a condition.")
+@click.option("--list", "listing", is_flag=True, help="List RELEASE's sign-offs instead.")
+@click.option("--manifest", type=click.Path(path_type=Path), default=None,
+              help="With --list: also the roles MANIFEST's environment requires, and which "
+                   "are missing.")
+@JSON_OPTION
+@click.pass_obj
+def signoff(app: AppContext, release: str, role: str | None, signer: str | None, note: str,
+            listing: bool, manifest: Path | None, as_json: bool) -> None:
+    """Record that NAME approved RELEASE as ROLE (with the time), or --list its sign-offs.
+
+    \b
+    Examples:
+      relctl signoff ledger-1.1.0 --role uat --by "Uma Tester" --note "UAT-42 passed"
+      relctl signoff ledger-1.1.0 --role change-board --by "Chris Board"
+      relctl signoff ledger-1.1.0 --list --manifest examples/releases/ledger-1.1.0.yml
+
+    Exit codes: 0 recorded or listed, 2 invalid release name, role, name or manifest.
+    """
+    _check_slug("release", release)
+    with app.journal() as journal:
+        if listing:
+            _show(_status(journal, release, manifest), manifest is not None, as_json)
+            return
+        approval = record_signoff(journal, release, role, signer, note)
+    if as_json:
+        emit_json({"ok": True, "release": release, **_approval_json(approval)})
+    else:
+        console.print(f"[green]signed off[/] {release} as {approval.role} by {approval.by} at "
+                      f"{_local(approval)}")
+
+
+def record_signoff(journal: Journal, release: str, role: str | None, signer: str | None,
+                   note: str) -> Approval:
+    """Check the input and write the sign-off to the journal; the recorded approval."""
+    if role is None or not (signer or "").strip():
+        raise InputError("a sign-off needs --role and --by (or use --list)",
+                         hint=sign_command(release, role or "ROLE"))
+    _check_slug("role", role)
+    signoff_id = journal.add_signoff(release, role, (signer or "").strip(), note.strip())
+    stored = next(s for s in journal.signoffs(release) if s.id == signoff_id)
+    return Approval(stored.role, stored.by, stored.time, stored.note)
+
+
+def _status(journal: Journal, release: str, manifest: Path | None) -> SignoffStatus:
+    if manifest is None:
+        approvals = [Approval(s.role, s.by, s.time, s.note) for s in journal.signoffs(release)]
+        return signoff_status(release, [], approvals)
+    loaded = load_manifest(manifest)
+    if loaded.release != release:
+        raise InputError(f"{manifest} is release {loaded.release}, not {release}")
+    required = loaded.signoff.required if loaded.signoff else []
+    return read_status(journal, release, required)
+
+
+def _show(status: SignoffStatus, with_required: bool, as_json: bool) -> None:
+    if as_json:
+        emit_json({"release": status.release,
+                   "signoffs": [_approval_json(a) for a in status.approvals],
+                   **({"required": status.required, "missing": status.missing,
+                       "complete": status.complete} if with_required else {})})
+        return
+    table = Table(title=f"sign-offs of {status.release}")
+    for column in ("role", "by", "time", "note"):
+        table.add_column(column)
+    for a in status.approvals:
+        table.add_row(a.role, a.by, _local(a), a.note)
+    console.print(table if status.approvals else f"no sign-off of {status.release} recorded")
+    if with_required and status.missing:
+        console.print(f"[red]missing[/] {', '.join(status.missing)}: "
+                      + "; ".join(sign_command(status.release, r) for r in status.missing))
+    elif with_required:
+        console.print(f"[green]complete[/]: {', '.join(status.required) or 'none required'}")
+
+
+def _approval_json(approval: Approval) -> dict[str, str]:
+    return {"role": approval.role, "by": approval.by, "time": approval.time.isoformat(),
+            "note": approval.note}
+
+
+def _local(approval: Approval) -> str:
+    return approval.time.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _check_slug(what: str, value: str) -> None:
+    if not re.fullmatch(SLUG_PATTERN, value) or len(value) > 100:
+        raise InputError(f"invalid {what} {value!r}: lowercase letters, digits, '.', '_' "
+                         "and '-', starting with a letter or digit (e.g. change-board)")

@@ -1,0 +1,150 @@
+"""Business continuity on the real lab: bad plans, a site-loss drill, failover with the
+primary site unreachable, and failback with its catch-up report.
+
+The tests of this module run in order on one lab (2 primaries, 1 backup at 127.0.9.100)
+whose primary site runs ledger 1.1.0, released through relctl (the journal's last good
+release) and whose backup site was deployed the same release ahead (a warm standby).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from controller.adapters import http
+from tests.integration.conftest import RunningLab, start_lab, stop_lab
+from tests.relctl_cli import relctl, relctl_json
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+PLAN = ROOT / "examples" / "continuity" / "ledger-lab.yml"
+PROBE = "continuity-probe"  # the account of the plan's synthetic record-transactions check
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[RunningLab]:
+    running = start_lab(primary=2, backup=1, base_address="127.0.9.100")
+    try:
+        for args in (("lab", "deploy", "1.0.0", "--limit", "app_primary"),
+                     ("apply", str(ROOT / "examples/releases/ledger-1.1.0.yml"), "--yes"),
+                     ("lab", "deploy", "1.1.0", "--limit", "app_backup")):
+            done = relctl(running.state_dir, *args)
+            assert done.returncode == 0, done.stderr
+        yield running
+    finally:
+        stop_lab(running)
+
+
+def write(lab: RunningLab, account: str, amount: int) -> dict[str, Any]:
+    answer = http.request("POST", f"{lab.url}/tx", {"account": account, "amount_cents": amount})
+    assert answer.status == 201, answer
+    tx: dict[str, Any] = answer.json()
+    return tx
+
+
+def read(lab: RunningLab, tx_id: int) -> tuple[int, Any, str]:
+    answer = http.request("GET", f"{lab.url}/tx/{tx_id}")
+    return answer.status, answer.json(), answer.served_by
+
+
+def served_by(lab: RunningLab) -> str:
+    return http.request("GET", f"{lab.url}/health").served_by
+
+
+def run(lab: RunningLab, *args: str) -> tuple[int, dict[str, Any], str]:
+    result = relctl(lab.state_dir, *args, "--plan", str(PLAN), "--json")
+    document = json.loads(result.stdout) if result.stdout.strip() else {}
+    return result.returncode, document, result.stderr
+
+
+def kill_primary_site(lab: RunningLab) -> None:
+    """Lose the primary site: kill each primary host's PID 1 (its sshd), by recorded pid."""
+    status = relctl_json(lab.state_dir, "lab", "status")
+    for host in status["hosts"]:
+        if host["group"] == "app_primary":
+            psutil.Process(host["pid"]).kill()
+
+
+def bring_primary_site_back(lab: RunningLab) -> None:
+    up = relctl(lab.state_dir, "lab", "up")
+    assert up.returncode == 0, up.stderr
+
+
+@pytest.mark.parametrize(("old", "new", "field", "message"), [
+    ("backup: app_backup", "backup: app_bakup", "sites.backup",
+     "no hosts in inventory group 'app_bakup'"),
+    ("rto: 10s", "rto: 0s", "functions[0].rto", "greater than 0"),
+    ("rto: 10s", "rto: soon", "functions[0].rto", "not a duration"),
+])
+def test_bad_plan_is_refused_before_any_change(site: RunningLab, tmp_path: Path, old: str,
+                                               new: str, field: str, message: str) -> None:
+    bad = tmp_path / "plan.yml"
+    bad.write_text(PLAN.read_text().replace("../../loadtests", str(ROOT / "loadtests"))
+                   .replace(old, new, 1))
+    result = relctl(site.state_dir, "failover", "--plan", str(bad), "--yes")
+    assert result.returncode == 2, result.stderr
+    assert f"{bad}:" in result.stderr and field in result.stderr and message in result.stderr
+    assert served_by(site) == "primary-1"
+
+
+def test_site_loss_drill_fails_over_and_measures(site: RunningLab) -> None:
+    before = [write(site, "drill-before", amount) for amount in (101, 202)]
+    code, report, stderr = run(site, "drill", "site-loss", "--no-restore")
+    assert code == 0, stderr
+    measures = report["figures"]["measures"]
+    assert report["figures"]["verdict"] == "pass"
+    assert 0 < measures["rto_s"] <= 10 and measures["rpo_s"] is not None
+    assert measures["detection_s"] is not None and measures["switch_s"] < 1
+    assert measures["served_by_after"] == ["backup-1"]
+    # The LB serves from the backup site, and the data replicated before the fault is there.
+    assert served_by(site) == "backup-1"
+    for tx in before:
+        assert read(site, tx["id"]) == (200, tx, "backup-1")
+    stored = relctl_json(site.state_dir, "drill", "report", str(report["id"]))
+    assert stored["measures"]["rto_s"] == measures["rto_s"]
+    assert Path(stored["files"]["dr_plan"]).read_text().count("record-transactions") >= 1
+    shown = relctl(site.state_dir, "drill", "report", str(report["id"]))
+    assert "## Targets per critical function" in shown.stdout
+
+
+def test_failback_after_the_drill_brings_the_primary_back(site: RunningLab) -> None:
+    bring_primary_site_back(site)
+    code, outcome, stderr = run(site, "failback", "--yes")
+    assert code == 0, stderr
+    assert served_by(site) == "primary-1"
+    assert outcome["figures"]["served_by"] == ["primary-1"]
+
+
+def test_failover_with_primary_unreachable_then_failback_catch_up(site: RunningLab) -> None:
+    replicated = [write(site, "alice", amount) for amount in (1000, 2000)]
+    code, _, stderr = run(site, "replicate")
+    assert code == 0, stderr
+    late = [write(site, "bob", amount) for amount in (-300, -400)]  # after the replica
+    kill_primary_site(site)
+
+    code, outcome, stderr = run(site, "failover", "--yes")
+    assert code == 0, stderr
+    assert outcome["figures"]["served_by"] == ["backup-1"]
+    assert outcome["figures"]["rpo_s"] is not None
+    for tx in replicated:
+        assert read(site, tx["id"]) == (200, tx, "backup-1")
+    for tx in late:
+        assert read(site, tx["id"])[1] != tx  # lost with the site, until failback
+    during = write(site, "erin", 777)  # written on the backup site during the outage
+
+    bring_primary_site_back(site)
+    code, outcome, stderr = run(site, "failback", "--yes")
+    assert code == 0, stderr
+    catch_up = outcome["figures"]["catch_up"]
+    assert catch_up["missing_on_backup"] == {"tx": late}
+    written_on_backup = [r for r in catch_up["only_on_backup"]["tx"] if r["account"] != PROBE]
+    assert written_on_backup == [during]
+    assert read(site, during["id"]) == (200, during, "primary-1")
+    report = Path(outcome["figures"]["catch_up_report"]).read_text()
+    assert all(f"| {tx['id']} | bob | {tx['amount_cents']} |" in report for tx in late)
+    assert not list((site.state_dir / "lab" / "cp").glob("*")), "ssh masters left open"

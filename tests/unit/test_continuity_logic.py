@@ -1,0 +1,76 @@
+"""Pure continuity logic: durations, targets, catch-up lists, the plan's validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.engine.continuity import load_plan
+from controller.manifest_loader import ConfigError
+from controller.models.durations import format_duration, parse_duration
+from controller.planning.continuity import TableRows, catch_up, judge_targets
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAN = ROOT / "examples" / "continuity" / "ledger-lab.yml"
+COLUMNS = ["id", "account", "amount_cents"]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    (30, 30.0), ("30", 30.0), ("250ms", 0.25), ("1.5s", 1.5), ("5m", 300.0), ("72h", 259200.0),
+    ("1d", 86400.0),
+])
+def test_durations_parse(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "-5s", "5 minutes", True])
+def test_bad_durations_are_refused(text: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_durations_format() -> None:
+    assert [format_duration(s) for s in (0.85, 4.25, 30, 300, 9000)] == [
+        "850ms", "4.2s", "30s", "5m", "2h30m"]
+
+
+def test_catch_up_lists_rows_after_the_replica_both_ways() -> None:
+    replica = {"tx": TableRows(COLUMNS, [(1, "alice", 10), (2, "bob", 20)])}
+    old = {"tx": TableRows(COLUMNS, [(1, "alice", 10), (2, "bob", 20), (3, "carol", 30),
+                                     (4, "dave", 40)])}
+    # The backup restarted from the replica and reused id 3 for another transaction.
+    backup = {"tx": TableRows(COLUMNS, [(1, "alice", 10), (2, "bob", 20), (3, "erin", 77)])}
+    result = catch_up(old, backup, replica)
+    assert result.missing_on_backup == {"tx": [
+        {"id": 3, "account": "carol", "amount_cents": 30},
+        {"id": 4, "account": "dave", "amount_cents": 40}]}
+    assert result.only_on_backup == {"tx": [{"id": 3, "account": "erin", "amount_cents": 77}]}
+    assert result.after_replication == {"tx": 2}
+    assert result.total_missing == 2
+
+
+def test_catch_up_of_identical_sites_is_empty() -> None:
+    same = {"tx": TableRows(COLUMNS, [(1, "alice", 10)])}
+    result = catch_up(same, same, None)
+    assert result.missing_on_backup == {} and result.only_on_backup == {}
+
+
+def test_targets_are_judged_per_function() -> None:
+    plan, _ = load_plan(PLAN)
+    results = judge_targets(plan, {"record-transactions": 4.0, "service-health": None}, 90.0)
+    by_name = {r.function: r for r in results}
+    assert [r.function for r in results] == ["record-transactions", "service-health"]
+    assert by_name["record-transactions"].rto_met and by_name["record-transactions"].rpo_met
+    assert not by_name["service-health"].rto_met  # never verified
+    assert not judge_targets(plan, {"record-transactions": 4.0}, 600.0)[0].rpo_met
+
+
+def test_plan_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "plan.yml"
+    text = PLAN.read_text().replace("../../loadtests", str(ROOT / "loadtests"))
+    bad.write_text(text.replace("priority: 2", "priority: 2\n    colour: red"))
+    with pytest.raises(ConfigError) as error:
+        load_plan(bad)
+    line = text.splitlines().index("    priority: 2") + 2
+    assert f"{bad}:{line}: functions[1].colour: unknown field" in error.value.message
