@@ -28,7 +28,8 @@ for _ in 1 2 3; do http GET "$url/version"; done
 http POST "$url/tx" '{"account": "alice", "amount_cents": 1250}'
 http GET "$url/tx/1"
 
-step "4. Release 1.1.0: snapshot, canary, batches, testinfra and Locust gates"
+step "4. Plan 1.1.0 (runbook, rollback plan, risks), then release it: snapshot, canary, batches, gates"
+relctl plan examples/releases/ledger-1.1.0.yml | head -40
 relctl apply examples/releases/ledger-1.1.0.yml --yes
 http GET "$url/accounts/alice/balance"
 
@@ -49,11 +50,17 @@ http GET "$url/tx/1"
 
 step "8. History, from the journal"
 relctl history
+
+step "9. DR drill: the whole primary site is lost under load; relctl fails over to the backup site"
+relctl lab deploy 1.2.0 --limit app_backup   # the backup site: a warm standby on the last good release
+set +e; relctl drill site-loss --plan examples/continuity/ledger-lab.yml; code=$?; set -e
+echo "drill exit code: $code (0 targets met, 10 a target missed)"; [ "$code" = 0 ] || [ "$code" = 10 ]
+http GET "$url/tx/1"
 relctl lab status
 
 if [ "$KEEP_LAB" = 1 ]; then
   step "Lab left running. Inventory: $DEMO_DIR/lab/inventory.yml   Stop it: make clean"
 else
-  step "9. Tear the lab down (make demo KEEP_LAB=1 keeps it)"
+  step "10. Tear the lab down (make demo KEEP_LAB=1 keeps it)"
   relctl lab down
 fi

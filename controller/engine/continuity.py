@@ -48,6 +48,7 @@ from controller.manifest_loader import (
 )
 from controller.models.continuity import ContinuityPlan, CriticalFunction
 from controller.models.manifest import Manifest
+from controller.notify import notify_event
 from controller.paths import playbooks_dir
 from controller.planning import continuity as plan_logic
 from controller.planning.continuity import TableRows, Timeline
@@ -294,6 +295,15 @@ class Continuity:
                        "lb_target": self.plan.lb.group}, label="lb-persist"))
         return None if result.succeeded else f"LB state not persisted: {failure_summary(result)}"
 
+    def announce(self, event: Any, reason: str) -> None:
+        """Tell the plan's channels (never fails the failover or failback)."""
+        plan = self.plan
+        contact = plan.contacts[0].channel if plan.contacts else "the operations team"
+        notify_event(plan.notify, event, {"service": plan.service,
+                                          "environment": plan.environment,
+                                          "reason": reason, "contact": contact},
+                     self.journal)
+
     def close(self) -> None:
         self.env.close_connections()
 
@@ -385,6 +395,7 @@ def failover(ctx: Continuity, *, preflight: str | None = None,
                                {"figures": figures, "timeline": timeline.events,
                                 "warnings": warnings})
     ctx.journal.log(None, f"failover {record}: {message}")
+    ctx.announce("failover", message)
     return Outcome("failover", record, ok, 0 if ok else int(ContinuityError.exit_code),
                    message, figures, timeline.events, warnings)
 
@@ -490,6 +501,7 @@ def failback(ctx: Continuity) -> Outcome:
                                 "warnings": warnings}, report=report)
     message = (f"failed back to {', '.join(ctx.primaries)}; {catch.total_missing} rows to "
                f"re-enter (catch-up report: {store / 'catch-up.md'})")
+    ctx.announce("failback", message)
     return Outcome("failback", record, ok, 0 if ok else int(ContinuityError.exit_code),
                    message, figures, timeline.events, warnings, report)
 

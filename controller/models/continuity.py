@@ -22,6 +22,7 @@ from controller.models.manifest import (
     Slug,
     _Model,
 )
+from controller.models.notify import NotifyConfig
 
 Method = Literal["GET", "POST", "PUT", "DELETE", "HEAD"]
 
@@ -141,6 +142,8 @@ class ContinuityPlan(_Model):
     restart: Command | None = Field(
         None, description="Command that starts the service on a host (drills, failback).")
     contacts: list[Contact] = Field(default_factory=list, description="Who is told.")
+    notify: NotifyConfig | None = Field(
+        None, description="Channels that announce failovers and failbacks (as in manifests).")
     failover: FailoverPolicy = Field(default_factory=FailoverPolicy,
                                      description="Failover preflight and verification.")
     drill: DrillSettings | None = Field(None, description="Drill load settings.")

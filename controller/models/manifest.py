@@ -272,6 +272,9 @@ class LoadThresholds(BaseModel):
     p95_vs_baseline: float | None = Field(
         None, gt=0, description="Highest allowed ratio of candidate p95 to baseline p95."
     )
+    p95_slack_ms: float = Field(
+        25, ge=0, description="Noise allowance of p95_vs_baseline: the candidate fails it only "
+        "when its p95 is also this many ms above the baseline's.")
     min_requests: int = Field(
         20, ge=1, description="Fewer measured requests make the verdict inconclusive."
     )

@@ -14,6 +14,7 @@ class LoadCriteria(Protocol):
     max_failure_ratio: float | None
     min_rps: float | None
     p95_vs_baseline: float | None
+    p95_slack_ms: float
     min_requests: int
 
 
@@ -56,8 +57,10 @@ def _relative_breaches(criteria: LoadCriteria, run: LoadStats,
                        baseline: LoadStats | None) -> list[str]:
     if criteria.p95_vs_baseline is None or baseline is None or baseline.requests == 0:
         return []
-    # A floor of 1 ms keeps a near-zero baseline from making any jitter a regression.
-    limit = max(baseline.p95_ms, 1.0) * criteria.p95_vs_baseline
+    # Ratios of a few milliseconds are noise (8 ms against 6 ms is not a regression):
+    # the candidate must also be p95_slack_ms slower than the baseline to fail.
+    limit = max(baseline.p95_ms * criteria.p95_vs_baseline,
+                baseline.p95_ms + criteria.p95_slack_ms)
     if run.p95_ms > limit:
         return [f"p95 {run.p95_ms:.0f} ms > {criteria.p95_vs_baseline} x baseline "
                 f"{baseline.p95_ms:.0f} ms"]
