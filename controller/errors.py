@@ -91,3 +91,9 @@ class SignoffMissingError(RelctlError):
     def __init__(self, message: str, *, missing: list[str], hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.missing = missing
+
+
+class RollbackRefusedError(RelctlError):
+    """A rollback past a point of no return (an irreversible data conversion) was asked."""
+
+    exit_code = ExitCode.ROLLBACK_FAILED

@@ -25,7 +25,7 @@ from controller.engine.environment import Environment
 from controller.engine.gates import GateRunner
 from controller.engine.signoff import approvals_line, require_signoffs
 from controller.engine.snapshots import Snapshots
-from controller.errors import ExitCode, RelctlError
+from controller.errors import ExitCode, RelctlError, RollbackRefusedError
 from controller.journal import Journal, ReleaseRecord, current_holder
 from controller.models.manifest import Manifest
 from controller.models.notify import NoticeEvent
@@ -117,6 +117,11 @@ class ReleaseEngine:
         plan = self._plan()
         touched = [h.host for h in self.journal.host_states(record.id)
                    if h.state in (*TOUCHED_STATES, "restored")]
+        if plan.irreversible and record.state == "released":
+            raise RollbackRefusedError(
+                f"{record.name} converted {', '.join(plan.irreversible)}: a point of no "
+                "return; restoring its snapshot would lose every change since",
+                hint="roll forward with a fixed release (nothing was changed)")
         self.journal.acquire_lock(record.environment, record.name)
         try:
             return self._roll_back(record.id, plan, touched, reason, time.monotonic())

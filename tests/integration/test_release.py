@@ -236,3 +236,24 @@ def test_resume_after_kill_leaves_one_verified_version(
     with Journal(lab.state_dir / "journal.sqlite") as journal:
         assert journal.unfinished_releases() == []
         assert journal.lock_status("lab") is None
+
+
+def test_rollback_of_a_committed_release_on_demand(lab: RunningLab, train: dict[str, Any]) -> None:
+    result = relctl(lab.state_dir, "rollback", "ledger-1.1.0", "--json")
+    assert result.returncode == 3, result.stderr
+    assert served_versions(lab) == {"1.0.0"}
+    shown = relctl_json(lab.state_dir, "show", "ledger-1.1.0")
+    assert shown["bad"] is True and shown["state"] == "rolled_back"
+    assert relctl_json(lab.state_dir, "status")["last_good"] == []
+
+
+def test_rollback_past_a_point_of_no_return_is_refused(lab: RunningLab,
+                                                       train: dict[str, Any]) -> None:
+    released = apply(lab, "ledger-1.2.0.yml")
+    assert released.returncode == 0, released.stderr
+    before = fingerprints(lab)
+    refused = relctl(lab.state_dir, "rollback", "ledger-1.2.0")
+    assert refused.returncode == 4
+    assert "point of no return" in refused.stderr and "roll forward" in refused.stderr
+    assert fingerprints(lab) == before and served_versions(lab) == {"1.2.0"}
+    assert relctl_json(lab.state_dir, "show", "ledger-1.2.0")["state"] == "released"
