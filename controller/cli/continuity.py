@@ -149,11 +149,7 @@ class DrillGroup(click.Group):
 
 @click.group(cls=DrillGroup)
 def drill() -> None:
-    """Run a DR drill on the staging lab, or read drill reports.
-
-    \b
-    Scenarios:
-    """
+    """Run a DR drill on the staging lab, or read drill reports."""
 
 
 def _scenario_command(name: str, text: str) -> click.Command:
@@ -179,7 +175,8 @@ def _scenario_command(name: str, text: str) -> click.Command:
 
 for _name, _text in SCENARIOS.items():
     drill.add_command(_scenario_command(_name, _text))
-    drill.help = (drill.help or "") + f"  {_name:<16} {_text}\n"
+drill.help = (drill.help or "") + "\n\n\b\nScenarios:\n" + "".join(
+    f"  {name:<16} {text}\n" for name, text in SCENARIOS.items())
 
 
 @drill.command(name="report")

@@ -223,7 +223,9 @@ class Strategy(_Model):
         1, description="Hosts per later batch, or a percentage of all hosts ('50%')."
     )
     max_fail_percentage: int = Field(
-        0, ge=0, le=100, description="Percentage of a batch allowed to fail before rollback."
+        0, ge=0, le=0, description="Percentage of a batch allowed to fail before rollback. "
+        "Only 0 for now: relctl rolls the release back on any host's failure, because "
+        "tolerating some would leave a mixed fleet."
     )
 
     def batch_hosts(self, total: int) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from html.parser import HTMLParser
@@ -27,11 +26,10 @@ from controller.planning.runbook import (
 )
 from controller.reports.plan_render import render
 from tests.relctl_cli import relctl
+from tests.unit.example_tree import example_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 RELEASES = ("1.1.0", "1.2.0", "2.0.0", "2.0.1")
-REFERENCED = ["playbooks/ledger_deploy.yml", "tests/gates/test_ledger_release.py",
-              "loadtests/ledger.py", *(f"build/artifacts/ledger-{v}.tar.gz" for v in RELEASES)]
 HOSTS = ["primary-1", "primary-2", "primary-3"]
 NOW = datetime(2026, 11, 30, 9, 0, 30, tzinfo=UTC)
 CET = timezone(timedelta(hours=1))
@@ -51,11 +49,7 @@ all:
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """The example manifests, copied with (dummy) files at every path they reference."""
-    for relative in REFERENCED:
-        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / relative).write_text("# dummy\n")
-    shutil.copytree(ROOT / "examples" / "releases", tmp_path / "examples" / "releases")
-    return tmp_path
+    return example_tree(tmp_path)
 
 
 def manifest_path(tree: Path, version: str, window: str = "") -> Path:

@@ -1,0 +1,253 @@
+"""Failover RTO on a lab of 2 primaries + 1 backup: relctl's site-loss drill versus
+HAProxy's own health-check failover (``inter 2s fall 3 rise 2``), against the goals.
+
+1. Lab at 127.0.60.10; ledger 1.0.0 on the primaries, ``relctl apply`` of 1.1.0 (the
+   journal's last good release), 1.1.0 on the backup (a warm standby).
+2. ``relctl drill site-loss`` RUNS times (each drill restores the lab itself); the
+   median, min and max of its measures: detection, preflight, switch, verify, RTO
+   (fault -> every critical function verified through the LB), RPO, failed requests.
+3. RUNS times: every primary host's sshd (PID 1 of the host) killed, and nothing else
+   done: seconds until ``GET /health`` through the LB answers 200 again (polled every
+   50 ms). The primaries are then restarted, redeployed, and served from again.
+4. Both against the goals: switch <= 1 s, fault to restored service <= 3 s.
+
+Run: .venv/bin/python bench/failover_rto.py [RUNS]   (default 5)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+from _lab import RELCTL, ROOT, relctl
+
+STATE = Path("/var/tmp/relctl-bench-failover")
+BASE = "127.0.60.10"
+LB_URL = f"http://{BASE}:8000"
+PLAN = "examples/continuity/ledger-lab.yml"
+MEASURES = ("detection_s", "preflight_s", "switch_s", "verify_s", "rto_s",
+            "rto_from_detection_s", "rpo_s", "load_failures", "load_requests", "outage_s")
+COUNTS = ("load_failures", "load_requests", "failed_polls")
+GOAL_SWITCH_S, GOAL_RESTORED_S = 1.0, 3.0
+POLL_S, WAIT_S = 0.05, 60.0
+# Straight to the lab: a proxy named in the environment must never see this traffic.
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def say(message: str) -> None:
+    """Progress on stderr; the figures alone go to stdout."""
+    print(f"· {message}", file=sys.stderr, flush=True)
+
+
+def run_relctl(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run relctl; on Ctrl-C let it clean up (stop its Locust, its probe) before we go on."""
+    proc = subprocess.Popen([*RELCTL, "--state-dir", str(STATE), *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+# -- the lab -------------------------------------------------------------------------------
+
+def fresh_state() -> None:
+    """An empty state dir; a lab left running by an earlier, killed run is stopped first."""
+    if (STATE / "lab").exists():
+        lab_down()
+    shutil.rmtree(STATE, ignore_errors=True)
+    STATE.mkdir(parents=True)
+
+
+def start_lab() -> None:
+    """2 primaries + 1 backup; 1.1.0 released through relctl (last good), warm standby."""
+    say(f"lab up (2 primaries, 1 backup) at {BASE}, state {STATE}")
+    relctl(STATE, "lab", "up", "--primary", "2", "--backup", "1", "--base-address", BASE)
+    relctl(STATE, "lab", "deploy", "1.0.0", "--limit", "app_primary")
+    say("relctl apply examples/releases/ledger-1.1.0.yml")
+    outcome = relctl(STATE, "apply", "examples/releases/ledger-1.1.0.yml", "--yes")
+    say(f"ledger-1.1.0: {outcome.get('state')}")
+    relctl(STATE, "lab", "deploy", "1.1.0", "--limit", "app_backup")
+
+
+def lab_down() -> None:
+    """Stop the lab and its ssh masters; a failure is reported, never raised."""
+    result = run_relctl("lab", "down", "--json")
+    if result.returncode != 0:
+        print(f"WARNING: relctl lab down failed (exit {result.returncode}):\n"
+              f"{result.stdout}{result.stderr}", file=sys.stderr)
+
+
+# -- relctl's failover: the site-loss drill -------------------------------------------------
+
+def drill(run: int) -> dict[str, Any]:
+    """One site-loss drill; its report's measures, with its verdict."""
+    result = run_relctl("drill", "site-loss", "--plan", PLAN, "--json")
+    try:
+        document = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        document = {}
+    if result.returncode not in (0, 10):  # 10: ran, but missed a target: still a figure
+        raise SystemExit(f"drill {run} failed (exit {result.returncode}): "
+                         f"{document.get('message')}\nwarnings: {document.get('warnings')}\n"
+                         f"problems: {document.get('figures', {}).get('problems')}\n"
+                         f"stderr:\n{result.stderr}")
+    report = document["figures"]
+    measures: dict[str, Any] = report["measures"]
+    say(f"drill {run} (id {report['id']}): {report['verdict']}, rto {measures.get('rto_s')} s, "
+        f"switch {measures.get('switch_s')} s, served after by "
+        f"{measures.get('served_by_after')}")
+    return {**measures, "verdict": report["verdict"]}
+
+
+# -- HAProxy's own failover: health checks only ---------------------------------------------
+
+def health() -> tuple[bool, str]:
+    """``GET /health`` through the LB: answered 200?, and which server answered."""
+    try:
+        with HTTP.open(f"{LB_URL}/health", timeout=1) as answer:
+            return answer.status == 200, answer.headers.get("X-Served-By", "")
+    except (OSError, http.client.HTTPException):  # URLError/HTTPError are OSErrors
+        return False, ""
+
+
+def wait_served_by(server: str) -> None:
+    """Wait until the LB answers from ``server``."""
+    deadline = time.monotonic() + WAIT_S
+    while health() != (True, server):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the LB did not serve from {server} within {WAIT_S:.0f} s")
+        time.sleep(POLL_S)
+
+
+def primary_hosts() -> list[psutil.Process]:
+    """The primaries' PID 1 (sshd), from ``relctl lab status``; only this lab's own."""
+    status = relctl(STATE, "lab", "status")
+    hosts = [psutil.Process(h["pid"]) for h in status["hosts"] if h["group"] == "app_primary"]
+    for host in hosts:  # a recycled pid would not run this lab's sshd_config
+        if str(STATE) not in " ".join(host.cmdline()):
+            raise SystemExit(f"pid {host.pid} is not a host of the lab in {STATE}")
+    return hosts
+
+
+def haproxy_failover(run: int) -> dict[str, Any]:
+    """Kill every primary host; seconds until the LB answers 200 again, failed polls."""
+    wait_served_by("primary-1")
+    victims = primary_hosts()
+    fault = time.monotonic()
+    for victim in victims:
+        victim.kill()
+    psutil.wait_procs(victims, timeout=5)  # the host's namespace dies with its PID 1
+    failed = 0
+    while True:
+        ok, server = health()
+        if ok and not server.startswith("primary-"):
+            break
+        failed += 1
+        if time.monotonic() - fault > WAIT_S:
+            raise SystemExit(f"HAProxy run {run}: no answer {WAIT_S:.0f} s after the fault")
+        time.sleep(POLL_S)
+    restored = time.monotonic() - fault
+    say(f"HAProxy run {run}: served by {server} {restored:.3f} s after the kill, "
+        f"{failed} failed polls")
+    return {"failover_s": restored, "failed_polls": failed, "served_by": server}
+
+
+def restore_primaries() -> None:
+    """Restart the lost hosts, put the service back on them, wait for primary-1."""
+    relctl(STATE, "lab", "up")
+    relctl(STATE, "lab", "deploy", "1.1.0", "--limit", "app_primary")
+    wait_served_by("primary-1")
+
+
+# -- figures ---------------------------------------------------------------------------------
+
+def row(name: str, values: Sequence[float | None]) -> str:
+    present = [v for v in values if v is not None]
+    if not present:
+        return f"  {name:<24} {'-':>9} {'-':>9} {'-':>9} {0:>5}"
+    spec = "9g" if name in COUNTS else "9.3f"
+    figures = (statistics.median(present), min(present), max(present))
+    return f"  {name:<24} " + " ".join(f"{v:{spec}}" for v in figures) + f" {len(present):>5}"
+
+
+def table(title: str, runs: list[dict[str, Any]], keys: Sequence[str]) -> None:
+    print(title)
+    print(f"  {'figure':<24} {'median':>9} {'min':>9} {'max':>9} {'runs':>5}")
+    for key in keys:
+        print(row(key, [r.get(key) for r in runs]))
+    print(flush=True)
+
+
+def median(runs: list[dict[str, Any]], key: str) -> float | None:
+    present = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(present) if present else None
+
+
+def verdict_line(name: str, value: float | None, goal: float) -> str:
+    if value is None:
+        return f"  {name:<50} {'-':>7}    goal <= {goal:g} s  NOT MEASURED"
+    return (f"  {name:<50} {value:7.3f} s  goal <= {goal:g} s  "
+            f"{'met' if value <= goal else 'MISSED'}")
+
+
+def comparison(drills: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
+    print(f"comparison (medians; goals: switch <= {GOAL_SWITCH_S:g} s, "
+          f"fault to restored service <= {GOAL_RESTORED_S:g} s)")
+    print(verdict_line("relctl switch (HAProxy runtime API)", median(drills, "switch_s"),
+                       GOAL_SWITCH_S))
+    print(verdict_line("relctl fault -> restored, verified (rto_s)", median(drills, "rto_s"),
+                       GOAL_RESTORED_S))
+    print(verdict_line("relctl fault -> restored, users' probe (outage_s)",
+                       median(drills, "outage_s"), GOAL_RESTORED_S))
+    print(verdict_line("HAProxy health checks fault -> restored", median(checks, "failover_s"),
+                       GOAL_RESTORED_S), flush=True)
+
+
+def stop_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the ``finally`` still takes the lab down."""
+    raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    fresh_state()
+    try:
+        start_lab()
+        drills = [drill(run) for run in range(1, runs + 1)]
+        table(f"relctl failover: drill site-loss x{len(drills)} (2 primaries, 1 backup); "
+              f"verdicts {', '.join(d['verdict'] for d in drills)}", drills, MEASURES)
+        checks = []
+        for run in range(1, runs + 1):
+            checks.append(haproxy_failover(run))
+            restore_primaries()
+        table(f"HAProxy health-check failover (inter 2s fall 3 rise 2) x{len(checks)}; "
+              f"served by {', '.join(c['served_by'] for c in checks)}", checks,
+              ("failover_s", "failed_polls"))
+        comparison(drills, checks)
+    finally:
+        say("lab down")
+        lab_down()
+
+
+if __name__ == "__main__":
+    main()
