@@ -242,10 +242,6 @@ class Strategy(_Model):
         chunks = [rest[i : i + size] for i in range(0, len(rest), size)]
         return [first, *chunks] if first else []
 
-    def too_many_failures(self, failed: int, batch: int) -> bool:
-        """True when ``failed`` of ``batch`` hosts exceeds ``max_fail_percentage``."""
-        return batch > 0 and failed * 100 > self.max_fail_percentage * batch
-
 
 class TestinfraGate(_Model):
     """A testinfra test file run against every host of a batch."""

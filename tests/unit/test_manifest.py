@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from controller.errors import ExitCode, InputError
 from controller.manifest_loader import (
@@ -344,11 +344,10 @@ def test_batches_with_a_percentage_and_edge_cases() -> None:
     assert Strategy(batch_size=3).batches(["a", "b", "a", "c"]) == [["a"], ["b", "c"]]
 
 
-def test_too_many_failures() -> None:
-    assert Strategy().too_many_failures(1, 4)
-    assert not Strategy().too_many_failures(0, 4)
-    assert not Strategy(max_fail_percentage=25).too_many_failures(1, 4)
-    assert Strategy(max_fail_percentage=25).too_many_failures(2, 4)
+def test_a_failure_tolerance_is_refused_as_it_would_leave_a_mixed_fleet() -> None:
+    assert Strategy().max_fail_percentage == 0
+    with pytest.raises(ValidationError, match="less than or equal to 0"):
+        Strategy(max_fail_percentage=25)
 
 
 def test_change_window_contains() -> None:
