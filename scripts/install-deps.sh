@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages relctl's lab and tests need, only when something is missing.
 set -euo pipefail
-packages=(openssh-server openssh-client haproxy python3 sqlite3 util-linux procps)
+# chromium: headless, renders the HTML reports in a test (screenshot of the charts).
+packages=(openssh-server openssh-client haproxy python3 sqlite3 util-linux procps chromium)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -16,6 +16,7 @@ from controller.cli.notice import notice
 from controller.cli.output import report_error
 from controller.cli.plan import plan
 from controller.cli.release import RELEASE_COMMANDS
+from controller.cli.report import report
 from controller.cli.signoff import signoff
 from controller.engine.environment import JOURNAL_ENV
 from controller.errors import ExitCode, RelctlError
@@ -76,6 +77,7 @@ cli.add_command(lab_group)
 cli.add_command(plan)
 cli.add_command(notice)
 cli.add_command(signoff)
+cli.add_command(report)
 for command in [*RELEASE_COMMANDS, *CONTINUITY_COMMANDS]:
     cli.add_command(command)
 

@@ -22,6 +22,7 @@ class GateRunner:
     journal: Journal
     release_id: int
     manifest: Manifest
+    record: bool = True  # False: verdicts are only returned (the monitor keeps its own)
 
     def checks(self, hosts: list[str], phase: str, expected_version: str) -> Verdict:
         """Every testinfra gate against ``hosts``; the worst verdict wins."""
@@ -33,36 +34,39 @@ class GateRunner:
             result = run_checks(CheckRun([gate.tests], hosts, self.env.inventory,
                                          self.env.ansible_cfg, junit, env))
             verdict = judge_checks(result)
-            self.journal.add_gate_result(
-                self.release_id, phase=phase, kind="testinfra", verdict=verdict.outcome,
-                figures={"tests": result.tests, "failures": result.failures,
-                         "hosts": hosts, "reasons": verdict.reasons},
-                junit=junit)
+            if self.record:
+                self.journal.add_gate_result(
+                    self.release_id, phase=phase, kind="testinfra", verdict=verdict.outcome,
+                    figures={"tests": result.tests, "failures": result.failures,
+                             "hosts": hosts, "reasons": verdict.reasons},
+                    junit=junit)
             verdicts.append(verdict)
         return worst(verdicts)
 
-    def load(self, phase: str) -> LoadStats | None:
-        """One Locust run through the load balancer, or None without a Locust gate."""
+    def load(self, phase: str, duration_s: float | None = None) -> LoadStats | None:
+        """One Locust run through the load balancer (for the gate's duration unless
+        ``duration_s`` is given), or None without a Locust gate."""
         gate = self.manifest.gates.locust
         if gate is None:
             return None
         url = gate.url or self.env.lb_url
         if not url:
             raise InputError("the Locust gate has no url and no lab load balancer is known")
-        stats = run_load(LoadRun(gate.locustfile, url, gate.users, gate.spawn_rate,
-                                 gate.duration_s, self.env.gate_dir(self.release_id), phase))
-        return stats
+        return run_load(LoadRun(gate.locustfile, url, gate.users, gate.spawn_rate,
+                                duration_s or gate.duration_s,
+                                self.env.gate_dir(self.release_id), phase))
 
     def judge_load(self, candidate: LoadStats, baseline: LoadStats | None) -> Verdict:
         """Judge the candidate run against thresholds and the baseline; record both."""
         gate = self.manifest.gates.locust
         assert gate is not None
         verdict = judge_load(gate.thresholds, candidate, baseline)
-        self.journal.add_gate_result(
-            self.release_id, phase="candidate", kind="locust", verdict=verdict.outcome,
-            figures={"candidate": candidate.figures(),
-                     "baseline": baseline.figures() if baseline else None,
-                     "reasons": verdict.reasons})
+        if self.record:
+            self.journal.add_gate_result(
+                self.release_id, phase="candidate", kind="locust", verdict=verdict.outcome,
+                figures={"candidate": candidate.figures(),
+                         "baseline": baseline.figures() if baseline else None,
+                         "reasons": verdict.reasons})
         return verdict
 
 

@@ -6,7 +6,9 @@
     ├── steps      begin_phase/end_phase, set_host_state, add_snapshot, add_gate_result,
     │              add_signoff (and their readers)
     ├── locks      acquire_lock, release_lock, lock_status, locks, break_lock
-    └── continuity begin_continuity/end_continuity, continuity_records, last_replication
+    ├── continuity begin_continuity/end_continuity, continuity_records, last_replication
+    └── monitoring claim_monitor/end_monitor, begin_round/end_round, monitors,
+                   monitor_rounds (warranty monitoring after a release)
 
 Each step is written before it starts and after it ends, so a crash leaves a record that
 ``unfinished_releases`` finds. Secrets are masked by ``redact`` before anything is stored.
@@ -28,6 +30,10 @@ from controller.journal.records import (
     HostState,
     HostStateRecord,
     LockRecord,
+    MonitorRecord,
+    MonitorRoundRecord,
+    MonitorState,
+    MonitorVerdict,
     PhaseRecord,
     PhaseState,
     ReleaseRecord,
@@ -54,6 +60,10 @@ __all__ = [
     "JournalError",
     "LockRecord",
     "LockedError",
+    "MonitorRecord",
+    "MonitorRoundRecord",
+    "MonitorState",
+    "MonitorVerdict",
     "PhaseRecord",
     "PhaseState",
     "ReleaseRecord",

@@ -21,6 +21,8 @@ from controller.journal.records import (
     CONTINUITY_KINDS,
     GATE_KINDS,
     HOST_STATES,
+    MONITOR_STATES,
+    MONITOR_VERDICTS,
     PHASE_STATES,
     RELEASE_STATES,
     VERDICTS,
@@ -112,7 +114,34 @@ SCHEMA_V2 = (
     "CREATE INDEX continuity_by_scope ON continuity (service, environment, kind, state)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2)
+SCHEMA_V3 = (
+    # Warranty monitoring: one row per monitor run of a released release (who runs it,
+    # its settings, how it ended, a summary), and one per round (written when it starts
+    # with no verdict, and again when it ends).
+    f"""CREATE TABLE monitors (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        release_id INTEGER NOT NULL REFERENCES releases (id),
+        state TEXT NOT NULL {_one_of("state", MONITOR_STATES)},
+        started TEXT NOT NULL, ended TEXT,
+        settings TEXT NOT NULL DEFAULT '{{}}',
+        operator_user TEXT NOT NULL, operator_host TEXT NOT NULL,
+        operator_pid INTEGER NOT NULL, operator_started REAL NOT NULL,
+        exit_code INTEGER, message TEXT,
+        summary TEXT NOT NULL DEFAULT '{{}}')""",
+    "CREATE INDEX monitors_by_release ON monitors (release_id, state)",
+    f"""CREATE TABLE monitor_rounds (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        monitor_id INTEGER NOT NULL REFERENCES monitors (id),
+        release_id INTEGER NOT NULL REFERENCES releases (id),
+        round INTEGER NOT NULL,
+        started TEXT NOT NULL, ended TEXT,
+        verdict TEXT {_one_of("verdict", MONITOR_VERDICTS)},
+        detail TEXT NOT NULL DEFAULT '{{}}',
+        UNIQUE (monitor_id, round))""",
+    "CREATE INDEX monitor_rounds_by_release ON monitor_rounds (release_id)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

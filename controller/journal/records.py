@@ -20,6 +20,10 @@ HostState = Literal[
 GateKind = Literal["testinfra", "locust"]
 Verdict = Literal["pass", "fail", "inconclusive"]
 ContinuityKind = Literal["replication", "failover", "failback", "drill"]
+MonitorState = Literal[
+    "running", "passed", "ended", "stopped", "rolled_back", "alerted", "failed",
+]
+MonitorVerdict = Literal["pass", "fail", "inconclusive", "skipped"]
 
 RELEASE_STATES: tuple[str, ...] = get_args(ReleaseState)
 PHASE_STATES: tuple[str, ...] = get_args(PhaseState)
@@ -27,6 +31,8 @@ HOST_STATES: tuple[str, ...] = get_args(HostState)
 GATE_KINDS: tuple[str, ...] = get_args(GateKind)
 VERDICTS: tuple[str, ...] = get_args(Verdict)
 CONTINUITY_KINDS: tuple[str, ...] = get_args(ContinuityKind)
+MONITOR_STATES: tuple[str, ...] = get_args(MonitorState)
+MONITOR_VERDICTS: tuple[str, ...] = get_args(MonitorVerdict)
 FINAL_STATES: frozenset[str] = frozenset(
     {"released", "rolled_back", "rollback_failed", "failed", "aborted"}
 )
@@ -261,3 +267,49 @@ class ContinuityRecord:
                 "started": self.started.isoformat(),
                 "ended": self.ended.isoformat() if self.ended else None,
                 "operator": self.operator, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorRecord:
+    """One warranty monitor of a release: its settings, how it ended, and its summary."""
+
+    id: int
+    release_id: int
+    state: MonitorState
+    started: datetime
+    ended: datetime | None
+    settings: dict[str, Any]
+    operator: Holder
+    exit_code: int | None
+    message: str | None
+    summary: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> MonitorRecord:
+        """The record of a ``monitors`` row."""
+        operator = Holder(row["operator_user"], row["operator_host"], row["operator_pid"],
+                          row["operator_started"])
+        return cls(row["id"], row["release_id"], row["state"], _time(row["started"]),
+                   parse_time(row["ended"]), _json(row["settings"]), operator,
+                   row["exit_code"], row["message"], _json(row["summary"]))
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorRoundRecord:
+    """One round of a warranty monitor; ``verdict`` is None while it runs."""
+
+    id: int
+    monitor_id: int
+    release_id: int
+    round: int
+    started: datetime
+    ended: datetime | None
+    verdict: MonitorVerdict | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> MonitorRoundRecord:
+        """The record of a ``monitor_rounds`` row."""
+        return cls(row["id"], row["monitor_id"], row["release_id"], row["round"],
+                   _time(row["started"]), parse_time(row["ended"]), row["verdict"],
+                   _json(row["detail"]))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from controller.journal.continuity import ContinuityLog
 from controller.journal.locks import LockTable
+from controller.journal.monitoring import MonitorLog
 from controller.journal.releases import ReleaseLog
 from controller.journal.steps import StepLog
 
 
-class Journal(ReleaseLog, StepLog, LockTable, ContinuityLog):
+class Journal(ReleaseLog, StepLog, LockTable, ContinuityLog, MonitorLog):
     """Releases, phases, host states, snapshots, gate results, events, locks, sign-offs,
-    and continuity records (replications, failovers, failbacks, drills).
+    continuity records (replications, failovers, failbacks, drills) and warranty monitors.
 
     ``Journal(path)`` opens (or creates and migrates) the file; use it as a context
     manager or call ``close()``. Every write is committed at once.

@@ -8,39 +8,15 @@ escaped for its format: ``|`` in Markdown cells, ``html.escape`` for all HTML te
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
-import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from controller.planning.runbook import ImplementationPlan, format_span
+from controller.reports.document import Block, Heading, Paragraph, Table, to_html, to_markdown
 
 Format = Literal["markdown", "html", "json"]
 FORMATS: tuple[Format, ...] = ("markdown", "html", "json")
-
-
-@dataclass(frozen=True)
-class Heading:
-    level: int
-    text: str
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    text: str
-
-
-@dataclass(frozen=True)
-class Table:
-    headers: list[str]
-    rows: list[list[str]]
-    task: str | None = None
-    """A checklist: one box per row; Markdown writes ``- [ ] `` + ``task.format(*row)``."""
-
-
-Block = Heading | Paragraph | Table
 
 
 def render(plan: ImplementationPlan, fmt: Format) -> str:
@@ -148,74 +124,3 @@ def _clock(moment: datetime, plan: ImplementationPlan) -> str:
 
 def _span(minutes: int) -> str:
     return format_span(timedelta(minutes=minutes))
-
-
-# --- Markdown -----------------------------------------------------------------------------
-
-
-def to_markdown(blocks: list[Block]) -> str:
-    """GitHub-flavoured Markdown; checklists become task lists (``- [ ]``)."""
-    parts = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            parts.append(f"{'#' * block.level} {_md(block.text)}")
-        elif isinstance(block, Paragraph):
-            parts.append(_md(block.text))
-        elif block.task:
-            parts.append("\n".join("- [ ] " + block.task.format(*map(_md, row))
-                                    for row in block.rows))
-        else:
-            parts.append(_md_table(block))
-    return "\n\n".join(parts) + "\n"
-
-
-def _md_table(table: Table) -> str:
-    lines = [_md_row(table.headers), _md_row(["---"] * len(table.headers))]
-    return "\n".join(lines + [_md_row(row) for row in table.rows])
-
-
-def _md_row(cells: list[str]) -> str:
-    return "| " + " | ".join(_md(c) for c in cells) + " |"
-
-
-def _md(text: str) -> str:
-    """``text`` safe in a Markdown table cell: code spans kept, markup characters escaped."""
-    spans = text.replace("\n", " ").split("`")
-    return "`".join(span.replace("|", "\\|") if inside % 2
-                    else re.sub(r"([\\|<>*\[\]])", r"\\\1", span)
-                    for inside, span in enumerate(spans))
-
-
-# --- HTML ---------------------------------------------------------------------------------
-
-CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:75em;color:#222}
-table{border-collapse:collapse;margin:1em 0;width:100%}
-th,td{border:1px solid #bbb;padding:.3em .5em;text-align:left;vertical-align:top}
-th{background:#eee}td.box{font-size:1.2em;text-align:center}
-code{background:#f4f4f4;padding:0 .2em}"""
-
-
-def to_html(blocks: list[Block], title: str) -> str:
-    """One self-contained HTML page (inline CSS, no scripts, every value escaped)."""
-    body = "\n".join(_html_block(block) for block in blocks)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n"
-            f"<body>\n{body}\n</body>\n</html>\n")
-
-
-def _html_block(block: Block) -> str:
-    if isinstance(block, Heading):
-        return f"<h{block.level}>{_inline(block.text)}</h{block.level}>"
-    if isinstance(block, Paragraph):
-        return f"<p>{_inline(block.text)}</p>"
-    box = ["&#9744;"] if block.task else []
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ([""] if box else []) + block.headers)
-    rows = ["<tr>" + "".join(f'<td class="box">{b}</td>' for b in box)
-            + "".join(f"<td>{_inline(cell)}</td>" for cell in row) + "</tr>"
-            for row in block.rows]
-    return f"<table>\n<tr>{head}</tr>\n" + "\n".join(rows) + "\n</table>"
-
-
-def _inline(text: str) -> str:
-    """Escaped text, with Markdown's `code` spans kept as <code>."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))

@@ -10,18 +10,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 import urllib.request
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from PIL import Image
 
 from controller.journal import Holder, Journal
+from controller.reports.release_report import BASELINE_COLOUR, CANDIDATE_COLOUR, PHASE_COLOURS
 from tests.integration.ansible_cli import shell
 from tests.integration.conftest import RunningLab
 from tests.relctl_cli import RELCTL, relctl, relctl_json
@@ -135,6 +139,44 @@ def test_failed_gate_restores_every_byte(lab: RunningLab, train: dict[str, Any],
     assert served_versions(lab) == {"1.1.0"}
     assert http("GET", f"{lab.url}/version") == (200, {"version": "1.1.0"})
     assert relctl_json(lab.state_dir, "show", outcome["release"])["bad"] is True
+
+
+def screenshot(page: Path, png: Path) -> Image.Image:
+    """``page`` as headless Chromium renders it."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (make test installs it)")
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--screenshot={png}", "--window-size=1200,1800", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    return Image.open(png).convert("RGB")
+
+
+def pixels_of(image: Image.Image, colour: str) -> int:
+    """How many pixels have ``colour`` (``#rrggbb``), give or take antialiasing."""
+    want = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return sum(count for count, rgb in image.getcolors(maxcolors=1 << 20) or []
+               if all(abs(a - b) <= 8 for a, b in zip(rgb, want, strict=True)))
+
+
+def test_report_of_the_slow_release_shows_its_charts(lab: RunningLab, train: dict[str, Any],
+                                                      tmp_path: Path) -> None:
+    page, junit = tmp_path / "report.html", tmp_path / "gates.xml"
+    made = relctl(lab.state_dir, "report", "ledger-2.0.0", "--format", "html",
+                  "-o", str(page), "--junit", str(junit))
+    assert made.returncode == 0, made.stderr
+    image = screenshot(page, tmp_path / "report.png")
+    baseline, candidate = pixels_of(image, BASELINE_COLOUR), pixels_of(image, CANDIDATE_COLOUR)
+    # The candidate's bars (p95 hundreds of ms) dwarf the baseline's (about ten ms; their
+    # colour shows in the legend at least).
+    assert candidate > 5000 and candidate > 10 * baseline > 0, (baseline, candidate)
+    assert pixels_of(image, PHASE_COLOURS["rollback"]) > 200  # the timeline shows the rollback
+    suites = ET.parse(junit).getroot()
+    locust = [s for s in suites if s.get("name", "").startswith("locust:")]
+    assert [s.get("failures") for s in locust] == ["1"]
+    assert int(suites.find("testsuite").get("tests")) >= 1  # type: ignore[union-attr]
+    markdown = relctl(lab.state_dir, "report", "ledger-2.0.0").stdout
+    assert "| p95 |" in markdown and "ROLLED_BACK" in markdown
 
 
 def test_data_written_before_survives_releases_and_rollbacks(
