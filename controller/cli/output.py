@@ -11,8 +11,11 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
+from rich.table import Table
 
+from controller.adapters.ansible import TaskEvent
 from controller.errors import RelctlError
 
 console = Console(highlight=False, soft_wrap=True)
@@ -65,3 +68,49 @@ def report_error(error: RelctlError, *, as_json: bool) -> None:
     err_console.print(f"[bold red]error:[/] {error.message}")
     if error.hint:
         err_console.print(f"[dim]hint:[/] {error.hint}")
+
+
+class HostBoard:
+    """A live table of every host's last task (rich), above which progress lines scroll.
+
+    Only on a terminal and without ``--json``; elsewhere it is inert and progress goes
+    out as plain lines, which logs and pipelines read better.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.hosts: dict[str, list[str]] = {}
+        self.live: Live | None = (Live(self._table(), console=err_console, transient=True,
+                                       refresh_per_second=4) if enabled else None)
+
+    @classmethod
+    def for_terminal(cls, as_json: bool) -> HostBoard:
+        return cls(not as_json and err_console.is_terminal)
+
+    def __enter__(self) -> HostBoard:
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def progress(self, message: str) -> None:
+        err_console.print(f"[dim]·[/] {escape(message)}")
+
+    def on_task(self, event: TaskEvent) -> None:
+        row = self.hosts.setdefault(event.host, ["", "0", "0", "0"])
+        row[0] = event.task
+        column = {"ok": 1, "skipped": 1, "failed": 3, "unreachable": 3}[event.outcome]
+        row[column] = str(int(row[column]) + 1)
+        if event.changed and event.outcome == "ok":
+            row[2] = str(int(row[2]) + 1)
+        if self.live is not None:
+            self.live.update(self._table())
+
+    def _table(self) -> Table:
+        table = Table("host", "last task", "ok", "changed", "failed", box=None)
+        for host, (task, ok, changed, failed) in sorted(self.hosts.items()):
+            table.add_row(host, escape(task[:60]), ok, changed,
+                          f"[red]{failed}[/]" if failed != "0" else failed)
+        return table

@@ -10,7 +10,13 @@ import click
 from rich.table import Table
 
 from controller.cli.context import AppContext
-from controller.cli.output import JSON_OPTION, console, emit_json, progress_printer
+from controller.cli.output import (
+    JSON_OPTION,
+    HostBoard,
+    console,
+    emit_json,
+    progress_printer,
+)
 from controller.cli.signoff import WAIT_APPROVAL_OPTION
 from controller.engine.environment import resolve_environment
 from controller.engine.release import ReleaseEngine, ReleaseOutcome
@@ -69,7 +75,11 @@ def apply(app: AppContext, manifest: Path, inventory: Path | None, dry_run: bool
     if not (yes or as_json or not sys.stdin.isatty()):
         click.confirm(f"Release {loaded.release} to {loaded.targets} in {loaded.environment}?",
                       abort=True)
-    _render(engine.apply(), as_json)
+    with HostBoard.for_terminal(as_json) as board:
+        if board.live is not None:
+            engine.progress, engine.on_task = board.progress, board.on_task
+        outcome = engine.apply()
+    _render(outcome, as_json)
 
 
 @click.command()

@@ -71,6 +71,7 @@ class ReleaseEngine:
     progress: Progress = lambda _msg: None
     notifier: Notifier | None = None  # None: the manifest's notify section (or silence)
     approval_wait: float | None = None  # None: the manifest's signoff.wait
+    on_task: Callable[[TaskEvent], None] | None = None  # every task on every host (live view)
 
     def apply(self) -> ReleaseOutcome:
         """Check sign-offs, lock, snapshot, apply in batches, verify, commit or roll back."""
@@ -257,6 +258,8 @@ class ReleaseEngine:
                            check=check, label=label)
 
     def _on_event(self, event: TaskEvent) -> None:
+        if self.on_task is not None:
+            self.on_task(event)
         if event.outcome in ("failed", "unreachable"):
             self.progress(f"  {event.host}: {event.task}: {event.outcome} {event.message}")
 
