@@ -12,6 +12,7 @@ from controller import __version__
 from controller.cli.context import AppContext
 from controller.cli.continuity import CONTINUITY_COMMANDS
 from controller.cli.lab import lab as lab_group
+from controller.cli.monitor import monitor
 from controller.cli.notice import notice
 from controller.cli.output import report_error
 from controller.cli.plan import plan
@@ -77,6 +78,7 @@ cli.add_command(lab_group)
 cli.add_command(plan)
 cli.add_command(notice)
 cli.add_command(signoff)
+cli.add_command(monitor)
 cli.add_command(report)
 for command in [*RELEASE_COMMANDS, *CONTINUITY_COMMANDS]:
     cli.add_command(command)

@@ -180,7 +180,7 @@ def status(app: AppContext, as_json: bool) -> None:
 @JSON_OPTION
 @click.pass_obj
 def show(app: AppContext, release: str, as_json: bool) -> None:
-    """One release in full: phases, hosts, snapshots, gate figures."""
+    """One release in full: phases, hosts, snapshots, gate figures, warranty monitors."""
     journal = app.journal()
     record = _find(journal.find_release(release), release)
     detail = {
@@ -194,6 +194,10 @@ def show(app: AppContext, release: str, as_json: bool) -> None:
                       for s in journal.snapshots(record.id)],
         "gates": [{"phase": g.phase, "kind": g.kind, "verdict": g.verdict,
                    "figures": g.figures} for g in journal.gate_results(record.id)],
+        "monitors": [{"id": m.id, "state": m.state, "started": m.started.isoformat(),
+                      "ended": m.ended.isoformat() if m.ended else None,
+                      "exit_code": m.exit_code, "message": m.message, "summary": m.summary}
+                     for m in journal.monitors(record.id)],
     }
     if as_json:
         emit_json(detail)

@@ -27,9 +27,9 @@ from pydantic import AfterValidator, ConfigDict, Field, SecretStr, model_validat
 from controller.models.base import ExistingDir, LocalPath, _Model
 from controller.models.durations import Duration
 
-NoticeEvent = Literal["plan", "start", "success", "rollback", "failover", "failback"]
+NoticeEvent = Literal["plan", "start", "success", "rollback", "failover", "failback", "breach"]
 NOTICE_EVENTS: tuple[NoticeEvent, ...] = ("plan", "start", "success", "rollback", "failover",
-                                          "failback")
+                                          "failback", "breach")
 NOTICE_FIELDS = ("event", "service", "version", "release", "environment", "targets", "hosts",
                  "when", "window_start", "window_end", "interruption", "contact", "reason",
                  "status", "time")
@@ -141,7 +141,7 @@ class NotifyConfig(_Model):
     events: list[NoticeEvent] = Field(
         default_factory=lambda: list(NOTICE_EVENTS),
         description="Events that send a notice: plan, start, success, rollback, failover, "
-        "failback (default: all).")
+        "failback, breach (a warranty breach not rolled back) (default: all).")
     contact: str | None = Field(
         None, min_length=1, description="Who users contact (default: owners.release_manager).")
     interruption: str | None = Field(

@@ -26,12 +26,14 @@ STATUS: dict[NoticeEvent, str] = {
     "rollback": "rolled back to the previous version",
     "failover": "running on the backup site",
     "failback": "back on the primary site",
+    "breach": "degraded: operations are fixing it",
 }
 INTERRUPTION: dict[NoticeEvent, str] = {
     "success": "none: the service runs normally again",
     "rollback": "short interruptions are possible while the previous version is restored",
     "failover": "a short interruption while traffic moves to the backup site",
     "failback": "a short interruption while traffic moves back to the primary site",
+    "breach": "errors or slow answers are possible until a fix is released",
 }
 
 

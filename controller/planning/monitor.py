@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from controller.models.durations import format_duration
+
 RoundVerdict = Literal["pass", "fail", "inconclusive", "skipped"]
 Action = Literal["continue", "rollback", "alert", "done"]
 Standing = Literal["live", "paused", "ended"]
@@ -39,6 +41,16 @@ class Schedule:
             raise ValueError("a monitor needs a period (--for) or a number of rounds (--rounds)")
         if self.every_s <= 0:
             raise ValueError("the interval between rounds must be positive")
+
+    def describe(self) -> str:
+        """``every 5m, for 72h, probe 5s``."""
+        parts = [f"every {format_duration(self.every_s)}"]
+        if self.for_s is not None:
+            parts.append(f"for {format_duration(self.for_s)}")
+        if self.rounds is not None:
+            parts.append(f"at most {self.rounds} round{'s' * (self.rounds != 1)}")
+        parts.append(f"probe {format_duration(self.probe_s)}" if self.probe_s else "no probe")
+        return ", ".join(parts)
 
     def planned_rounds(self) -> int | None:
         """How many rounds the schedule holds if every round is quick (None: no limit)."""

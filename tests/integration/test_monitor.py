@@ -1,0 +1,115 @@
+"""Warranty monitoring on the real lab: a breach after release rolls the release back.
+
+Its own lab (2 primary hosts, no backup site, at 127.0.9.130): ledger 1.0.0 deployed,
+1.1.0 released, then ``relctl monitor`` runs in the background while the ledger service
+is stopped on one host, as a crash during the warranty period would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.journal import Journal, MonitorRoundRecord
+from tests.integration.ansible_cli import shell
+from tests.integration.conftest import RunningLab, start_lab, stop_lab
+from tests.relctl_cli import RELCTL, relctl
+
+pytestmark = pytest.mark.lab
+RELEASES = Path(__file__).resolve().parents[2] / "examples" / "releases"
+STOP_LEDGER = "/srv/ledger/current/bin/ledgerctl stop --config /etc/ledger/ledger.conf"
+
+
+@pytest.fixture(scope="module")
+def released_lab() -> Iterator[RunningLab]:
+    """A lab whose primary site was on 1.0.0 and now runs ledger-1.1.0, released."""
+    lab = start_lab(primary=2, backup=0, base_address="127.0.9.130")
+    try:
+        deploy = relctl(lab.state_dir, "lab", "deploy", "1.0.0", "--limit", "app_primary")
+        assert deploy.returncode == 0, deploy.stderr
+        applied = relctl(lab.state_dir, "apply", str(RELEASES / "ledger-1.1.0.yml"), "--yes",
+                         "--json")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        assert served_versions(lab) == {"1.1.0"}
+        yield lab
+    finally:
+        stop_lab(lab)
+
+
+def served_versions(lab: RunningLab) -> set[str]:
+    """The version each primary host serves on its own address."""
+    versions = set()
+    for host in lab.hosts("app_primary"):
+        try:
+            with urllib.request.urlopen(f"http://{host['address']}:8080/version",
+                                        timeout=10) as response:
+                versions.add(str(json.loads(response.read())["version"]))
+        except urllib.error.URLError as error:
+            versions.add(f"{host['name']}: {error}")
+    return versions
+
+
+def rounds_of(lab: RunningLab, release: str) -> list[MonitorRoundRecord]:
+    with Journal(lab.state_dir / "journal.sqlite") as journal:
+        record = journal.find_release(release)
+        assert record is not None
+        return journal.monitor_rounds(record.id)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    """End the monitor if a failed assertion left it running (SIGTERM, then SIGKILL)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_a_breach_during_the_warranty_rolls_the_release_back(released_lab: RunningLab,
+                                                              tmp_path: Path) -> None:
+    lab = released_lab
+    err = (tmp_path / "monitor.err").open("w")
+    monitor = subprocess.Popen(
+        [*RELCTL, "--state-dir", str(lab.state_dir), "monitor", "ledger-1.1.0", "--for", "2m",
+         "--every", "5s", "--probe", "3s", "--json"],
+        stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        wait_until(lambda: any(r.verdict == "pass" for r in rounds_of(lab, "ledger-1.1.0")),
+                   timeout=90, what="a first passing round")
+        victim = lab.hosts("app_primary")[0]["name"]
+        shell(lab.ansible_cfg, victim, STOP_LEDGER)
+        out, _ = monitor.communicate(timeout=240)
+    finally:
+        stop_process(monitor)
+        err.close()
+    log = (tmp_path / "monitor.err").read_text()
+    assert monitor.returncode == 3, out + log
+    outcome = json.loads(out)
+    assert outcome["state"] == "rolled_back"
+    assert outcome["rollback"]["state"] == "rolled_back"
+    assert outcome["message"].startswith("rolled back: warranty breach: round ")
+    verdicts = [r.verdict for r in rounds_of(lab, "ledger-1.1.0")]
+    assert verdicts[0] == "pass" and verdicts[-1] == "fail", verdicts
+    assert set(verdicts[:-1]) == {"pass"}, verdicts
+    with Journal(lab.state_dir / "journal.sqlite") as journal:
+        record = journal.find_release("ledger-1.1.0")
+        assert record is not None
+        assert (record.state, record.bad, record.exit_code) == ("rolled_back", True, 3)
+        assert [m.state for m in journal.monitors(record.id)] == ["rolled_back"]
+    assert served_versions(lab) == {"1.0.0"}
