@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from controller.adapters import http
+from controller.journal import Journal
 from tests.integration.conftest import RunningLab, start_lab, stop_lab
 from tests.relctl_cli import relctl, relctl_json
 
@@ -26,18 +27,50 @@ PLAN = ROOT / "examples" / "continuity" / "ledger-lab.yml"
 PROBE = "continuity-probe"  # the account of the plan's synthetic record-transactions check
 
 
+# The release the site runs needs a UAT sign-off and announces itself on a webhook nobody
+# listens to (port 9 on loopback refuses connections): a dead channel.
+GUARDED = """
+signoff:
+  required: [uat]
+notify:
+  channels:
+    - {kind: webhook, url: "http://127.0.0.1:9/hooks/T0KEN-SECRET"}
+"""
+
+
 @pytest.fixture(scope="module")
 def site() -> Iterator[RunningLab]:
+    manifest = ROOT / "examples" / "releases" / ".test-guarded-1.1.0.yml"
+    manifest.write_text((ROOT / "examples/releases/ledger-1.1.0.yml").read_text() + GUARDED)
     running = start_lab(primary=2, backup=1, base_address="127.0.9.100")
     try:
-        for args in (("lab", "deploy", "1.0.0", "--limit", "app_primary"),
-                     ("apply", str(ROOT / "examples/releases/ledger-1.1.0.yml"), "--yes"),
+        done = relctl(running.state_dir, "lab", "deploy", "1.0.0", "--limit", "app_primary")
+        assert done.returncode == 0, done.stderr
+        refused = relctl(running.state_dir, "apply", str(manifest), "--yes")
+        assert refused.returncode == 11, refused.stderr
+        assert "uat" in refused.stderr
+        assert relctl_json(running.state_dir, "history")["releases"] == []
+        signed = relctl(running.state_dir, "signoff", "ledger-1.1.0", "--role", "uat",
+                        "--by", "Uma Tester")
+        assert signed.returncode == 0, signed.stderr
+        for args in (("apply", str(manifest), "--yes"),
                      ("lab", "deploy", "1.1.0", "--limit", "app_backup")):
             done = relctl(running.state_dir, *args)
-            assert done.returncode == 0, done.stderr
+            assert done.returncode == 0, done.stderr  # the dead webhook fails nothing
         yield running
     finally:
         stop_lab(running)
+        manifest.unlink()
+
+
+def test_the_dead_notice_channel_was_journaled_without_its_secret(site: RunningLab) -> None:
+    with Journal(site.state_dir / "journal.sqlite") as journal:
+        record = journal.find_release("ledger-1.1.0")
+        assert record is not None and record.state == "released"
+        lines = [e.message for e in journal.events(record.id)]
+    failed = [line for line in lines if line.startswith("notice ") and "FAILED" in line]
+    assert {line.split()[1] for line in failed} >= {"start", "success"}, lines
+    assert not any("T0KEN-SECRET" in line for line in lines)
 
 
 def write(lab: RunningLab, account: str, amount: int) -> dict[str, Any]:
