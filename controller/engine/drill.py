@@ -147,9 +147,12 @@ class Drill:
         self.started = time.monotonic()
         self._mark(f"drill {record} ({self.scenario}) started")
         moments = Moments({f.name: None for f in plan.functions})
-        measures = self._under_load(record, state, settings, moments)
-        if self.restore:
-            self._restore(state)
+        try:
+            measures = self._under_load(record, state, settings, moments)
+            if self.restore:
+                self._restore(state)
+        finally:
+            self.ctx.close()  # the ssh masters of the replication and checks
         return self._finish(record, wall_start, moments, measures)
 
     def _under_load(self, record: int, state: LabState, settings: DrillSettings,
