@@ -29,7 +29,8 @@ http POST "$url/tx" '{"account": "alice", "amount_cents": 1250}'
 http GET "$url/tx/1"
 
 step "4. Plan 1.1.0 (runbook, rollback plan, risks), then release it: snapshot, canary, batches, gates"
-relctl plan examples/releases/ledger-1.1.0.yml | head -40
+relctl plan examples/releases/ledger-1.1.0.yml -o "$DEMO_DIR/plan-ledger-1.1.0.md"
+sed -n '/^## 3. Cut-over runbook/,/^## 4/p' "$DEMO_DIR/plan-ledger-1.1.0.md" | head -n -1
 relctl apply examples/releases/ledger-1.1.0.yml --yes
 http GET "$url/accounts/alice/balance"
 
