@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from controller.errors import InputError
+from controller.journal import ReleaseRecord
 from controller.models.manifest import Manifest
 
 MAX_SHOWN = 10
@@ -183,6 +184,14 @@ def load_manifest(path: Path) -> Manifest:
     return manifest.with_source(path.absolute(), doc.sha256)
 
 
+def check_as_released(manifest: Manifest, record: ReleaseRecord, hint: str) -> Manifest:
+    """``manifest`` unless its text changed since ``record`` (a journal release) ran it."""
+    if manifest.source_sha256 != record.manifest_sha256:
+        raise InputError(f"{record.manifest_path} changed since {record.name} was released",
+                         hint=hint)
+    return manifest
+
+
 def manifest_json_schema() -> dict[str, Any]:
     """JSON Schema of the release manifest (for editors and ``relctl schema``)."""
     schema = Manifest.model_json_schema()
@@ -223,10 +232,10 @@ def _locate(doc: YamlDocument, model: type[BaseModel], loc: Loc) -> tuple[Loc, i
         if _has(node, element):
             node, shown = node[element], (*shown, element)
         elif isinstance(node, dict):
-            return (*shown, element), _line(doc, shown)
+            return (*shown, element), line_of(doc, shown)
         else:
             break
-    return shown, _line(doc, shown)
+    return shown, line_of(doc, shown)
 
 
 def _has(node: Any, element: str | int) -> bool:
@@ -235,7 +244,8 @@ def _has(node: Any, element: str | int) -> bool:
     return isinstance(node, list) and isinstance(element, int) and 0 <= element < len(node)
 
 
-def _line(doc: YamlDocument, loc: Loc) -> int:
+def line_of(doc: YamlDocument, loc: Loc) -> int:
+    """The line of ``loc`` in ``doc``, or of its nearest ancestor that has one."""
     while loc not in doc.lines and loc:
         loc = loc[:-1]
     return doc.lines.get(loc, 1)

@@ -28,8 +28,13 @@ def progress_printer(as_json: bool) -> Callable[[str], None]:
     """Progress lines on stderr for people; silence under ``--json``."""
     if as_json:
         return lambda _message: None
+    return print_progress
+
+
+def print_progress(message: str) -> None:
+    """One progress line on stderr."""
     # Messages carry outside text (task output, HTTP answers): never read it as markup.
-    return lambda message: err_console.print(f"[dim]·[/] {escape(message)}")
+    err_console.print(f"[dim]·[/] {escape(message)}")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -94,9 +99,6 @@ class HostBoard:
     def __exit__(self, *_exc: object) -> None:
         if self.live is not None:
             self.live.stop()
-
-    def progress(self, message: str) -> None:
-        err_console.print(f"[dim]·[/] {escape(message)}")
 
     def on_task(self, event: TaskEvent) -> None:
         row = self.hosts.setdefault(event.host, ["", "0", "0", "0"])

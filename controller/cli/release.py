@@ -77,7 +77,7 @@ def apply(app: AppContext, manifest: Path, inventory: Path | None, dry_run: bool
                       abort=True)
     with HostBoard.for_terminal(as_json) as board:
         if board.live is not None:
-            engine.progress, engine.on_task = board.progress, board.on_task
+            engine.on_task = board.on_task  # progress lines scroll above the table
         outcome = engine.apply()
     _render(outcome, as_json)
 

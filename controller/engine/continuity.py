@@ -42,6 +42,9 @@ from controller.journal import ContinuityRecord, Journal, ReleaseRecord
 from controller.manifest_loader import (
     ConfigError,
     Problem,
+    YamlDocument,
+    check_as_released,
+    line_of,
     load_manifest,
     read_yaml,
     validate_document,
@@ -57,10 +60,10 @@ Progress = Callable[[str], None]
 PLAN_HINT = "see examples/continuity/ledger-lab.yml for a valid continuity plan"
 
 
-def load_plan(path: Path) -> tuple[ContinuityPlan, dict[tuple[str | int, ...], int]]:
-    """The continuity plan at ``path`` and the line of every key (for later errors)."""
+def load_plan(path: Path) -> tuple[ContinuityPlan, YamlDocument]:
+    """The continuity plan at ``path`` and its document (lines for later errors)."""
     doc = read_yaml(path)
-    return validate_document(doc, ContinuityPlan, hint=PLAN_HINT), doc.lines
+    return validate_document(doc, ContinuityPlan, hint=PLAN_HINT), doc
 
 
 @dataclass
@@ -80,7 +83,7 @@ class Continuity:
     def open(cls, state_dir: Path, plan_path: Path, journal: Journal,
              inventory: Path | None = None, progress: Progress = lambda _m: None) -> Continuity:
         """Load and check the plan: its groups must exist in the inventory (exit 2)."""
-        plan, lines = load_plan(plan_path)
+        plan, doc = load_plan(plan_path)
         env = environment_for(state_dir, inventory or plan.inventory, "the continuity plan")
         found = read_inventory(env.inventory, env.ansible_cfg)
         problems = []
@@ -89,12 +92,12 @@ class Continuity:
                            (("lb", "group"), plan.lb.group)):
             if not found.groups.get(group):
                 known = ", ".join(sorted(g for g in found.groups if g not in ("all", "ungrouped")))
-                problems.append(Problem(str(plan_path), _line(lines, loc), ".".join(loc),
+                problems.append(Problem(str(plan_path), line_of(doc, loc), ".".join(loc),
                                         f"no hosts in inventory group {group!r} of "
                                         f"{env.inventory} (groups: {known or 'none'})"))
         for index, data in enumerate(plan.data):
             if data.source and data.source not in found.groups.get(plan.sites.primary, []):
-                problems.append(Problem(str(plan_path), _line(lines, ("data", index, "source")),
+                problems.append(Problem(str(plan_path), line_of(doc, ("data", index, "source")),
                                         f"data[{index}].source",
                                         f"{data.source!r} is not a host of the primary site"))
         if problems:
@@ -234,12 +237,8 @@ class Continuity:
 
     def release_manifest(self, record: ReleaseRecord) -> Manifest:
         """The manifest of the last good release, as it was when it was released."""
-        manifest = load_manifest(Path(record.manifest_path))
-        if manifest.source_sha256 != record.manifest_sha256:
-            raise ContinuityError(
-                f"{record.manifest_path} changed since {record.name} was released",
-                hint="restore the manifest as released, or release again")
-        return manifest
+        return check_as_released(load_manifest(Path(record.manifest_path)), record,
+                                 "restore the manifest as released, or release again")
 
     def deploy(self, record: ReleaseRecord, hosts: list[str], tag: str) -> None:
         """Put ``hosts`` on the release ``record`` with its own apply playbooks."""
@@ -375,10 +374,10 @@ def failover(ctx: Continuity, *, preflight: str | None = None,
         "preflight_s": round(switch_start - started, 3),
         "switch_s": round(switched - switch_start, 3),
         "verify_s": round(verify_end - switched, 3),
-        "rto_from_start_s": _round(last),
-        "rto_from_detection_s": _round(last + started - detected_at
+        "rto_from_start_s": rounded(last),
+        "rto_from_detection_s": rounded(last + started - detected_at
                                        if last is not None and detected_at else None),
-        "rto_from_fault_s": _round(last + started - fault_at
+        "rto_from_fault_s": rounded(last + started - fault_at
                                    if last is not None and fault_at else None),
         "functions_at_s": verified["passed_at"],
         "served_by": verified["served_by"],
@@ -557,11 +556,6 @@ def _rpo(replica: ContinuityRecord | None, wall_start: datetime, fault_at: float
     return round(max(0.0, fault_wall - captured), 3)
 
 
-def _round(value: float | None) -> float | None:
+def rounded(value: float | None) -> float | None:
+    """Seconds to the millisecond, as reports show them (None stays None)."""
     return None if value is None else round(value, 3)
-
-
-def _line(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int:
-    while loc not in lines and loc:
-        loc = loc[:-1]
-    return lines.get(loc, 1)

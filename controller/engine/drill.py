@@ -21,7 +21,7 @@ from typing import Any
 
 from controller.adapters import processes
 from controller.adapters.locust import LoadRun, start_load, stop_load
-from controller.engine.continuity import Continuity, Outcome, failback, failover
+from controller.engine.continuity import Continuity, Outcome, failback, failover, rounded
 from controller.engine.lab import Lab
 from controller.errors import ContinuityError, ExitCode, InputError, RelctlError
 from controller.models.continuity import DrillSettings
@@ -112,9 +112,9 @@ class Moments:
         if data_at_risk and self.replica_wall is not None and self.fault_wall is not None:
             rpo = round(max(0.0, self.fault_wall - self.replica_wall), 3)
         return {
-            "detection_s": _round(self.detected - self.fault if self.detected else None),
-            "rto_s": _round(self.recovered - self.fault if self.recovered else None),
-            "rto_from_detection_s": _round(self.recovered - self.detected
+            "detection_s": rounded(self.detected - self.fault if self.detected else None),
+            "rto_s": rounded(self.recovered - self.fault if self.recovered else None),
+            "rto_from_detection_s": rounded(self.recovered - self.detected
                                            if self.recovered and self.detected else None),
             "rpo_s": rpo,
         }
@@ -371,6 +371,3 @@ class Drill:
         self.timeline.add(time.monotonic() - self.started, what)
         self.progress(what)
 
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)

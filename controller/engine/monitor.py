@@ -29,6 +29,7 @@ from controller.engine.gates import GateRunner, worst
 from controller.engine.release import ReleaseEngine, ReleaseOutcome
 from controller.errors import ExitCode, InputError, RelctlError
 from controller.journal import MonitorState, ReleaseRecord
+from controller.manifest_loader import check_as_released
 from controller.models.gates import Verdict
 from controller.notify import notice_context, notify_event
 from controller.planning.monitor import (
@@ -122,9 +123,7 @@ class Monitor:
             raise InputError(f"{record.name} is {record.state}{' (bad)' if record.bad else ''}:"
                              " only a released release is monitored",
                              hint="see: relctl show " + record.name)
-        if manifest.source_sha256 != record.manifest_sha256:
-            raise InputError(f"{record.manifest_path} changed since {record.name} was released",
-                             hint="restore the manifest as released, then monitor again")
+        check_as_released(manifest, record, "restore the manifest as released, then monitor again")
         hosts = [h.host for h in self.engine.journal.host_states(record.id)
                  if h.state in TOUCHED]
         if not hosts:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pytest
 from controller.journal import Journal, MonitorRoundRecord
 from tests.integration.ansible_cli import shell
 from tests.integration.conftest import RunningLab, start_lab, stop_lab
+from tests.integration.ledger_http import served_versions
 from tests.relctl_cli import RELCTL, relctl
 
 pytestmark = pytest.mark.lab
@@ -41,19 +40,6 @@ def released_lab() -> Iterator[RunningLab]:
         yield lab
     finally:
         stop_lab(lab)
-
-
-def served_versions(lab: RunningLab) -> set[str]:
-    """The version each primary host serves on its own address."""
-    versions = set()
-    for host in lab.hosts("app_primary"):
-        try:
-            with urllib.request.urlopen(f"http://{host['address']}:8080/version",
-                                        timeout=10) as response:
-                versions.add(str(json.loads(response.read())["version"]))
-        except urllib.error.URLError as error:
-            versions.add(f"{host['name']}: {error}")
-    return versions
 
 
 def rounds_of(lab: RunningLab, release: str) -> list[MonitorRoundRecord]:

@@ -28,6 +28,7 @@ from controller.journal import Holder, Journal
 from controller.reports.release_report import BASELINE_COLOUR, CANDIDATE_COLOUR, PHASE_COLOURS
 from tests.integration.ansible_cli import shell
 from tests.integration.conftest import RunningLab
+from tests.integration.ledger_http import served_versions
 from tests.relctl_cli import RELCTL, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
@@ -64,15 +65,6 @@ def database_matches_snapshot(lab: RunningLab, release: str) -> dict[str, bool]:
     expected = {s["host"]: s["sha256"] for s in shown["snapshots"] if s["item"] == "ledger-db"}
     return {host: shell(lab.ansible_cfg, host, "sha256sum /var/lib/ledger/ledger.db").split()[0]
             == expected[host] for host in sorted(touched)}
-
-
-def served_versions(lab: RunningLab) -> set[str]:
-    """The version each primary host serves on its own address."""
-    versions = set()
-    for host in lab.hosts("app_primary"):
-        status, body = http("GET", f"http://{host['address']}:8080/version")
-        versions.add(body["version"] if status == 200 else f"HTTP {status}")
-    return versions
 
 
 def apply(lab: RunningLab, manifest: str) -> subprocess.CompletedProcess[str]:
