@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RELCTL = [sys.executable, "-m", "controller"]
+# The sample service as the lab's load balancer fronts it.
+LEDGER = ["--service", "ledger:8080/health"]
 
 
 def relctl(state_dir: Path, *args: str) -> dict[str, Any]:
@@ -36,3 +39,13 @@ def fresh_state_dir(name: str) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+def deploy_ledger(state_dir: Path, version: str, limit: str = "app_primary") -> None:
+    """Deploy the sample service with its plain playbook (examples/ledger/deploy.sh)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(ROOT / "examples" / "ledger" / "deploy.sh"), "--state-dir", str(state_dir),
+         "--limit", limit, version], capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"deploy of ledger {version} failed:\n{result.stdout[-2000:]}")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _lab import ROOT, fresh_state_dir, relctl, timed
+from _lab import LEDGER, ROOT, fresh_state_dir, relctl, timed
 
 from controller.adapters.ssh import close_control_masters
 from controller.paths import tools_path
@@ -54,7 +54,7 @@ def main() -> None:
     state = fresh_state_dir("deploy-tuning")
     lab = state / "lab"
     relctl(state, "lab", "up", "--primary", str(hosts), "--backup", "0",
-           "--base-address", "127.0.40.10")
+           "--base-address", "127.0.40.10", *LEDGER)
     configs = {"relctl tuned": lab / "ansible.cfg", "ansible defaults": defaults_cfg(lab)}
     seconds: dict[str, list[float]] = {name: [] for name in configs}
     try:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from _lab import RELCTL, ROOT, relctl
+from _lab import LEDGER, RELCTL, ROOT, deploy_ledger, relctl
 
 STATE = Path("/var/tmp/relctl-bench-failover")
 BASE = "127.0.60.10"
@@ -80,12 +80,13 @@ def fresh_state() -> None:
 def start_lab() -> None:
     """2 primaries + 1 backup; 1.1.0 released through relctl (last good), warm standby."""
     say(f"lab up (2 primaries, 1 backup) at {BASE}, state {STATE}")
-    relctl(STATE, "lab", "up", "--primary", "2", "--backup", "1", "--base-address", BASE)
-    relctl(STATE, "lab", "deploy", "1.0.0", "--limit", "app_primary")
+    relctl(STATE, "lab", "up", "--primary", "2", "--backup", "1", "--base-address", BASE,
+           *LEDGER)
+    deploy_ledger(STATE, "1.0.0", "app_primary")
     say("relctl apply examples/releases/ledger-1.1.0.yml")
     outcome = relctl(STATE, "apply", "examples/releases/ledger-1.1.0.yml", "--yes")
     say(f"ledger-1.1.0: {outcome.get('state')}")
-    relctl(STATE, "lab", "deploy", "1.1.0", "--limit", "app_backup")
+    deploy_ledger(STATE, "1.1.0", "app_backup")
 
 
 def lab_down() -> None:
@@ -174,7 +175,7 @@ def haproxy_failover(run: int) -> dict[str, Any]:
 def restore_primaries() -> None:
     """Restart the lost hosts, put the service back on them, wait for primary-1."""
     relctl(STATE, "lab", "up")
-    relctl(STATE, "lab", "deploy", "1.1.0", "--limit", "app_primary")
+    deploy_ledger(STATE, "1.1.0", "app_primary")
     wait_served_by("primary-1")
 
 

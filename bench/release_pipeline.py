@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 import psutil
-from _lab import RELCTL, ROOT, fresh_state_dir, relctl, timed
+from _lab import LEDGER, RELCTL, ROOT, deploy_ledger, fresh_state_dir, relctl, timed
 
 from controller.adapters.ssh import close_control_masters
 from controller.paths import tools_path
@@ -49,7 +49,7 @@ def ansible_playbook(lab: Path, version: str) -> None:
 
 
 def reset_to_1_0_0(state: Path, lab: Path) -> None:
-    relctl(state, "lab", "deploy", "1.0.0")
+    deploy_ledger(state, "1.0.0")
     env = {**os.environ, "ANSIBLE_CONFIG": str(lab / "ansible.cfg")}
     subprocess.run([str(Path(sys.executable).parent / "ansible"), "app_primary", "-m",
                     "ansible.builtin.file", "-a", "path=/srv/ledger/releases/1.1.0 state=absent"],
@@ -89,9 +89,9 @@ def main() -> None:
     state = fresh_state_dir("pipeline")
     lab = state / "lab"
     relctl(state, "lab", "up", "--primary", str(hosts), "--backup", "0",
-           "--base-address", "127.0.50.10")
+           "--base-address", "127.0.50.10", *LEDGER)
     try:
-        relctl(state, "lab", "deploy", "1.0.0")
+        deploy_ledger(state, "1.0.0")
         plain, _ = timed(ansible_playbook, lab, "1.1.0")
         reset_to_1_0_0(state, lab)
         close_control_masters(lab / "cp")

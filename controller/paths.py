@@ -1,10 +1,13 @@
-"""Where relctl keeps its state and finds the playbooks it ships."""
+"""Where relctl keeps its state and finds the files it ships (playbooks, templates)."""
 
 from __future__ import annotations
 
 import os
 import sys
+from importlib import resources
 from pathlib import Path
+
+from controller.errors import PrerequisiteError
 
 STATE_DIR_ENV = "RELCTL_STATE_DIR"
 PLAYBOOKS_ENV = "RELCTL_PLAYBOOKS"
@@ -19,15 +22,26 @@ def default_state_dir() -> Path:
     return Path(xdg).expanduser().absolute() / "relctl"
 
 
-def project_root() -> Path:
-    """The source tree relctl runs from (holds ``playbooks/`` and ``examples/``)."""
-    return Path(__file__).resolve().parent.parent
-
-
 def playbooks_dir() -> Path:
-    """The playbooks relctl runs: ``$RELCTL_PLAYBOOKS`` or the project's ``playbooks/``."""
+    """relctl's own playbooks: ``$RELCTL_PLAYBOOKS``, else those shipped in the package."""
     explicit = os.environ.get(PLAYBOOKS_ENV)
-    return Path(explicit).absolute() if explicit else project_root() / "playbooks"
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    # The package is installed as plain files (wheel or editable), never zipped, so the
+    # resource folder is a real directory that ansible-playbook can read.
+    return Path(str(resources.files("controller") / "playbooks"))
+
+
+def bundled_playbook(name: str) -> Path:
+    """The path of relctl's playbook ``name``; a clear error when it is not there."""
+    path = playbooks_dir() / name
+    if not path.is_file():
+        source = f"${PLAYBOOKS_ENV}" if os.environ.get(PLAYBOOKS_ENV) else "the relctl package"
+        raise PrerequisiteError(
+            f"relctl's playbook {name} is missing: {path} does not exist ({source})",
+            hint=f"reinstall relctl, or point ${PLAYBOOKS_ENV} at a folder holding {name}",
+        )
+    return path
 
 
 def tools_path() -> str:

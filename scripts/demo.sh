@@ -17,11 +17,12 @@ PY
 step "1. Bring up the staging lab: HAProxy + 3 primary hosts + 2 backup hosts"
 relctl lab down >/dev/null 2>&1 || true   # a clean start: the demo is a fresh release train
 rm -rf "$DEMO_DIR"
-relctl lab up --primary 3 --backup 2
+relctl lab up --primary 3 --backup 2 --service ledger:8080/health
 url=$(relctl lab status --json | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["url"])')
 
-step "2. Deploy ledger 1.0.0 to the primary site (playbooks/ledger_deploy.yml)"
-relctl lab deploy 1.0.0 --limit app_primary
+step "2. Deploy ledger 1.0.0 to the primary site (plain ansible-playbook: playbooks/ledger_deploy.yml)"
+deploy() { VENV=$VENV examples/ledger/deploy.sh --state-dir "$DEMO_DIR" "$@" | tail -n 4; }
+deploy --limit app_primary 1.0.0
 
 step "3. Ask the service through the load balancer at $url"
 for _ in 1 2 3; do http GET "$url/version"; done
@@ -53,7 +54,7 @@ step "8. History, from the journal"
 relctl history
 
 step "9. DR drill: the whole primary site is lost under load; relctl fails over to the backup site"
-relctl lab deploy 1.2.0 --limit app_backup   # the backup site: a warm standby on the last good release
+deploy --limit app_backup 1.2.0   # the backup site: a warm standby on the last good release
 set +e; relctl drill site-loss --plan examples/continuity/ledger-lab.yml; code=$?; set -e
 echo "drill exit code: $code (0 targets met, 10 a target missed)"; [ "$code" = 0 ] || [ "$code" = 10 ]
 http GET "$url/tx/1"

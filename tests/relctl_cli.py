@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 RELCTL = [sys.executable, "-m", "controller"]
+ROOT = Path(__file__).resolve().parent.parent
+# The sample service as the lab fronts it (its port and health path).
+LEDGER_SERVICE = "ledger:8080/health"
 
 
 def relctl(state_dir: Path, *args: str, env: dict[str, str] | None = None,
@@ -27,3 +30,14 @@ def relctl_json(state_dir: Path, *args: str) -> dict[str, Any]:
     result = relctl(state_dir, *args, "--json")
     assert result.returncode == 0, f"relctl {' '.join(args)} failed:\n{result.stderr}"
     return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def deploy_ledger(state_dir: Path, version: str, limit: str = "app_primary"
+                  ) -> subprocess.CompletedProcess[str]:
+    """Deploy the sample service with its plain playbook (examples/ledger/deploy.sh)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [str(ROOT / "examples" / "ledger" / "deploy.sh"), "--state-dir", str(state_dir),
+         "--limit", limit, version],
+        capture_output=True, text=True, timeout=600, env=env, check=False,
+    )

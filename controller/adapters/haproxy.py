@@ -64,9 +64,10 @@ class RuntimeApi:
         """Force a server's health to ``up``, ``stopping`` or ``down`` (drills)."""
         self._expect_empty(f"set server {backend}/{server} health {health}")
 
-    def server_states(self, backend: str) -> str:
-        """``show servers state`` of one backend: what ``server-state-file`` holds."""
-        return self.command(f"show servers state {backend}")
+    def server_states(self) -> str:
+        """``show servers state`` of every backend: what ``server-state-file`` holds (it
+        is global, so every service behind this HAProxy keeps its states across reloads)."""
+        return self.command("show servers state")
 
     def _expect_empty(self, line: str) -> None:
         answer = self.command(line).strip()

@@ -43,7 +43,32 @@ def check_lab_prerequisites(tools: dict[str, str] | None = None) -> None:
         )
 
 
+def check_overlay(scratch: Path) -> None:
+    """Raise ``PrerequisiteError`` unless an overlay can be mounted with layers in ``scratch``.
+
+    Lab hosts keep what they write in overlay upper layers under the lab directory, so
+    its filesystem must be able to hold them (ext4, xfs, tmpfs: yes; overlayfs: no).
+    """
+    layers = {name: scratch / name for name in ("lower", "upper", "work", "mnt")}
+    for folder in layers.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    options = f"lowerdir={layers['lower']},upperdir={layers['upper']},workdir={layers['work']}"
+    probe = subprocess.run(
+        ["unshare", "--mount", "mount", "-t", "overlay", "relctl-probe", "-o", options,
+         str(layers["mnt"])],
+        capture_output=True, text=True, check=False,
+    )
+    shutil.rmtree(scratch, ignore_errors=True)
+    if probe.returncode != 0:
+        raise PrerequisiteError(
+            f"cannot mount an overlay with its layers in {scratch.parent}: "
+            f"{probe.stderr.strip() or 'mount failed'}",
+            hint="lab hosts need overlayfs (modprobe overlay) and a --state-dir on a "
+            "filesystem that can be an upper layer (ext4, xfs, tmpfs; not overlayfs)",
+        )
+
+
 def ensure_mountpoints(paths: list[str]) -> None:
-    """Create the empty machine directories that per-host folders are mounted over."""
+    """Create the machine directories the lab mounts over, where a machine lacks one."""
     for path in paths:
         Path(path).mkdir(parents=True, exist_ok=True)

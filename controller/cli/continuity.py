@@ -21,7 +21,7 @@ PLAN_ENV = "RELCTL_CONTINUITY_PLAN"
 PLAN_OPTION = click.option(
     "--plan", "plan_path", type=click.Path(path_type=Path), envvar=PLAN_ENV, required=True,
     help=f"The continuity plan (YAML) [env {PLAN_ENV}]; e.g. "
-    "examples/continuity/ledger-lab.yml.")
+    "relctl/billing-continuity.yml.")
 INVENTORY_OPTION = click.option(
     "--inventory", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
     help="Ansible inventory (default: the plan's, else the staging lab's).")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 from pydantic import ValidationError
 from rich.table import Table
 
 from controller.cli.context import AppContext
 from controller.cli.output import JSON_OPTION, console, emit_json, progress_printer
-from controller.engine.deploy import deploy_ledger
 from controller.engine.lab import Lab, LabStatus
 from controller.errors import InputError, LabError
-from controller.models.lab import LabSpec
+from controller.models.lab import FrontedService, LabService, LabSpec
 
 
 def _lab(ctx: click.Context) -> Lab:
@@ -26,8 +27,10 @@ def lab() -> None:
 
     \b
     Each host is an sshd running as PID 1 of its own PID/mount/UTS namespaces, with
-    its own hostname, loopback address and private /srv, /etc/<app>, /var/lib/<app>,
-    /var/log/<app>, /run/<app> and /tmp. Ansible, testinfra and Locust reach it as
+    its own hostname and loopback address. It sees the machine's installed software,
+    but /etc, /opt, /srv, /var, /home, /root and /usr/local are its own writable copies
+    (overlays) and /tmp and /run its own empty folders: a service installed the usual
+    way on one host is on that host only. Ansible, testinfra and Locust reach it as
     they would reach a server. Needs root, openssh-server and haproxy.
     """
 
@@ -38,23 +41,33 @@ def lab() -> None:
 @click.option("--base-address", default=None,
               help="Loopback address of the LB; hosts take the next ones [127.0.0.10].")
 @click.option("--ssh-port", type=int, default=None, help="sshd port on every host [2222].")
-@click.option("--lb-port", type=int, default=None, help="HAProxy frontend port [8000].")
+@click.option("--lb-port", type=int, default=None,
+              help="HAProxy frontend port of the first service; the next follow it [8000].")
+@click.option("--service", "services", multiple=True, metavar="NAME:PORT[/PATH]",
+              help="A service the load balancer fronts (repeatable): its name, the port it "
+              "listens on on each host, and an HTTP health path (else a TCP check).")
 @JSON_OPTION
 @click.pass_context
 def up(ctx: click.Context, primary: int | None, backup: int | None, base_address: str | None,
-       ssh_port: int | None, lb_port: int | None, as_json: bool) -> None:
+       ssh_port: int | None, lb_port: int | None, services: tuple[str, ...],
+       as_json: bool) -> None:
     """Start the lab (idempotent: a healthy lab is kept as it is, dead hosts restarted).
 
     Options not given keep the running lab's values (after a drill, plain
     `relctl lab up` brings the lost hosts back), else take the defaults in brackets.
+    Each --service gets an HAProxy frontend (the first on --lb-port, the next on the
+    following ports) and a backend of that name over every app host.
 
     \b
-    Example:  relctl lab up --primary 3 --backup 2
+    Examples:
+      relctl lab up --primary 3 --backup 2 --service billing:9090/health
+      relctl lab up --service web:8080/healthz --service api:9000
     """
     the_lab = _lab(ctx)
     existing = the_lab.load()
     given = {"primary": primary, "backup": backup, "base_address": base_address,
-             "ssh_port": ssh_port, "lb_port": lb_port}
+             "ssh_port": ssh_port, "lb_port": lb_port,
+             "services": _parse_services(services) if services else None}
     base = existing.spec.model_dump() if existing else {}
     try:
         spec = LabSpec(**{**base, **{k: v for k, v in given.items() if v is not None}})
@@ -66,14 +79,30 @@ def up(ctx: click.Context, primary: int | None, backup: int | None, base_address
     state = the_lab.require()
     if as_json:
         emit_json({"ok": True, **vars(report), "url": state.url,
+                   "services": _services_json(state.services),
                    "inventory": the_lab.layout.inventory})
         return
     console.print(
         f"lab up in {report.seconds:.1f}s: started {len(report.started)}, kept "
         f"{len(report.kept)}, stopped {len(report.stopped)}"
     )
-    console.print(f"load balancer: {state.url}\ninventory:     {the_lab.layout.inventory}")
+    for service in state.services:
+        console.print(f"{service.name:<14} {service.url}  (hosts' port {service.host_port})")
+    if not state.services:
+        console.print("no service fronted by the load balancer (add one with --service)")
+    console.print(f"inventory:     {the_lab.layout.inventory}")
     console.print(f"ansible.cfg:   {the_lab.layout.ansible_cfg}")
+
+
+def _parse_services(texts: tuple[str, ...]) -> list[LabService]:
+    try:
+        return [LabService.parse(text) for text in texts]
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def _services_json(services: list[FrontedService]) -> list[dict[str, object]]:
+    return [dataclasses.asdict(service) for service in services]
 
 
 @lab.command()
@@ -109,6 +138,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 def _status_json(result: LabStatus) -> dict[str, object]:
     return {
         "url": result.url,
+        "services": _services_json(result.services),
         "inventory": str(result.inventory),
         "ansible_cfg": str(result.ansible_cfg),
         "lab_dir": str(result.lab_dir),
@@ -140,27 +170,6 @@ def _print_status(result: LabStatus) -> None:
         backends.add_row(b.backend, b.server, b.address, f"[{colour}]{b.status}[/]",
                          "backup" if b.backup else "active")
     console.print(backends if result.backends else f"[red]LB:[/] {result.lb_error}")
+    for service in result.services:
+        console.print(f"service {service.name}: {service.url}")
     console.print(f"inventory: {result.inventory}")
-
-
-@lab.command()
-@click.argument("version")
-@click.option("--limit", default="app_primary", show_default=True,
-              help="Inventory group or host pattern to deploy to.")
-@JSON_OPTION
-@click.pass_context
-def deploy(ctx: click.Context, version: str, limit: str, as_json: bool) -> None:
-    """Deploy sample app "ledger" VERSION to lab hosts (no snapshot, no gates).
-
-    This is the plain deploy playbook on the lab, for trying things out; releases
-    with snapshots, gates and rollback go through `relctl apply`.
-    """
-    the_lab = _lab(ctx)
-    result = deploy_ledger(the_lab, version, limit, progress=progress_printer(as_json))
-    state = the_lab.require()
-    if as_json:
-        emit_json({"ok": True, "version": version, "hosts": sorted(result.hosts),
-                   "seconds": result.seconds, "url": state.url})
-    else:
-        console.print(f"ledger {version} deployed to {len(result.hosts)} host(s) "
-                      f"in {result.seconds:.1f}s; served at {state.url}")

@@ -66,8 +66,8 @@ def monitor(app: AppContext, release: str, period: float | None, every: float,
 
     \b
     Examples:
-      relctl monitor ledger-1.1.0 --for 72h --every 5m
-      relctl monitor ledger-1.1.0 --rounds 3 --every 30s --json     # in CI
+      relctl monitor billing-2.4.0 --for 72h --every 5m
+      relctl monitor billing-2.4.0 --rounds 3 --every 30s --json     # in CI
 
     \b
     Exit codes: 0 the period (or the rounds) passed without a breach, or a later

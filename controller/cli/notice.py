@@ -43,7 +43,7 @@ def notice(app: AppContext, manifest: Path, event: NoticeEvent, reason: str, sen
 
     \b
     Examples:
-      relctl notice examples/releases/ledger-1.1.0.yml
+      relctl notice releases/billing-2.4.0.yml
       relctl notice release.yml --event plan --send
 
     Exit codes: 0 printed or sent (a channel that failed is reported, not fatal),

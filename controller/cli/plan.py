@@ -78,7 +78,7 @@ def plan(app: AppContext, manifest: Path, inventory: Path | None, start: datetim
 
     \b
     Examples:
-      relctl plan examples/releases/ledger-1.2.0.yml --inventory hosts.yml
+      relctl plan releases/billing-2.4.0.yml --inventory hosts.yml
       relctl plan release.yml --start 2026-12-01T22:00+01:00 --format html -o plan.html
       relctl plan release.yml --json | jq '.risks[] | select(.source == "detected")'
 

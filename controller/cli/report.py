@@ -30,7 +30,7 @@ def report(app: AppContext, release: str, fmt: Format, as_json: bool, output: Pa
 
     \b
     Examples:
-      relctl report ledger-1.1.0 --format html -o report.html --junit gates.xml
+      relctl report billing-2.4.0 --format html -o report.html --junit gates.xml
       relctl report 7 --json
     Exit codes: 0 written, 2 no such release.
     """

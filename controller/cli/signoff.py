@@ -61,9 +61,9 @@ def signoff(app: AppContext, release: str, role: str | None, signer: str | None,
 
     \b
     Examples:
-      relctl signoff ledger-1.1.0 --role uat --by "Uma Tester" --note "UAT-42 passed"
-      relctl signoff ledger-1.1.0 --role change-board --by "Chris Board"
-      relctl signoff ledger-1.1.0 --list --manifest examples/releases/ledger-1.1.0.yml
+      relctl signoff billing-2.4.0 --role uat --by "Uma Tester" --note "UAT-42 passed"
+      relctl signoff billing-2.4.0 --role change-board --by "Chris Board"
+      relctl signoff billing-2.4.0 --list --manifest releases/billing-2.4.0.yml
 
     Exit codes: 0 recorded or listed, 2 invalid release name, role, name or manifest.
     """

@@ -52,12 +52,12 @@ from controller.manifest_loader import (
 from controller.models.continuity import ContinuityPlan, CriticalFunction
 from controller.models.manifest import Manifest
 from controller.notify import notify_event
-from controller.paths import playbooks_dir
+from controller.paths import bundled_playbook
 from controller.planning import continuity as plan_logic
 from controller.planning.continuity import TableRows, Timeline
 
 Progress = Callable[[str], None]
-PLAN_HINT = "see examples/continuity/ledger-lab.yml for a valid continuity plan"
+PLAN_HINT = "relctl init writes a starter continuity plan; the README lists its fields"
 
 
 def load_plan(path: Path) -> tuple[ContinuityPlan, YamlDocument]:
@@ -84,7 +84,8 @@ class Continuity:
              inventory: Path | None = None, progress: Progress = lambda _m: None) -> Continuity:
         """Load and check the plan: its groups must exist in the inventory (exit 2)."""
         plan, doc = load_plan(plan_path)
-        env = environment_for(state_dir, inventory or plan.inventory, "the continuity plan")
+        env = environment_for(state_dir, inventory or plan.inventory, "the continuity plan",
+                              plan.service)
         found = read_inventory(env.inventory, env.ansible_cfg)
         problems = []
         for loc, group in ((("sites", "primary"), plan.sites.primary),
@@ -225,7 +226,7 @@ class Continuity:
         items = [{"kind": "data", "name": d.name, "path": d.path, "engine": d.engine}
                  for d in self.plan.data]
         run = PlaybookRun(
-            playbook=playbooks_dir() / playbook, inventory=self.env.inventory,
+            playbook=bundled_playbook(playbook), inventory=self.env.inventory,
             ansible_cfg=self.env.ansible_cfg, runs_dir=self.env.runs_dir,
             limit=",".join(hosts), label=label,
             extravars={"relctl_hosts": "all", "relctl_agent": snapshot_agent.__file__,
@@ -275,7 +276,7 @@ class Continuity:
 
     def switch(self, active: list[str], standby: list[str]) -> None:
         """``standby`` servers to maintenance, ``active`` ones ready: no reload."""
-        backend = self.plan.lb.backend
+        backend = self.plan.backend
         for server in active:
             self.runtime.set_state(backend, server, "ready")
         for server in standby:
@@ -284,11 +285,11 @@ class Continuity:
     def persist_lb(self) -> str | None:
         """Write HAProxy's server states to its state file; returns a warning on failure."""
         try:
-            states = self.runtime.server_states(self.plan.lb.backend)
+            states = self.runtime.server_states()
         except LabError as error:
             return error.message
         result = run_playbook(PlaybookRun(
-            playbook=playbooks_dir() / "lb_persist_state.yml", inventory=self.env.inventory,
+            playbook=bundled_playbook("lb_persist_state.yml"), inventory=self.env.inventory,
             ansible_cfg=self.env.ansible_cfg, runs_dir=self.env.runs_dir,
             extravars={"relctl_lb_state": states, "relctl_state_file": self.plan.lb.state_file,
                        "lb_target": self.plan.lb.group}, label="lb-persist"))

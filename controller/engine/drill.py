@@ -273,7 +273,7 @@ class Drill:
         return f"{active} flapping {settings.flaps} times"
 
     def _flap(self, server: str, times: int) -> None:
-        runtime, backend = self.ctx.runtime, self.ctx.plan.lb.backend
+        runtime, backend = self.ctx.runtime, self.ctx.plan.backend
         for _ in range(times):
             runtime.set_health(backend, server, "down")
             time.sleep(1.0)
@@ -337,7 +337,7 @@ class Drill:
             elif self.scenario in ("host-loss", "service-crash"):
                 self._restart(self.ctx.primaries[0])
             else:
-                self.ctx.runtime.set_health(self.ctx.plan.lb.backend, self.ctx.primaries[0],
+                self.ctx.runtime.set_health(self.ctx.plan.backend, self.ctx.primaries[0],
                                             "up")
                 self._mark(f"{self.ctx.primaries[0]} forced healthy again")
         except RelctlError as error:

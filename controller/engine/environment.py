@@ -51,11 +51,16 @@ class Environment:
 def resolve_environment(state_dir: Path, manifest: Manifest,
                         inventory: Path | None = None) -> Environment:
     """The manifest's inventory (or ``inventory``), else the staging lab's."""
-    return environment_for(state_dir, inventory or manifest.inventory, "the manifest")
+    return environment_for(state_dir, inventory or manifest.inventory, "the manifest",
+                           manifest.service)
 
 
-def environment_for(state_dir: Path, chosen: Path | None, named_by: str) -> Environment:
-    """The inventory ``chosen`` (with the ansible.cfg beside it), else the staging lab's."""
+def environment_for(state_dir: Path, chosen: Path | None, named_by: str,
+                    service: str) -> Environment:
+    """The inventory ``chosen`` (with the ansible.cfg beside it), else the staging lab's.
+
+    The load balancer URL is the lab's frontend of ``service`` (else its first one).
+    """
     lab = LabLayout(state_dir / "lab")
     if chosen is None:
         if not lab.inventory.exists():
@@ -64,12 +69,14 @@ def environment_for(state_dir: Path, chosen: Path | None, named_by: str) -> Envi
         chosen = lab.inventory
     cfg = lab.ansible_cfg if chosen == lab.inventory else Path(
         os.environ.get("ANSIBLE_CONFIG", chosen.parent / "ansible.cfg"))
-    return Environment(state_dir, Path(chosen), cfg, _lab_url(lab) if lab.state_file.exists()
-                       else None)
+    return Environment(state_dir, Path(chosen), cfg, _lab_url(lab, service)
+                       if lab.state_file.exists() else None)
 
 
-def _lab_url(lab: LabLayout) -> str:
-    return LabState.model_validate_json(lab.state_file.read_text()).url
+def _lab_url(lab: LabLayout, service: str) -> str | None:
+    state = LabState.model_validate_json(lab.state_file.read_text())
+    urls = {fronted.name: fronted.url for fronted in state.services}
+    return urls.get(service, state.url)
 
 
 def open_journal(state_dir: Path, override: Path | None = None) -> Journal:

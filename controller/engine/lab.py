@@ -7,6 +7,7 @@ saved after every host started so that a crash never loses a pid.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,10 +19,10 @@ import yaml
 from controller.adapters import processes, ssh
 from controller.adapters.ansible import PlaybookRun, failure_summary, run_playbook
 from controller.adapters.haproxy import BackendServer, RuntimeApi
-from controller.adapters.system import check_lab_prerequisites, ensure_mountpoints
+from controller.adapters.system import check_lab_prerequisites, check_overlay, ensure_mountpoints
 from controller.errors import InputError, LabError, PlaybookError
-from controller.models.lab import HostProcess, LabHost, LabSpec, LabState
-from controller.paths import playbooks_dir
+from controller.models.lab import FrontedService, HostProcess, LabHost, LabSpec, LabState
+from controller.paths import bundled_playbook
 from controller.planning import lab as plan
 
 Progress = Callable[[str], None]
@@ -55,7 +56,8 @@ class LabStatus:
     lab_dir: Path
     inventory: Path
     ansible_cfg: Path
-    url: str
+    url: str | None
+    services: list[FrontedService]
     hosts: list[HostStatus]
     backends: list[BackendServer]
     lb_error: str | None
@@ -71,7 +73,10 @@ class Lab:
         """The saved lab state, or None when no lab was ever brought up here."""
         if not self.layout.state_file.exists():
             return None
-        return LabState.model_validate_json(self.layout.state_file.read_text())
+        saved = json.loads(self.layout.state_file.read_text())
+        for retired in ("apps", "app_port"):  # lab.json of relctl 0.1.0: the lab is kept
+            saved.get("spec", {}).pop(retired, None)
+        return LabState.model_validate(saved)
 
     def require(self) -> LabState:
         """The saved lab state; raises when there is no lab."""
@@ -85,6 +90,7 @@ class Lab:
         started_at = time.monotonic()
         self._check_location()
         check_lab_prerequisites()
+        check_overlay(self.layout.root / "overlay-probe")
         state = self._reconcile_spec(spec)
         report = UpReport()
         self._prepare_files(state)
@@ -92,7 +98,7 @@ class Lab:
         self._start_hosts(state, report, progress)
         self._wait_until_answering(state, progress)
         self._write_ansible_files(state)
-        progress("configuring HAProxy on the load balancer (playbooks/lb_setup.yml)")
+        progress("configuring HAProxy on the load balancer (relctl lb_setup.yml)")
         self._configure_lb(state)
         report.seconds = time.monotonic() - started_at
         return report
@@ -130,6 +136,7 @@ class Lab:
             inventory=self.layout.inventory,
             ansible_cfg=self.layout.ansible_cfg,
             url=state.url,
+            services=state.services,
             hosts=hosts,
             backends=backends,
             lb_error=lb_error,
@@ -142,7 +149,7 @@ class Lab:
     def playbook_run(self, playbook: str, **kwargs: object) -> PlaybookRun:
         """A ``PlaybookRun`` of one of relctl's playbooks against this lab."""
         return PlaybookRun(
-            playbook=playbooks_dir() / playbook,
+            playbook=bundled_playbook(playbook),
             inventory=self.layout.inventory,
             ansible_cfg=self.layout.ansible_cfg,
             runs_dir=self.layout.root / "runs",
@@ -153,12 +160,13 @@ class Lab:
 
     def _check_location(self) -> None:
         root = self.layout.root.resolve()
-        if root == Path("/tmp") or Path("/tmp") in root.parents:
-            raise InputError(
-                f"the lab directory {root} is under /tmp, which each lab host replaces "
-                "with its own",
-                hint="choose another --state-dir (e.g. under /var/tmp)",
-            )
+        for tree in plan.PRIVATE:
+            if root == Path(tree) or Path(tree) in root.parents:
+                raise InputError(
+                    f"the lab directory {root} is under {tree}, which each lab host replaces "
+                    "with its own",
+                    hint="choose another --state-dir (e.g. under /var/tmp)",
+                )
         if len(str(self.layout.control_dir)) > plan.MAX_CONTROL_DIR:
             raise InputError(
                 f"the lab directory {root} is too long for ssh ControlPath sockets "
@@ -191,10 +199,10 @@ class Lab:
             public[host.name] = ssh.public_key(layout.host_key(host.name))
             config = plan.render_sshd_config(layout, host, max_sessions=100)
             layout.sshd_config(host.name).write_text(config)
-            for target in plan.private_dirs(state.spec):
-                plan.mount_source(layout, host.name, target).mkdir(parents=True, exist_ok=True)
+            for folder in layout.host_folders(host.name):
+                folder.mkdir(parents=True, exist_ok=True)
         layout.known_hosts.write_text("\n".join(plan.known_hosts_lines(state.hosts, public)) + "\n")
-        ensure_mountpoints(plan.private_dirs(state.spec))
+        ensure_mountpoints([*plan.OVERLAID, *plan.PRIVATE])
 
     def _stop_unplanned(self, state: LabState, report: UpReport, progress: Progress) -> None:
         planned = {h.name for h in state.hosts}
@@ -213,13 +221,13 @@ class Lab:
             if current is not None:
                 processes.stop(current)
             ssh.ensure_free(host.address, host.ssh_port)
-            state.processes[host.name] = self._boot(state.spec, host)
+            state.processes[host.name] = self._boot(host)
             self._save(state)
             report.started.append(host.name)
             progress(f"started {host.name} on {host.address}:{host.ssh_port}")
 
-    def _boot(self, spec: LabSpec, host: LabHost) -> HostProcess:
-        command = plan.launch_command(self.layout, spec, host)
+    def _boot(self, host: LabHost) -> HostProcess:
+        command = plan.launch_command(self.layout, host)
         return processes.spawn_namespaced(command, self.layout.sshd_log(host.name))
 
     def _wait_until_answering(self, state: LabState, progress: Progress) -> None:
@@ -267,5 +275,5 @@ class Lab:
         tmp.replace(self.layout.state_file)
 
 
-def _addressing(spec: LabSpec) -> tuple[str, int, int, int, int]:
-    return (spec.base_address, spec.ssh_port, spec.app_port, spec.lb_port, spec.lb_admin_port)
+def _addressing(spec: LabSpec) -> tuple[str, int, int, int]:
+    return (spec.base_address, spec.ssh_port, spec.lb_port, spec.lb_admin_port)

@@ -19,7 +19,7 @@ from controller.agent import snapshot_agent
 from controller.engine.environment import Environment
 from controller.errors import RelctlError
 from controller.journal import Journal
-from controller.paths import playbooks_dir
+from controller.paths import bundled_playbook
 from controller.planning.release import ReleasePlan, version_from_link
 
 
@@ -72,7 +72,7 @@ class Snapshots:
     def _run(self, playbook: str, hosts: list[str], label: str,
              on_event: EventCallback | None) -> PlaybookResult:
         run = PlaybookRun(
-            playbook=playbooks_dir() / playbook, inventory=self.env.inventory,
+            playbook=bundled_playbook(playbook), inventory=self.env.inventory,
             ansible_cfg=self.env.ansible_cfg, runs_dir=self.env.runs_dir,
             limit=",".join(hosts), label=f"r{self.release_id}-{label}",
             extravars={"relctl_hosts": "all", "relctl_agent": snapshot_agent.__file__,

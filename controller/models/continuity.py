@@ -65,7 +65,10 @@ class LoadBalancer(_Model):
     """The HAProxy in front of both sites."""
 
     group: str = Field("lb", min_length=1, description="Inventory group of the LB host.")
-    backend: str = Field("app", min_length=1, description="HAProxy backend of the service.")
+    backend: str | None = Field(
+        None, min_length=1,
+        description="HAProxy backend of the service; default: the service's name, as "
+        "relctl lab up names it.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the LB's frontend.")
     runtime_api_port: int = Field(9999, ge=1, le=65535,
                                   description="TCP port of HAProxy's runtime API.")
@@ -76,7 +79,7 @@ class LoadBalancer(_Model):
 class ReplicatedData(_Model):
     """A database the backup site needs a recent copy of."""
 
-    name: Slug = Field(description="Data id, e.g. ledger-db.")
+    name: Slug = Field(description="Data id, e.g. billing-db.")
     path: RemotePath = Field(description="Path of the database on the hosts.")
     engine: Literal["sqlite"] = Field("sqlite", description="Only sqlite for now.")
     source: str | None = Field(
@@ -125,7 +128,7 @@ class DrillSettings(_Model):
 class ContinuityPlan(_Model):
     """The business-continuity plan of one service in one environment."""
 
-    service: Slug = Field(description="Service the plan covers, e.g. ledger.")
+    service: Slug = Field(description="Service the plan covers, e.g. billing.")
     environment: Slug = Field(description="Environment, as in the release manifests.")
     inventory: LocalPath | None = Field(None, description="Inventory; default: the lab's.")
     functions: list[CriticalFunction] = Field(min_length=1,
@@ -156,6 +159,11 @@ class ContinuityPlan(_Model):
             if duplicates:
                 raise ValueError(f"duplicate {label} names: {', '.join(duplicates)}")
         return self
+
+    @property
+    def backend(self) -> str:
+        """The HAProxy backend that serves the service."""
+        return self.lb.backend or self.service
 
     def by_priority(self) -> list[CriticalFunction]:
         """The critical functions, most urgent first."""

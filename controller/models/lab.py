@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -10,6 +12,36 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 LabGroup = Literal["lb", "app_primary", "app_backup"]
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 MAX_HOSTS = 250
+SERVICE_SPEC = re.compile(
+    r"^(?P<name>[a-z][a-z0-9_-]{0,39}):(?P<port>[0-9]{1,5})(?P<path>/[!-~]*)?$"
+)
+
+
+class LabService(BaseModel):
+    """A service the lab's load balancer fronts: its own frontend and backend."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$",
+                      description="Service name; also the HAProxy backend's name.")
+    port: int = Field(ge=1, le=65535, description="Port the service listens on, per host.")
+    health_path: str | None = Field(
+        None, pattern=r"^/[!-~]*$",
+        description="HTTP path HAProxy checks (200 = healthy); none: a TCP connect check.")
+
+    @classmethod
+    def parse(cls, text: str) -> LabService:
+        """``NAME:PORT`` or ``NAME:PORT/HEALTH/PATH``, as given to ``--service``."""
+        match = SERVICE_SPEC.match(text)
+        if match is None:
+            raise ValueError(
+                f"--service {text!r}: expected NAME:PORT or NAME:PORT/health-path "
+                "(NAME: lowercase letters, digits, - and _), e.g. billing:9090/health"
+            )
+        return cls(name=match["name"], port=int(match["port"]), health_path=match["path"])
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.port}{self.health_path or ''}"
 
 
 class LabSpec(BaseModel):
@@ -23,12 +55,12 @@ class LabSpec(BaseModel):
         "127.0.0.10", description="Loopback address of the load balancer; hosts follow it."
     )
     ssh_port: int = Field(2222, ge=1, le=65535, description="Port every lab sshd listens on.")
-    app_port: int = Field(8080, ge=1, le=65535, description="Port the app listens on per host.")
-    lb_port: int = Field(8000, ge=1, le=65535, description="HAProxy frontend port.")
+    lb_port: int = Field(
+        8000, ge=1, le=65535,
+        description="HAProxy frontend port of the first service; the next ones follow it.")
     lb_admin_port: int = Field(9999, ge=1, le=65535, description="HAProxy runtime API port.")
-    apps: tuple[str, ...] = Field(
-        ("ledger", "haproxy"), description="Apps that get private /etc, /var/lib, /var/log, /run."
-    )
+    services: tuple[LabService, ...] = Field(
+        (), description="Services the load balancer fronts, each on its own frontend port.")
 
     @field_validator("base_address")
     @classmethod
@@ -46,7 +78,25 @@ class LabSpec(BaseModel):
         last = ipaddress.ip_address(self.base_address) + (total - 1)
         if last not in LOOPBACK:
             raise ValueError(f"{total} hosts from {self.base_address} leave 127.0.0.0/8")
+        self._check_services()
         return self
+
+    def _check_services(self) -> None:
+        names = [s.name for s in self.services]
+        if len(set(names)) != len(names):
+            raise ValueError(f"services named twice: {', '.join(names)}")
+        fixed = {self.ssh_port: "the ssh port", self.lb_admin_port: "the runtime API port"}
+        for service, frontend in zip(self.services, self.frontend_ports, strict=True):
+            if frontend > 65535:
+                raise ValueError(f"service {service.name}: frontend port {frontend} > 65535")
+            for port in (frontend, service.port):
+                if port in fixed:
+                    raise ValueError(f"service {service.name}: port {port} is {fixed[port]}")
+
+    @property
+    def frontend_ports(self) -> list[int]:
+        """The load balancer's frontend port of each service, in order."""
+        return [self.lb_port + index for index in range(len(self.services))]
 
     @property
     def size(self) -> int:
@@ -97,6 +147,27 @@ class LabState(BaseModel):
         return next(h for h in self.hosts if h.group == "lb")
 
     @property
-    def url(self) -> str:
-        """The load balancer's frontend URL."""
-        return f"http://{self.lb.address}:{self.spec.lb_port}"
+    def services(self) -> list[FrontedService]:
+        """Each service the load balancer fronts, with its frontend port and URL."""
+        spec = self.spec
+        return [
+            FrontedService(name=service.name, port=port, url=f"http://{self.lb.address}:{port}",
+                           host_port=service.port, health_path=service.health_path)
+            for service, port in zip(spec.services, spec.frontend_ports, strict=True)
+        ]
+
+    @property
+    def url(self) -> str | None:
+        """The first service's URL through the load balancer (None: no service fronted)."""
+        return self.services[0].url if self.services else None
+
+
+@dataclass(frozen=True)
+class FrontedService:
+    """A service as the lab's load balancer serves it."""
+
+    name: str
+    port: int
+    url: str
+    host_port: int
+    health_path: str | None

@@ -4,7 +4,7 @@ Paths on the controller (playbooks, artifacts, gate tests) are written relative 
 manifest file; validated with a ``{"base_dir": ..., "check_files": True}`` context (what
 ``controller.manifest_loader`` passes) they become absolute and must exist. Validated
 without a context they are kept as written, so code and tests can build manifests freely.
-Paths on the managed hosts (``/srv/ledger``) are plain absolute POSIX strings.
+Paths on the managed hosts (``/opt/billing``) are plain absolute POSIX strings.
 """
 
 from __future__ import annotations
@@ -357,7 +357,7 @@ class SignoffPolicy(_Model):
 class Manifest(_Model):
     """One release of one service to one environment."""
 
-    release: Slug = Field(description="Release id, e.g. ledger-1.1.0.")
+    release: Slug = Field(description="Release id, e.g. billing-2.4.0.")
     version: str = Field(min_length=1, max_length=100, description="Version being released.")
     service: Slug = Field(description="Service the release belongs to.")
     environment: Slug = Field(description="Environment: the lock and sign-off scope.")

@@ -16,8 +16,14 @@ from controller.models.lab import LabGroup, LabHost, LabSpec, LabState
 # Longest unix socket path the kernel accepts, less the 40-char %C hash and a dot-suffix
 # ssh adds while creating the socket.
 MAX_CONTROL_DIR = 107 - 41 - 18
-HOST_DIRS = ("/srv",)
-APP_DIRS = ("/etc/{app}", "/var/lib/{app}", "/var/log/{app}", "/run/{app}")
+# Trees each host sees as its own writable copy of the machine's: an overlay whose lower
+# layer is the machine's tree (installed software stays visible) and whose upper layer is
+# the host's folder in the lab directory (what the host writes stays its own).
+OVERLAID = ("/etc", "/opt", "/srv", "/var", "/home", "/root", "/usr/local")
+# Trees each host starts empty, as a server does after a boot.
+PRIVATE = ("/tmp", "/run")
+# Runtime directories the host's daemons need, created inside the host: (path, mode).
+RUNTIME_DIRS = (("/run/sshd", "0755"),)
 REMOTE_PYTHON = "/usr/bin/python3"
 
 
@@ -72,8 +78,29 @@ class LabLayout:
         return self.host_dir(name) / "sshd.log"
 
     def fs(self, name: str) -> Path:
-        """The per-host folder whose subfolders are bind-mounted into the host."""
+        """The per-host folder that holds everything the host writes."""
         return self.host_dir(name) / "fs"
+
+    def upper(self, name: str, tree: str) -> Path:
+        """The overlay's upper layer of ``tree`` on host ``name``."""
+        return self.fs(name) / "upper" / _flat(tree)
+
+    def work(self, name: str, tree: str) -> Path:
+        """The overlay's work folder of ``tree`` (same filesystem as its upper layer)."""
+        return self.fs(name) / "work" / _flat(tree)
+
+    def private(self, name: str, tree: str) -> Path:
+        """The folder bind-mounted over ``tree`` (a ``PRIVATE`` tree) on host ``name``."""
+        return self.fs(name) / "private" / _flat(tree)
+
+    def host_folders(self, name: str) -> list[Path]:
+        """Every folder that must exist before host ``name`` boots."""
+        layers = [f(name, tree) for tree in OVERLAID for f in (self.upper, self.work)]
+        return [*layers, *(self.private(name, tree) for tree in PRIVATE)]
+
+
+def _flat(tree: str) -> str:
+    return tree.strip("/").replace("/", "_")
 
 
 def plan_hosts(spec: LabSpec) -> list[LabHost]:
@@ -88,25 +115,32 @@ def plan_hosts(spec: LabSpec) -> list[LabHost]:
     ]
 
 
-def private_dirs(spec: LabSpec) -> list[str]:
-    """Machine paths each host sees privately; ``/tmp`` is last so it hides nothing we need."""
-    dirs = list(HOST_DIRS)
-    dirs += [pattern.format(app=app) for app in spec.apps for pattern in APP_DIRS]
-    return [*dirs, "/tmp"]
+def overlay_order(root: Path) -> list[str]:
+    """``OVERLAID`` trees in mount order: the one holding the lab directory goes last.
+
+    Each overlay's layers must be reached through the machine's own tree, not through an
+    overlay mounted before it (an overlay is no upper layer for another).
+    """
+    return sorted(OVERLAID, key=lambda tree: _contains(Path(tree), root))
 
 
-def mount_source(layout: LabLayout, name: str, target: str) -> Path:
-    """The per-host folder bind-mounted over ``target``."""
-    return layout.fs(name) / target.strip("/").replace("/", "_")
+def _contains(tree: Path, path: Path) -> bool:
+    return path == tree or tree in path.parents
 
 
-def launch_command(layout: LabLayout, spec: LabSpec, host: LabHost) -> list[str]:
-    """The command that boots one host: new namespaces, private dirs, sshd as PID 1."""
-    steps = [f"hostname {shlex.quote(host.name)}"]
-    for target in private_dirs(spec):
-        source = mount_source(layout, host.name, target)
-        steps.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}")
-    sshd = ["/usr/sbin/sshd", "-D", "-e", "-f", str(layout.sshd_config(host.name))]
+def launch_command(layout: LabLayout, host: LabHost) -> list[str]:
+    """The command that boots one host: new namespaces, its own trees, sshd as PID 1."""
+    name = host.name
+    steps = [f"hostname {shlex.quote(name)}"]
+    for tree in PRIVATE:
+        steps.append(shlex.join(["mount", "--bind", str(layout.private(name, tree)), tree]))
+    for tree in overlay_order(layout.root):
+        options = (f"lowerdir={tree},upperdir={layout.upper(name, tree)},"
+                   f"workdir={layout.work(name, tree)}")
+        steps.append(shlex.join(["mount", "-t", "overlay", "relctl-lab", "-o", options, tree]))
+    for path, mode in RUNTIME_DIRS:
+        steps.append(shlex.join(["install", "-d", "-m", mode, "-o", "root", "-g", "root", path]))
+    sshd = ["/usr/sbin/sshd", "-D", "-e", "-f", str(layout.sshd_config(name))]
     steps.append("exec " + shlex.join(sshd))
     script = "set -e; " + "; ".join(steps)
     return ["unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc", "sh", "-c", script]
@@ -185,11 +219,14 @@ def render_inventory(layout: LabLayout, state: LabState) -> dict[str, Any]:
                 "ansible_user": "root",
                 "ansible_ssh_private_key_file": str(layout.client_key),
                 "ansible_python_interpreter": REMOTE_PYTHON,
-                "ledger_port": spec.app_port,
-                "ledger_service_manager": "script",
-                "haproxy_service_manager": "script",
-                "lb_port": spec.lb_port,
+                # No init system runs on a lab host: playbooks start services by script.
+                "service_manager": "script",
                 "lb_admin_port": spec.lb_admin_port,
+                "lb_services": [
+                    {"name": service.name, "port": service.host_port,
+                     "frontend_port": service.port, "health_path": service.health_path}
+                    for service in state.services
+                ],
             },
             "children": {
                 "lb": members("lb"),

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.relctl_cli import relctl, relctl_json
+from tests.relctl_cli import LEDGER_SERVICE, relctl, relctl_json
 
 LAB_PARENT = Path("/var/tmp/relctl-tests")
 
@@ -68,7 +68,7 @@ def start_lab(primary: int, backup: int, base_address: str) -> RunningLab:
     _skip_without_lab()
     state_dir = new_state_dir()
     up = relctl(state_dir, "lab", "up", "--primary", str(primary), "--backup", str(backup),
-                "--base-address", base_address)
+                "--base-address", base_address, "--service", LEDGER_SERVICE)
     if up.returncode != 0:
         relctl(state_dir, "lab", "down")  # stop whatever part of it did start
         pytest.fail(f"lab up failed:\n{up.stderr}")

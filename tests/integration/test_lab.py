@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
+import uuid
 from pathlib import Path
 
 import psutil
@@ -13,9 +15,12 @@ import pytest
 
 from tests.integration.ansible_cli import ad_hoc, shell
 from tests.integration.conftest import RunningLab, new_state_dir, start_lab, stop_lab
-from tests.relctl_cli import relctl, relctl_json
+from tests.relctl_cli import LEDGER_SERVICE, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
+# Trees a service writes to; on a lab host each is its own.
+ISOLATED_TREES = ("/etc", "/opt", "/var/lib", "/var/log", "/home", "/root", "/usr/local",
+                  "/srv", "/tmp", "/run")
 
 
 def test_ansible_reaches_every_host(lab: RunningLab) -> None:
@@ -24,24 +29,76 @@ def test_ansible_reaches_every_host(lab: RunningLab) -> None:
     assert all(res.get("ping") == "pong" for res in results.values()), results
 
 
-def test_hosts_have_own_hostname_processes_and_srv(lab: RunningLab) -> None:
+def test_hosts_have_own_hostname_and_processes(lab: RunningLab) -> None:
     first, second = (h["name"] for h in lab.hosts("app_primary"))
     assert shell(lab.ansible_cfg, first, "hostname") == first
     assert shell(lab.ansible_cfg, second, "hostname") == second
-    shell(lab.ansible_cfg, first, "echo written-on-first > /srv/isolation-probe")
-    on_second = shell(lab.ansible_cfg, second, "ls -A /srv; ls -A /tmp")
-    assert "isolation-probe" not in on_second
     pid_one = shell(lab.ansible_cfg, first, "cat /proc/1/comm; ps -e -o pid= | wc -l")
     comm, count = pid_one.split()
     assert comm == "sshd"
     assert int(count) < 20, "ps on a lab host must show only that host's processes"
-    shell(lab.ansible_cfg, first, "rm /srv/isolation-probe")
+
+
+def test_what_a_host_writes_stays_on_that_host(lab: RunningLab) -> None:
+    first, second = (h["name"] for h in lab.hosts("app_primary"))
+    probe = f"relctl-isolation-{uuid.uuid4().hex[:8]}"
+    paths = [f"{tree}/{probe}" for tree in ISOLATED_TREES]
+    shell(lab.ansible_cfg, first, "; ".join(f"echo {first} > {p}" for p in paths))
+    try:
+        assert shell(lab.ansible_cfg, first, f"cat {' '.join(paths)}").split() == (
+            [first] * len(paths))
+        on_second = shell(lab.ansible_cfg, second, f"ls -d {' '.join(paths)} 2>&1; true")
+        assert on_second.count("No such file") == len(paths), on_second
+        assert [p for p in paths if Path(p).exists()] == [], "leaked onto the machine"
+    finally:
+        shell(lab.ansible_cfg, first, f"rm -f {' '.join(paths)}")
+
+
+def test_hosts_see_the_machines_installed_software(lab: RunningLab) -> None:
+    host = lab.hosts("app_primary")[0]["name"]
+    seen = shell(lab.ansible_cfg, host, "cat /etc/debian_version; ls /usr/lib/python3*/ | head -1")
+    assert seen.splitlines()[0] == Path("/etc/debian_version").read_text().strip()
+
+
+def test_up_creates_what_sshd_needs_on_a_fresh_machine() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    if _machine_sshd_runs():
+        pytest.skip("a system sshd runs on this machine: /run/sshd is in use, not removed")
+    shutil.rmtree("/run/sshd", ignore_errors=True)  # as on a machine where sshd never ran
+    running = start_lab(primary=1, backup=0, base_address="127.0.9.50")
+    try:
+        assert all(h["sshd_answers"] for h in running.hosts())
+        assert not Path("/run/sshd").exists(), "each host makes its own /run/sshd"
+    finally:
+        stop_lab(running)
+
+
+def _machine_sshd_runs() -> bool:
+    """An sshd in this machine's PID namespace (lab hosts' sshd run in their own)."""
+    ours = os.readlink("/proc/self/ns/pid")
+    for proc in psutil.process_iter(["name"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.info["name"] == "sshd" and os.readlink(f"/proc/{proc.pid}/ns/pid") == ours:
+                return True
+    return False
+
+
+def _mount_namespaces(pids: list[int]) -> set[str]:
+    found = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            found.add(os.readlink(f"/proc/{pid}/ns/mnt"))
+    return found
 
 
 def test_status_json_names_inventory_url_and_backends(lab: RunningLab) -> None:
     status = relctl_json(lab.state_dir, "lab", "status")
     assert Path(status["inventory"]).is_file()
-    assert status["url"].startswith("http://127.0.9.10:")
+    assert status["url"] == "http://127.0.9.10:8000"
+    assert status["services"][0] == {
+        "name": "ledger", "port": 8000, "url": "http://127.0.9.10:8000", "host_port": 8080,
+        "health_path": "/health"}
     assert all(h["sshd_answers"] for h in status["hosts"])
     servers = {(b["server"], b["backup"]) for b in status["backends"]}
     assert servers == {("primary-1", False), ("primary-2", False), ("backup-1", True)}
@@ -50,7 +107,7 @@ def test_status_json_names_inventory_url_and_backends(lab: RunningLab) -> None:
 def test_up_twice_keeps_the_healthy_lab(lab: RunningLab) -> None:
     before = {h["name"]: h["pid"] for h in lab.hosts()}
     again = relctl(lab.state_dir, "lab", "up", "--primary", "2", "--backup", "1",
-                   "--base-address", "127.0.9.10", "--json")
+                   "--base-address", "127.0.9.10", "--service", LEDGER_SERVICE, "--json")
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
     assert report["started"] == [] and sorted(report["kept"]) == sorted(before)
@@ -60,17 +117,25 @@ def test_up_twice_keeps_the_healthy_lab(lab: RunningLab) -> None:
 
 def test_down_leaves_no_process_running() -> None:
     running = start_lab(primary=1, backup=1, base_address="127.0.9.40")
-    # Something running inside a host dies with it: start a sleeper on a host.
-    shell(running.ansible_cfg, "primary-1", "nohup sleep 600 >/dev/null 2>&1 &")
-    pids = running.lab_pids()
+    try:
+        # Something running inside a host dies with it: start a sleeper on a host.
+        shell(running.ansible_cfg, "primary-1", "nohup sleep 600 >/dev/null 2>&1 &")
+        pids = running.lab_pids()
+        host_namespaces = _mount_namespaces([h["pid"] for h in running.hosts()])
+        control = running.state_dir / "lab" / "cp"
+        masters = list(control.iterdir())
+    finally:
+        stop_lab(running)
     assert len(pids) >= 7
-    control = running.state_dir / "lab" / "cp"
-    assert any(control.iterdir()), "ansible left no ControlPersist master to close"
-    stop_lab(running)
+    assert len(host_namespaces) == len(running.hosts())
+    assert masters, "ansible left no ControlPersist master to close"
     alive = [p for p in pids if psutil.pid_exists(p)
              and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == []
     assert not control.exists() or not any(control.iterdir())
+    # A mount namespace, and every overlay in it, ends with its last process.
+    assert host_namespaces & _mount_namespaces(psutil.pids()) == set()
+    assert "relctl-lab" not in Path("/proc/self/mountinfo").read_text()
 
 
 def test_address_already_taken_is_a_clear_error() -> None:

@@ -19,7 +19,7 @@ from controller.journal import Journal, MonitorRoundRecord
 from tests.integration.ansible_cli import shell
 from tests.integration.conftest import RunningLab, start_lab, stop_lab
 from tests.integration.ledger_http import served_versions
-from tests.relctl_cli import RELCTL, relctl
+from tests.relctl_cli import RELCTL, deploy_ledger, relctl
 
 pytestmark = pytest.mark.lab
 RELEASES = Path(__file__).resolve().parents[2] / "examples" / "releases"
@@ -31,7 +31,7 @@ def released_lab() -> Iterator[RunningLab]:
     """A lab whose primary site was on 1.0.0 and now runs ledger-1.1.0, released."""
     lab = start_lab(primary=2, backup=0, base_address="127.0.9.130")
     try:
-        deploy = relctl(lab.state_dir, "lab", "deploy", "1.0.0", "--limit", "app_primary")
+        deploy = deploy_ledger(lab.state_dir, "1.0.0")
         assert deploy.returncode == 0, deploy.stderr
         applied = relctl(lab.state_dir, "apply", str(RELEASES / "ledger-1.1.0.yml"), "--yes",
                          "--json")

@@ -29,7 +29,7 @@ from controller.reports.release_report import BASELINE_COLOUR, CANDIDATE_COLOUR,
 from tests.integration.ansible_cli import shell
 from tests.integration.conftest import RunningLab
 from tests.integration.ledger_http import served_versions
-from tests.relctl_cli import RELCTL, relctl, relctl_json
+from tests.relctl_cli import RELCTL, deploy_ledger, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +74,7 @@ def apply(lab: RunningLab, manifest: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def train(lab: RunningLab) -> Iterator[dict[str, Any]]:
     """The lab's primary site on ledger 1.0.0 with transactions written through HAProxy."""
-    deploy = relctl(lab.state_dir, "lab", "deploy", "1.0.0", "--limit", "app_primary")
+    deploy = deploy_ledger(lab.state_dir, "1.0.0")
     assert deploy.returncode == 0, deploy.stderr
     written = []
     for amount in (1250, -300, 4200):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from controller.models.lab import LabSpec, LabState
+from controller.models.lab import LabService, LabSpec, LabState
 from controller.planning import lab as plan
 
 LAYOUT = plan.LabLayout(Path("/var/tmp/relctl/lab"))
@@ -63,13 +63,49 @@ def test_forks_follow_the_fleet_within_bounds() -> None:
     assert [plan.forks_for(n) for n in (1, 12, 500)] == [5, 12, 50]
 
 
-def test_each_host_mounts_private_dirs_with_tmp_last() -> None:
-    spec = LabSpec(apps=("ledger",))
-    host = plan.plan_hosts(spec)[1]
-    dirs = plan.private_dirs(spec)
-    assert dirs == ["/srv", "/etc/ledger", "/var/lib/ledger", "/var/log/ledger",
-                    "/run/ledger", "/tmp"]
-    script = plan.launch_command(LAYOUT, spec, host)[-1]
-    assert script.index("/srv") < script.index(" /tmp;")
+def test_each_host_gets_its_own_trees_and_runtime_dirs() -> None:
+    host = plan.plan_hosts(LabSpec())[1]
+    script = plan.launch_command(LAYOUT, host)[-1]
+    for tree in plan.PRIVATE:
+        assert f"mount --bind {LAYOUT.private(host.name, tree)} {tree};" in script
+    for tree in plan.OVERLAID:
+        upper = LAYOUT.upper(host.name, tree)
+        assert f"lowerdir={tree},upperdir={upper}," in script
+    assert script.index("install -d -m 0755 -o root -g root /run/sshd") > script.index("/run;")
     assert script.endswith(f"-f {LAYOUT.sshd_config(host.name)}")
     assert "hostname primary-1" in script
+
+
+def test_the_tree_holding_the_lab_is_overlaid_last() -> None:
+    assert plan.overlay_order(Path("/var/tmp/relctl/lab"))[-1] == "/var"
+    assert plan.overlay_order(Path("/root/.local/state/relctl/lab"))[-1] == "/root"
+    assert plan.overlay_order(Path("/data/lab")) == list(plan.OVERLAID)
+
+
+def test_services_get_frontends_in_order_and_generic_inventory_vars() -> None:
+    spec = LabSpec(services=(LabService.parse("web:8080/healthz"), LabService.parse("api:9000")))
+    state = LabState(spec=spec, hosts=plan.plan_hosts(spec))
+    variables = plan.render_inventory(LAYOUT, state)["all"]["vars"]
+    assert variables["lb_services"] == [
+        {"name": "web", "port": 8080, "frontend_port": 8000, "health_path": "/healthz"},
+        {"name": "api", "port": 9000, "frontend_port": 8001, "health_path": None},
+    ]
+    assert variables["service_manager"] == "script"
+    assert state.url == "http://127.0.0.10:8000"
+
+
+@pytest.mark.parametrize("text", ["web", "web:", "Web:80", "web:80:90", "web:8o", "w b:80",
+                                  "web:80 /x", "web:80health"])
+def test_bad_service_options_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="NAME:PORT"):
+        LabService.parse(text)
+
+
+@pytest.mark.parametrize(("services", "message"), [
+    (("web:80", "web:81"), "named twice"),
+    (("web:2222",), "ssh port"),
+    (("web:80", "api:9999"), "runtime API port"),
+])
+def test_colliding_services_are_refused(services: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LabSpec(services=tuple(LabService.parse(s) for s in services))
