@@ -28,7 +28,7 @@ demo: deps venv artifacts
 lint: venv
 	$(VENV)/bin/ruff check controller tests examples bench
 	$(VENV)/bin/mypy controller
-	$(VENV)/bin/ansible-lint -q playbooks/
+	$(VENV)/bin/ansible-lint -q playbooks/ controller/playbooks/ examples/notes/playbooks/
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
