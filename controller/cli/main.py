@@ -11,6 +11,7 @@ import click
 from controller import __version__
 from controller.cli.context import AppContext
 from controller.cli.continuity import CONTINUITY_COMMANDS
+from controller.cli.init import init
 from controller.cli.lab import lab as lab_group
 from controller.cli.monitor import monitor
 from controller.cli.notice import notice
@@ -74,6 +75,7 @@ def cli(ctx: click.Context, state_dir: Path | None, journal: Path | None) -> Non
     ctx.obj = AppContext((state_dir or default_state_dir()).absolute(), journal)
 
 
+cli.add_command(init)
 cli.add_command(lab_group)
 cli.add_command(plan)
 cli.add_command(notice)

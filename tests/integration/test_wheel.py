@@ -39,7 +39,7 @@ BASE = "127.0.9.160"
 VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
 # What a rollback must put back on each host, each read as one digest.
 ITEM_DIGESTS = {
-    "code": "readlink /opt/notes/current; find /opt/notes/current/ -type f | sort | xargs sha256sum",
+    "code": "readlink /opt/notes/current; cd /opt/notes/current/ && sha256sum $(find . -type f | sort)",
     "config": "sha256sum /etc/notes/notes.conf",
     "data": "sha256sum /var/lib/notes/notes.db",
 }
