@@ -162,14 +162,18 @@ def _print_status(result: LabStatus) -> None:
         hosts.add_row(h.host.name, h.host.group, f"{h.host.address}:{h.host.ssh_port}",
                       str(h.pid or "-"), answer)
     console.print(hosts)
-    backends = Table(title=f"load balancer {result.url}")
+    backends = Table(title="load balancer backends")
     for column in ("backend", "server", "address", "status", "role"):
         backends.add_column(column)
     for b in result.backends:
         colour = "green" if b.status.startswith("UP") else "red"
         backends.add_row(b.backend, b.server, b.address, f"[{colour}]{b.status}[/]",
                          "backup" if b.backup else "active")
-    console.print(backends if result.backends else f"[red]LB:[/] {result.lb_error}")
+    if result.backends:
+        console.print(backends)
+    else:
+        console.print(f"LB: {result.lb_error or 'no backend (lab up --service NAME:PORT)'}",
+                      markup=False)
     for service in result.services:
         console.print(f"service {service.name}: {service.url}")
     console.print(f"inventory: {result.inventory}")

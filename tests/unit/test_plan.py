@@ -295,3 +295,16 @@ def test_cli_plans_from_a_static_inventory(tree: Path, tmp_path: Path) -> None:
     result = relctl(tmp_path / "state", "plan", str(broken), env=env, timeout=120)
     assert result.returncode == 2
     assert "required field missing" in result.stderr
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_the_example_inventories_hold_the_groups_the_examples_name(
+        tree: Path, tmp_path: Path, environment: str) -> None:
+    inventory = ROOT / "inventories" / environment / "hosts.yml"
+    env = {"RELCTL_JOURNAL": str(tmp_path / "journal.sqlite")}
+    result = relctl(tmp_path / "state", "plan", str(tree / "examples/releases/ledger-1.1.0.yml"),
+                    "--inventory", str(inventory), "--json", env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert len(data["hosts"]) == 3 and len(data["backup_hosts"]) == 2
+    assert all(h.endswith(".example.test") for h in data["hosts"] + data["backup_hosts"])
