@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from controller.cli.context import AppContext
 from controller.cli.output import JSON_OPTION, console, emit_json, progress_printer
@@ -41,9 +42,10 @@ def _render(outcome: Outcome, as_json: bool) -> None:
                    "warnings": outcome.warnings})
     else:
         colour = "green" if outcome.exit_code == 0 else "red"
-        console.print(f"[bold {colour}]{outcome.kind} {outcome.record_id}[/]: {outcome.message}")
+        console.print(f"[bold {colour}]{outcome.kind} {outcome.record_id}[/]: "
+                      f"{escape(outcome.message)}")
         for warning in outcome.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+            console.print(f"[yellow]warning:[/] {escape(warning)}")
     sys.exit(outcome.exit_code)
 
 
