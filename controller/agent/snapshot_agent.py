@@ -93,8 +93,12 @@ def open_read_only(path: Path | str, timeout: float = 5.0) -> sqlite3.Connection
 
 
 def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run a program with its arguments, no shell: a manifest value is one argument."""
-    return subprocess.run(argv, capture_output=True, text=True, check=False)
+    """Run a program with its arguments, no shell: a manifest value is one argument.
+    A program that is not there fails as it would in a shell (127)."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as error:
+        return subprocess.CompletedProcess(argv, 127, "", str(error))
 
 
 def run_shell(command: str) -> subprocess.CompletedProcess[str]:

@@ -55,7 +55,7 @@ def _render(outcome: Outcome, as_json: bool) -> None:
 @click.option("--every", default=None, metavar="DURATION",
               help="Repeat at this interval (30s, 5m) until interrupted; default: once. "
               "'plan' uses each data item's `every`.")
-@click.option("--count", type=click.IntRange(min=1), default=None,
+@click.option("--count", type=click.IntRange(1, 1_000_000), default=None,
               help="With --every: stop after this many replications.")
 @JSON_OPTION
 @click.pass_obj

@@ -60,7 +60,7 @@ class IsoTime(click.ParamType[datetime]):
 @JSON_OPTION
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the plan to this file instead of stdout.")
-@click.option("--warranty-days", type=click.IntRange(min=0, max=3650), default=WARRANTY_DAYS,
+@click.option("--warranty-days", type=click.IntRange(0, 3650), default=WARRANTY_DAYS,
               show_default=True, help="Length of the post-release warranty period.")
 @click.pass_obj
 def plan(app: AppContext, manifest: Path, inventory: Path | None, start: datetime | None,

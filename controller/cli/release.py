@@ -126,7 +126,8 @@ def resume(app: AppContext, inventory: Path | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--limit", default=20, show_default=True, help="How many releases.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True,
+              help="How many releases.")
 @click.option("--environment", default=None, help="Only this environment.")
 @JSON_OPTION
 @click.pass_obj

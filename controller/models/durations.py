@@ -19,7 +19,7 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise PydanticCustomError("duration", "a duration, not a boolean")
     if isinstance(value, int | float):
-        return _bounded(float(value))
+        return _bounded(value)
     match = PATTERN.match(value) if isinstance(value, str) else None
     if not match:
         raise PydanticCustomError(
@@ -29,10 +29,12 @@ def parse_duration(value: Any) -> float:
 
 
 def _bounded(seconds: float) -> float:
-    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_SECONDS):
+    """``seconds`` as a float, when finite and from 0 to ``MAX_SECONDS`` (compared before
+    the conversion: an integer of 400 digits is no float)."""
+    if not (0 <= seconds <= MAX_SECONDS and math.isfinite(seconds)):
         raise PydanticCustomError("duration", "a duration from 0 to 366d, got {value}",
-                                  {"value": repr(seconds)})
-    return seconds
+                                  {"value": repr(seconds)[:40]})
+    return float(seconds)
 
 
 def format_duration(seconds: float) -> str:
