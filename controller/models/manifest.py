@@ -174,7 +174,8 @@ class TestinfraGate(_Model):
     __test__ = False  # not a pytest test class, despite the name
 
     tests: ExistingFile = Field(description="testinfra test file (must exist).")
-    env: dict[str, str] = Field(
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")],
+              Annotated[str, Field(pattern=r"^[^\x00]*$")]] = Field(
         default_factory=dict, description="Environment variables for the test run."
     )
 
