@@ -9,132 +9,27 @@ Every problem found (not just the first) is reported in one ``ConfigError`` (exi
 from __future__ import annotations
 
 import difflib
-import hashlib
 import types
 import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from controller.errors import InputError
 from controller.journal import ReleaseRecord
 from controller.models.manifest import Manifest
+from controller.yaml_source import ConfigError, Loc, Problem, YamlDocument, read_yaml
+from controller.yaml_source import render as _render
 
-MAX_SHOWN = 10
-MAX_DEPTH = 64
+__all__ = ["ConfigError", "Problem", "YamlDocument", "load_manifest", "load_yaml_model",
+           "read_yaml", "validate_document"]
+
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_HINT = "`relctl schema` prints every field a release manifest accepts"
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-Loc = tuple[str | int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with a config file."""
-
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        field = f" {self.field}:" if self.field else ""
-        return f"{where}:{field} {self.message}"
-
-
-class ConfigError(InputError):
-    """A config file did not load; ``problems`` holds every problem found, by line."""
-
-    def __init__(self, problems: list[Problem], *, hint: str | None = None) -> None:
-        super().__init__(_summary(problems), hint=hint)
-        self.problems = problems
-
-
-def _summary(problems: list[Problem]) -> str:
-    if len(problems) == 1:
-        return str(problems[0])
-    lines = [f"{problems[0].file}: {len(problems)} problems"]
-    lines += [str(p) for p in problems[:MAX_SHOWN]]
-    if len(problems) > MAX_SHOWN:
-        lines.append(f"... and {len(problems) - MAX_SHOWN} more")
-    return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class YamlDocument:
-    """A parsed YAML file: its text, its data, and the line of every key and item."""
-
-    path: Path
-    text: str
-    data: Any
-    lines: dict[Loc, int]
-    duplicates: list[Problem]
-
-    @property
-    def sha256(self) -> str:
-        """sha256 of the file's text."""
-        return hashlib.sha256(self.text.encode()).hexdigest()
-
-
-def read_yaml(path: Path) -> YamlDocument:
-    """Parse ``path`` (one YAML document) keeping line numbers; ``ConfigError`` if unreadable."""
-    text = _read_text(path)
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        lines: dict[Loc, int] = {}
-        duplicates: list[Problem] = []
-        if node is not None:
-            _index(node, (), node.start_mark.line + 1, lines, duplicates, str(path))
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as error:
-        raise ConfigError([_yaml_problem(path, error)]) from error
-    finally:
-        loader.dispose()
-    return YamlDocument(path, text, data, lines, duplicates)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError as error:
-        raise ConfigError([Problem(str(path), None, "", "file not found")]) from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError([Problem(str(path), None, "", f"cannot read: {error}")]) from error
-
-
-def _yaml_problem(path: Path, error: yaml.YAMLError) -> Problem:
-    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-    line = mark.line + 1 if mark is not None else None
-    problem = getattr(error, "problem", None) or str(error)
-    context = getattr(error, "context", None)
-    detail = f"{problem} ({context})" if context else problem
-    return Problem(str(path), line, "", f"YAML syntax error: {detail}")
-
-
-def _index(node: yaml.Node, loc: Loc, line: int, lines: dict[Loc, int],
-           duplicates: list[Problem], file: str) -> None:
-    """Record the start line of ``node`` and of every key and item below it."""
-    lines[loc] = line
-    if len(loc) > MAX_DEPTH:  # an alias can make a node its own descendant
-        return
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            where, key_line = (*loc, str(key_node.value)), key_node.start_mark.line + 1
-            if where in lines and where[-1] != "<<":
-                duplicates.append(Problem(file, key_line, _render(where),
-                                          f"duplicate key (first at line {lines[where]})"))
-                continue
-            _index(value_node, where, key_line, lines, duplicates, file)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _index(item, (*loc, index), item.start_mark.line + 1, lines, duplicates, file)
 
 
 def validate_document(doc: YamlDocument, model: type[ModelT], *, resolve_paths: bool = True,
@@ -151,6 +46,9 @@ def validate_document(doc: YamlDocument, model: type[ModelT], *, resolve_paths: 
     context = {"base_dir": doc.path.absolute().parent, "check_files": check_files}
     try:
         result = model.model_validate(doc.data, context=context if resolve_paths else None)
+    except RecursionError:  # a safety net: read_yaml already bounds the depth
+        problems.append(Problem(str(doc.path), 1, "", "nested too deeply"))
+        raise ConfigError(problems, hint=hint) from None
     except ValidationError as error:
         problems += [_problem(doc, model, detail) for detail in error.errors()]
         raise ConfigError(_sorted_unique(problems), hint=hint) from None
@@ -250,13 +148,6 @@ def line_of(doc: YamlDocument, loc: Loc) -> int:
         loc = loc[:-1]
     return doc.lines.get(loc, 1)
 
-
-def _render(loc: Loc) -> str:
-    """``("items", 2, "version")`` -> ``items[2].version``."""
-    text = ""
-    for element in loc:
-        text += f"[{element}]" if isinstance(element, int) else f".{element}"
-    return text.lstrip(".")
 
 
 def _tag_problem(doc: YamlDocument, shown: Loc, line: int, detail: ErrorDetails) -> Problem:

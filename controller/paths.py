@@ -7,7 +7,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from controller.errors import PrerequisiteError
+from controller.errors import InputError, PrerequisiteError
 
 STATE_DIR_ENV = "RELCTL_STATE_DIR"
 PLAYBOOKS_ENV = "RELCTL_PLAYBOOKS"
@@ -17,16 +17,23 @@ def default_state_dir() -> Path:
     """The state directory: ``$RELCTL_STATE_DIR``, else ``$XDG_STATE_HOME/relctl``."""
     explicit = os.environ.get(STATE_DIR_ENV)
     if explicit:
-        return Path(explicit).expanduser().absolute()
+        return _expanded(explicit, STATE_DIR_ENV)
     xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(xdg).expanduser().absolute() / "relctl"
+    return _expanded(xdg, "XDG_STATE_HOME") / "relctl"
+
+
+def _expanded(path: str, source: str) -> Path:
+    try:
+        return Path(path).expanduser().absolute()
+    except RuntimeError as exc:  # ~nosuchuser
+        raise InputError(f"${source}: {path}: {exc}") from exc
 
 
 def playbooks_dir() -> Path:
     """relctl's own playbooks: ``$RELCTL_PLAYBOOKS``, else those shipped in the package."""
     explicit = os.environ.get(PLAYBOOKS_ENV)
     if explicit:
-        return Path(explicit).expanduser().absolute()
+        return _expanded(explicit, PLAYBOOKS_ENV)
     # The package is installed as plain files (wheel or editable), never zipped, so the
     # resource folder is a real directory that ansible-playbook can read.
     return Path(str(resources.files("controller") / "playbooks"))

@@ -17,6 +17,7 @@ from typing import Any
 
 import ansible_runner
 
+from controller.errors import InputError
 from controller.paths import tools_path
 
 HOST_EVENTS = {
@@ -130,9 +131,13 @@ def _environment(run: PlaybookRun) -> dict[str, str]:
 
 
 def list_hosts(inventory: Path, ansible_cfg: Path, pattern: str) -> list[str]:
-    """The inventory hosts matching ``pattern``, as Ansible resolves them (empty if none)."""
+    """The inventory hosts matching ``pattern``, as Ansible resolves them (empty if none).
+
+    A pattern that starts with ``-`` would be read as an option: refused."""
+    if pattern.startswith("-") or not pattern.strip():
+        raise InputError(f"invalid host pattern {pattern!r}: it cannot start with '-'")
     env = {**os.environ, "ANSIBLE_CONFIG": str(ansible_cfg), "PATH": tools_path()}
-    result = subprocess.run(["ansible", pattern, "--list-hosts", "-i", str(inventory)],
+    result = subprocess.run(["ansible", "--list-hosts", "-i", str(inventory), "--", pattern],
                             capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         return []

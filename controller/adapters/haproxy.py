@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.errors import LabError
+from controller.errors import InputError, LabError
+from controller.models.base import HAPROXY_NAME_PATTERN
+
+SERVER_STATES = ("ready", "drain", "maint")
+SERVER_HEALTH = ("up", "stopping", "down")
+
+
+def checked_name(what: str, name: str) -> str:
+    """``name`` when HAProxy's runtime API can take it as one word of a command; a name
+    with a space, ``;`` or a newline would add words or commands of its own."""
+    if not re.fullmatch(HAPROXY_NAME_PATTERN, name) or len(name) > 100:
+        raise InputError(f"invalid HAProxy {what} name {name!r}: letters, digits and . _ : - "
+                         "only, starting with a letter or digit")
+    return name
+
+
+def _target(backend: str, server: str) -> str:
+    return f"{checked_name('backend', backend)}/{checked_name('server', server)}"
 
 
 @dataclass(frozen=True)
@@ -58,11 +76,15 @@ class RuntimeApi:
 
     def set_state(self, backend: str, server: str, state: str) -> None:
         """``ready``, ``drain`` or ``maint`` one server, at once and without a reload."""
-        self._expect_empty(f"set server {backend}/{server} state {state}")
+        if state not in SERVER_STATES:
+            raise ValueError(f"unknown server state {state!r}")
+        self._expect_empty(f"set server {_target(backend, server)} state {state}")
 
     def set_health(self, backend: str, server: str, health: str) -> None:
         """Force a server's health to ``up``, ``stopping`` or ``down`` (drills)."""
-        self._expect_empty(f"set server {backend}/{server} health {health}")
+        if health not in SERVER_HEALTH:
+            raise ValueError(f"unknown server health {health!r}")
+        self._expect_empty(f"set server {_target(backend, server)} health {health}")
 
     def server_states(self) -> str:
         """``show servers state`` of every backend: what ``server-state-file`` holds (it

@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def tree_digest(root: Path) -> str:
 
 def sqlite_digest(path: Path) -> str:
     """A digest of the database's logical content (schema, rows, user_version)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = open_read_only(path)
     try:
         digest = hashlib.sha256(str(conn.execute("PRAGMA user_version").fetchone()).encode())
         for line in conn.iterdump():
@@ -84,7 +85,25 @@ def sqlite_digest(path: Path) -> str:
         conn.close()
 
 
-def run(command: str) -> subprocess.CompletedProcess[str]:
+def open_read_only(path: Path | str, timeout: float = 5.0) -> sqlite3.Connection:
+    """A read-only connection to the database at ``path``: the path is quoted into the
+    URI, so ``?``, ``#`` or ``%2e`` in it name a file, never a URI parameter."""
+    return sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True,
+                           timeout=timeout)
+
+
+def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a program with its arguments, no shell: a manifest value is one argument.
+    A program that is not there fails as it would in a shell (127)."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as error:
+        return subprocess.CompletedProcess(argv, 127, "", str(error))
+
+
+def run_shell(command: str) -> subprocess.CompletedProcess[str]:
+    """Run one of the service's declared start/stop/check commands, through the shell
+    as documented (the manifest's author wrote them as shell commands)."""
     return subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
 
 
@@ -125,10 +144,10 @@ def capture_package(item: Item, _out: Path) -> dict[str, Any]:
 
 def package_version(item: Item) -> str | None:
     if item.get("manager", "pip") == "pip":
-        result = run(f"{item['venv']}/bin/pip show {item['name']}")
+        result = run([f"{item['venv']}/bin/pip", "show", item["name"]])
         lines = [ln for ln in result.stdout.splitlines() if ln.startswith("Version:")]
         return lines[0].split(":", 1)[1].strip() if result.returncode == 0 and lines else None
-    result = run(f"dpkg-query -W -f='${{Version}}' {item['name']}")
+    result = run(["dpkg-query", "-W", "-f=${Version}", item["name"]])
     return result.stdout.strip() if result.returncode == 0 else None
 
 
@@ -137,13 +156,13 @@ def capture_service(item: Item, _out: Path) -> dict[str, Any]:
 
 
 def service_running(item: Item) -> bool:
-    return run(item["check"]).returncode == 0 if item.get("check") else False
+    return run_shell(item["check"]).returncode == 0 if item.get("check") else False
 
 
 def capture_data(item: Item, out: Path) -> dict[str, Any]:
     """A consistent copy through SQLite's online backup API, never a raw copy."""
     payload = out / f"{item['name']}.db"
-    source = sqlite3.connect(f"file:{item['path']}?mode=ro", uri=True, timeout=30)
+    source = open_read_only(item["path"], timeout=30)
     target = sqlite3.connect(payload)
     try:
         source.backup(target)
@@ -218,15 +237,17 @@ def restore_package(item: Item, meta: dict[str, Any], _bundle: Path) -> None:
     wanted = meta["installed"]
     if package_version(item) == wanted:
         return
+    name = item["name"]
     if item.get("manager", "pip") == "pip":
-        command = (f"{item['venv']}/bin/pip install -q {item['name']}=={wanted}" if wanted
-                   else f"{item['venv']}/bin/pip uninstall -y -q {item['name']}")
+        pip = f"{item['venv']}/bin/pip"
+        argv = ([pip, "install", "-q", f"{name}=={wanted}"] if wanted
+                else [pip, "uninstall", "-y", "-q", name])
     else:
-        command = (f"apt-get install -y -q --allow-downgrades {item['name']}={wanted}" if wanted
-                   else f"apt-get remove -y -q {item['name']}")
-    result = run(command)
+        argv = (["apt-get", "install", "-y", "-q", "--allow-downgrades", f"{name}={wanted}"]
+                if wanted else ["apt-get", "remove", "-y", "-q", name])
+    result = run(argv)
     if result.returncode != 0:
-        raise RuntimeError(f"{command}: {result.stderr.strip()[-300:]}")
+        raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()[-300:]}")
 
 
 def restore_absent(item: Item) -> None:
@@ -242,7 +263,7 @@ def set_service(item: Item, running: bool) -> None:
     if service_running(item) == running:
         return
     command = item["start"] if running else item["stop"]
-    result = run(command)
+    result = run_shell(command)
     if result.returncode != 0:
         raise RuntimeError(f"{command}: {(result.stderr or result.stdout).strip()[-300:]}")
 
@@ -283,7 +304,7 @@ def load(items: list[Item], bundle: Path) -> dict[str, Any]:
         meta = index[item["name"]]
         dest = Path(item["path"])
         dest.parent.mkdir(parents=True, exist_ok=True)
-        source = sqlite3.connect(f"file:{bundle / meta['payload']}?mode=ro", uri=True)
+        source = open_read_only(bundle / meta["payload"])
         target = sqlite3.connect(dest, timeout=30)
         try:
             source.backup(target)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from controller.cli.context import AppContext
 from controller.cli.output import JSON_OPTION, console, emit_json, progress_printer
@@ -41,9 +42,10 @@ def _render(outcome: Outcome, as_json: bool) -> None:
                    "warnings": outcome.warnings})
     else:
         colour = "green" if outcome.exit_code == 0 else "red"
-        console.print(f"[bold {colour}]{outcome.kind} {outcome.record_id}[/]: {outcome.message}")
+        console.print(f"[bold {colour}]{outcome.kind} {outcome.record_id}[/]: "
+                      f"{escape(outcome.message)}")
         for warning in outcome.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+            console.print(f"[yellow]warning:[/] {escape(warning)}")
     sys.exit(outcome.exit_code)
 
 
@@ -53,7 +55,7 @@ def _render(outcome: Outcome, as_json: bool) -> None:
 @click.option("--every", default=None, metavar="DURATION",
               help="Repeat at this interval (30s, 5m) until interrupted; default: once. "
               "'plan' uses each data item's `every`.")
-@click.option("--count", type=click.IntRange(min=1), default=None,
+@click.option("--count", type=click.IntRange(1, 1_000_000), default=None,
               help="With --every: stop after this many replications.")
 @JSON_OPTION
 @click.pass_obj

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -34,7 +34,15 @@ Exit codes:
 
 
 class RelctlGroup(click.Group):
-    """A click group that turns ``RelctlError`` into a message and its exit code."""
+    """A click group that turns ``RelctlError`` into a message and its exit code, and a
+    bad option into one line (``error: Invalid value for '--start': ...``), exit 2."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:  # a bad top-level option
+            raise _one_line(error) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -42,6 +50,23 @@ class RelctlGroup(click.Group):
         except RelctlError as error:
             report_error(error, as_json=_wants_json())
             sys.exit(int(error.exit_code))
+        except click.UsageError as error:  # a bad option of a command
+            raise _one_line(error) from None
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as one line (click's own adds the usage and a blank line)."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        command = self.ctx.command_path if self.ctx is not None else "relctl"
+        click.echo(f"error: {self.format_message()} (see: {command} --help)",
+                   file=file or sys.stderr)
+
+
+def _one_line(error: click.UsageError) -> click.UsageError:
+    if isinstance(error, OneLineUsageError):
+        return error
+    return OneLineUsageError(error.format_message(), error.ctx)  # exit 2, as click's
 
 
 def _wants_json() -> bool:

@@ -30,7 +30,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
               help="Length of the warranty period (72h, 30m); no round starts after it.")
 @click.option("--every", type=DurationType(), default="5m", show_default=True,
               help="Interval between the starts of two rounds.")
-@click.option("--rounds", type=click.IntRange(min=1), default=None,
+@click.option("--rounds", type=click.IntRange(1, 1_000_000), default=None,
               help="Stop after this many rounds (alone, or with --for: whichever ends first).")
 @click.option("--probe", type=DurationType(), default="5s", show_default=True,
               help="Length of each round's Locust probe, with the manifest's users and "

@@ -14,9 +14,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from controller.adapters.ansible import TaskEvent
-from controller.errors import RelctlError
+from controller.errors import InputError, RelctlError
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -70,9 +71,21 @@ def report_error(error: RelctlError, *, as_json: bool) -> None:
                 "exit_code": int(error.exit_code),
             }
         )
-    err_console.print(f"[bold red]error:[/] {error.message}")
+    # Messages quote input ("[/x]" in a manifest value): printed as text, never as markup.
+    err_console.print(Text.assemble(("error:", "bold red"), " ", error.message))
     if error.hint:
-        err_console.print(f"[dim]hint:[/] {error.hint}")
+        err_console.print(Text.assemble(("hint:", "dim"), " ", error.hint))
+
+
+def write_output(path: Path, text: str) -> None:
+    """Write a report or plan the user asked for with ``-o``; ``InputError`` when the file
+    cannot be written (a missing folder, a folder, a path under /proc)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise InputError(f"cannot write {path}: {reason}",
+                         hint="-o names a file in an existing folder") from error
 
 
 class HostBoard:

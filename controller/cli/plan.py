@@ -11,14 +11,16 @@ from datetime import datetime
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from controller.adapters.ansible import list_hosts
 from controller.cli.context import AppContext
-from controller.cli.output import JSON_OPTION, emit_json, err_console
+from controller.cli.output import JSON_OPTION, emit_json, err_console, write_output
 from controller.cli.release import INVENTORY_OPTION
 from controller.engine.environment import Environment, resolve_environment
 from controller.journal import HostStateRecord, Journal, ReleaseRecord
 from controller.manifest_loader import load_manifest
+from controller.models.base import EARLIEST_YEAR, LATEST_YEAR
 from controller.models.manifest import Manifest
 from controller.planning.runbook import WARRANTY_DAYS, Fleet, History, PastPhase, build_plan
 from controller.reports.plan_render import FORMATS, Format, plan_dict, render
@@ -38,10 +40,13 @@ class IsoTime(click.ParamType[datetime]):
             return value
         try:
             moment = datetime.fromisoformat(str(value))
-        except ValueError:
+            moment = moment if moment.tzinfo else moment.astimezone()
+        except (ValueError, OverflowError, OSError):
             self.fail(f"{value!r} is not an ISO 8601 time (e.g. 2026-12-01T22:00+01:00)",
                       param, ctx)
-        return moment if moment.tzinfo else moment.astimezone()
+        if not EARLIEST_YEAR <= moment.year < LATEST_YEAR:  # the runbook adds hours to it
+            self.fail(f"{value!r}: a time between {EARLIEST_YEAR} and {LATEST_YEAR}", param, ctx)
+        return moment
 
 
 @click.command()
@@ -55,7 +60,7 @@ class IsoTime(click.ParamType[datetime]):
 @JSON_OPTION
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the plan to this file instead of stdout.")
-@click.option("--warranty-days", type=click.IntRange(min=0), default=WARRANTY_DAYS,
+@click.option("--warranty-days", type=click.IntRange(0, 3650), default=WARRANTY_DAYS,
               show_default=True, help="Length of the post-release warranty period.")
 @click.pass_obj
 def plan(app: AppContext, manifest: Path, inventory: Path | None, start: datetime | None,
@@ -94,8 +99,8 @@ def plan(app: AppContext, manifest: Path, inventory: Path | None, start: datetim
                         warranty_days=warranty_days)
     chosen: Format = "json" if as_json else fmt
     if output is not None:
-        output.write_text(render(result, chosen), encoding="utf-8")
-        err_console.print(f"plan of {result.release} written to {output}")
+        write_output(output, render(result, chosen))
+        err_console.print(escape(f"plan of {result.release} written to {output}"))
     elif chosen == "json":
         emit_json(plan_dict(result))
     else:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from controller.cli.context import AppContext
@@ -37,7 +38,8 @@ def _render(outcome: ReleaseOutcome, as_json: bool) -> None:
         emit_json({"ok": outcome.exit_code == 0, **vars(outcome)})
     else:
         colour = "green" if outcome.exit_code == 0 else "red"
-        console.print(f"[bold {colour}]{outcome.state}[/] {outcome.release}: {outcome.message}"
+        console.print(f"[bold {colour}]{outcome.state}[/] {outcome.release}: "
+                      f"{escape(outcome.message)}"
                       f" ({outcome.seconds:.1f}s, exit {outcome.exit_code})")
     sys.exit(outcome.exit_code)
 
@@ -48,28 +50,31 @@ def _render(outcome: ReleaseOutcome, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Run the playbooks in check mode with diff; "
               "change nothing, take no lock.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Apply a release the journal marks bad.")
 @WAIT_APPROVAL_OPTION
 @JSON_OPTION
 @click.pass_obj
 def apply(app: AppContext, manifest: Path, inventory: Path | None, dry_run: bool, yes: bool,
-          wait_approval: float | None, as_json: bool) -> None:
+          force: bool, wait_approval: float | None, as_json: bool) -> None:
     """Release MANIFEST: lock, snapshot, apply in batches, verify, commit or roll back.
 
     \b
     When the manifest's signoff.required roles have not all signed the release off
     (relctl signoff), nothing is touched: apply waits (--wait-approval, signoff.wait),
-    then refuses. Notices go to users through the manifest's notify channels at the
-    start and the end; a channel that fails is reported, never fatal.
+    then refuses. A sign-off approves one manifest text for one environment. A release
+    the journal marks bad (rolled back) is refused unless --force. Notices go to users
+    through the manifest's notify channels at the start and the end; a channel that
+    fails is reported, never fatal.
 
     \b
-    Exit codes: 0 released, 2 invalid manifest, 3 rolled back (a gate failed),
+    Exit codes: 0 released, 2 invalid manifest or a bad release, 3 rolled back,
     4 rollback failed or refused (needs a human), 5 environment locked,
     11 sign-off missing (nothing touched).
     """
     loaded = load_manifest(manifest)
     env = resolve_environment(app.state_dir, loaded, inventory)
     engine = ReleaseEngine(loaded, env, app.journal(), progress_printer(as_json),
-                           _notifier(loaded, as_json), approval_wait=wait_approval)
+                           _notifier(loaded, as_json), approval_wait=wait_approval, force=force)
     if dry_run:
         _render(engine.dry_run(), as_json)
     if not (yes or as_json or not sys.stdin.isatty()):
@@ -121,7 +126,8 @@ def resume(app: AppContext, inventory: Path | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--limit", default=20, show_default=True, help="How many releases.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True,
+              help="How many releases.")
 @click.option("--environment", default=None, help="Only this environment.")
 @JSON_OPTION
 @click.pass_obj

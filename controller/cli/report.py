@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from controller.cli.context import AppContext
-from controller.cli.output import console
+from controller.cli.output import console, write_output
 from controller.errors import InputError
 from controller.reports.release_report import FORMATS, Format, ReleaseFacts, junit_xml, render
 
@@ -42,10 +43,10 @@ def report(app: AppContext, release: str, fmt: Format, as_json: bool, output: Pa
     facts = ReleaseFacts.read(journal, record)
     text = render(facts, "json" if as_json else fmt)
     if junit is not None:
-        junit.write_text(junit_xml(facts))
+        write_output(junit, junit_xml(facts))
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text)
-        console.print(f"report of {record.name} written to {output}"
-                      + (f"; gates as JUnit XML in {junit}" if junit else ""))
+        write_output(output, text)
+        console.print(escape(f"report of {record.name} written to {output}"
+                             + (f"; gates as JUnit XML in {junit}" if junit else "")))

@@ -1,7 +1,9 @@
 """``relctl signoff``: record who approved a release, as which role, and when; list them.
 
 An environment whose manifests name ``signoff.required`` roles refuses ``apply`` (exit 11)
-until each role has signed the release off here (see ``controller.engine.signoff``).
+until each role has signed the release off here (see ``controller.engine.signoff``). A
+sign-off approves one manifest text (sha256) for one environment: ``--manifest``'s, else
+the one ``apply`` last refused or waits for.
 """
 
 from __future__ import annotations
@@ -10,16 +12,17 @@ import re
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from controller.cli.context import AppContext
 from controller.cli.output import JSON_OPTION, console, emit_json
-from controller.engine.signoff import read_status
+from controller.engine.signoff import approval, manifest_ref, read_status
 from controller.errors import InputError
-from controller.journal import Journal
+from controller.journal import Journal, ManifestRef
 from controller.manifest_loader import load_manifest
 from controller.models.durations import parse_duration
-from controller.models.manifest import SLUG_PATTERN
+from controller.models.manifest import SLUG_PATTERN, Manifest
 from controller.planning.signoff import Approval, SignoffStatus, sign_command, signoff_status
 
 
@@ -51,8 +54,8 @@ WAIT_APPROVAL_OPTION = click.option(
 @click.option("--note", default="", help="What was checked, a ticket, a condition.")
 @click.option("--list", "listing", is_flag=True, help="List RELEASE's sign-offs instead.")
 @click.option("--manifest", type=click.Path(path_type=Path), default=None,
-              help="With --list: also the roles MANIFEST's environment requires, and which "
-                   "are missing.")
+              help="The manifest signed off [default: the one apply last waited for]; with "
+                   "--list: also the roles it requires, and which are missing.")
 @JSON_OPTION
 @click.pass_obj
 def signoff(app: AppContext, release: str, role: str | None, signer: str | None, note: str,
@@ -62,8 +65,12 @@ def signoff(app: AppContext, release: str, role: str | None, signer: str | None,
     \b
     Examples:
       relctl signoff billing-2.4.0 --role uat --by "Uma Tester" --note "UAT-42 passed"
-      relctl signoff billing-2.4.0 --role change-board --by "Chris Board"
+      relctl signoff billing-2.4.0 --role change-board --by "Chris Board" \\
+          --manifest releases/billing-2.4.0.yml
       relctl signoff billing-2.4.0 --list --manifest releases/billing-2.4.0.yml
+
+    A sign-off approves the manifest's text (sha256) for its environment: an edited
+    manifest, or another environment, needs new sign-offs.
 
     Exit codes: 0 recorded or listed, 2 invalid release name, role, name or manifest.
     """
@@ -72,60 +79,85 @@ def signoff(app: AppContext, release: str, role: str | None, signer: str | None,
         if listing:
             _show(_status(journal, release, manifest), manifest is not None, as_json)
             return
-        approval = record_signoff(journal, release, role, signer, note)
+        signed = _signed(journal, release, manifest)
+        done = record_signoff(journal, release, role, signer, note, signed)
     if as_json:
-        emit_json({"ok": True, "release": release, **_approval_json(approval)})
+        emit_json({"ok": True, "release": release, **_approval_json(done)})
     else:
-        console.print(f"[green]signed off[/] {release} as {approval.role} by {approval.by} at "
-                      f"{_local(approval)}")
+        console.print(escape(f"signed off {release} as {done.role} by {done.by} at "
+                             f"{_local(done)}: {done.signed_what()} ({signed.path})"))
 
 
 def record_signoff(journal: Journal, release: str, role: str | None, signer: str | None,
-                   note: str) -> Approval:
-    """Check the input and write the sign-off to the journal; the recorded approval."""
+                   note: str, signed: ManifestRef) -> Approval:
+    """Check the input and write the sign-off of ``signed`` to the journal; the approval."""
     if role is None or not (signer or "").strip():
         raise InputError("a sign-off needs --role and --by (or use --list)",
                          hint=sign_command(release, role or "ROLE"))
     _check_slug("role", role)
-    signoff_id = journal.add_signoff(release, role, (signer or "").strip(), note.strip())
-    stored = next(s for s in journal.signoffs(release) if s.id == signoff_id)
-    return Approval(stored.role, stored.by, stored.time, stored.note)
+    signoff_id = journal.add_signoff(release, role, (signer or "").strip(), note.strip(),
+                                     signed)
+    return approval(next(s for s in journal.signoffs(release) if s.id == signoff_id))
+
+
+def _signed(journal: Journal, release: str, manifest: Path | None) -> ManifestRef:
+    """What the sign-off approves: ``manifest``, else what apply last waited for."""
+    if manifest is not None:
+        return manifest_ref(_load(release, manifest))
+    request = journal.signoff_request(release)
+    if request is None:
+        raise InputError(f"which manifest of {release} is signed off? apply has not asked "
+                         "for it yet", hint=f"{sign_command(release, 'ROLE')} --manifest FILE")
+    return request.manifest
+
+
+def _load(release: str, manifest: Path) -> Manifest:
+    loaded = load_manifest(manifest)
+    if loaded.release != release:
+        raise InputError(f"{manifest} is release {loaded.release}, not {release}")
+    return loaded
 
 
 def _status(journal: Journal, release: str, manifest: Path | None) -> SignoffStatus:
     if manifest is None:
-        approvals = [Approval(s.role, s.by, s.time, s.note) for s in journal.signoffs(release)]
+        approvals = [approval(s) for s in journal.signoffs(release)]
         return signoff_status(release, [], approvals)
-    loaded = load_manifest(manifest)
-    if loaded.release != release:
-        raise InputError(f"{manifest} is release {loaded.release}, not {release}")
+    loaded = _load(release, manifest)
     required = loaded.signoff.required if loaded.signoff else []
-    return read_status(journal, release, required)
+    return read_status(journal, release, required, manifest_ref(loaded))
 
 
 def _show(status: SignoffStatus, with_required: bool, as_json: bool) -> None:
     if as_json:
         emit_json({"release": status.release,
                    "signoffs": [_approval_json(a) for a in status.approvals],
+                   "stale": [_approval_json(a) for a in status.stale],
                    **({"required": status.required, "missing": status.missing,
                        "complete": status.complete} if with_required else {})})
         return
     table = Table(title=f"sign-offs of {status.release}")
     for column in ("role", "by", "time", "note"):
         table.add_column(column)
+    table.add_column("signed")
     for a in status.approvals:
-        table.add_row(a.role, a.by, _local(a), a.note)
-    console.print(table if status.approvals else f"no sign-off of {status.release} recorded")
+        table.add_row(escape(a.role), escape(a.by), _local(a), escape(a.note), a.signed_what())
+    for a in status.stale:
+        table.add_row(escape(a.role), escape(a.by), _local(a), escape(a.note),
+                      f"[red]stale[/]: {a.signed_what()}")
+    shown = status.approvals or status.stale
+    console.print(table if shown else escape(f"no sign-off of {status.release} recorded"))
     if with_required and status.missing:
         console.print(f"[red]missing[/] {', '.join(status.missing)}: "
-                      + "; ".join(sign_command(status.release, r) for r in status.missing))
+                      + escape("; ".join(sign_command(status.release, r)
+                                         for r in status.missing)))
     elif with_required:
         console.print(f"[green]complete[/]: {', '.join(status.required) or 'none required'}")
 
 
-def _approval_json(approval: Approval) -> dict[str, str]:
+def _approval_json(approval: Approval) -> dict[str, str | None]:
     return {"role": approval.role, "by": approval.by, "time": approval.time.isoformat(),
-            "note": approval.note}
+            "note": approval.note, "environment": approval.environment,
+            "manifest_sha256": approval.sha256}
 
 
 def _local(approval: Approval) -> str:

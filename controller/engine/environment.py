@@ -82,5 +82,4 @@ def _lab_url(lab: LabLayout, service: str) -> str | None:
 def open_journal(state_dir: Path, override: Path | None = None) -> Journal:
     """The journal: ``override``, else ``$RELCTL_JOURNAL``, else ``STATE_DIR/journal.sqlite``."""
     path = override or Path(os.environ.get(JOURNAL_ENV, state_dir / "journal.sqlite"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return Journal(path)
+    return Journal(path)  # creates its folder, or refuses the path (exit 2)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.adapters.ansible import PlaybookRun, TaskEvent, failure_summary, run_playbook
+from controller.engine.admission import refuse_bad_release
 from controller.engine.environment import Environment
 from controller.engine.gates import GateRunner
 from controller.engine.signoff import approvals_line, require_signoffs
@@ -72,9 +73,12 @@ class ReleaseEngine:
     notifier: Notifier | None = None  # None: the manifest's notify section (or silence)
     approval_wait: float | None = None  # None: the manifest's signoff.wait
     on_task: Callable[[TaskEvent], None] | None = None  # every task on every host (live view)
+    force: bool = False  # apply a release the journal marks bad
 
     def apply(self) -> ReleaseOutcome:
-        """Check sign-offs, lock, snapshot, apply in batches, verify, commit or roll back."""
+        """Refuse a bad release, check sign-offs, lock, snapshot, apply in batches, verify,
+        commit or roll back."""
+        refuse_bad_release(self.journal, self.manifest, force=self.force, progress=self.progress)
         signoffs = require_signoffs(self.journal, self.manifest, self.progress,
                                     wait_s=self.approval_wait)
         plan = self._plan()

@@ -3,8 +3,10 @@
     Journal(path)                           open or create it (WAL, migrated)
     ├── releases   start_release, set_release_state, mark_bad, release, find_release,
     │              history, last_good_release, unfinished_releases, log, events
-    ├── steps      begin_phase/end_phase, set_host_state, add_snapshot, add_gate_result,
-    │              add_signoff (and their readers)
+    ├── steps      begin_phase/end_phase, set_host_state, add_snapshot, add_gate_result
+    │              (and their readers)
+    ├── signoffs   add_signoff, signoffs, request_signoff, signoff_request: a sign-off
+    │              approves one manifest text (sha256) in one environment
     ├── locks      acquire_lock, release_lock, lock_status, locks, break_lock
     ├── continuity begin_continuity/end_continuity, continuity_records, last_replication
     └── monitoring claim_monitor/end_monitor, begin_round/end_round, monitors,
@@ -17,7 +19,7 @@ Each step is written before it starts and after it ends, so a crash leaves a rec
 from __future__ import annotations
 
 from controller.journal.db import SCHEMA_VERSION
-from controller.journal.errors import JournalError, LockedError
+from controller.journal.errors import JournalError, LockedError, UnusableJournalError
 from controller.journal.identity import current_holder
 from controller.journal.records import (
     FINAL_STATES,
@@ -30,6 +32,7 @@ from controller.journal.records import (
     HostState,
     HostStateRecord,
     LockRecord,
+    ManifestRef,
     MonitorRecord,
     MonitorRoundRecord,
     MonitorState,
@@ -39,6 +42,7 @@ from controller.journal.records import (
     ReleaseRecord,
     ReleaseState,
     SignoffRecord,
+    SignoffRequest,
     SnapshotRecord,
     Verdict,
 )
@@ -60,6 +64,7 @@ __all__ = [
     "JournalError",
     "LockRecord",
     "LockedError",
+    "ManifestRef",
     "MonitorRecord",
     "MonitorRoundRecord",
     "MonitorState",
@@ -69,7 +74,9 @@ __all__ = [
     "ReleaseRecord",
     "ReleaseState",
     "SignoffRecord",
+    "SignoffRequest",
     "SnapshotRecord",
+    "UnusableJournalError",
     "Verdict",
     "current_holder",
     "redact",

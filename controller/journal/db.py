@@ -8,7 +8,10 @@ The schema version is ``PRAGMA user_version``: ``MIGRATIONS[n]`` takes version n
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from controller.journal.errors import JournalError
+from controller.journal.errors import JournalError, UnusableJournalError
 from controller.journal.records import (
     CONTINUITY_KINDS,
     GATE_KINDS,
@@ -141,8 +144,28 @@ SCHEMA_V3 = (
     "CREATE INDEX monitor_rounds_by_release ON monitor_rounds (release_id)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
+SCHEMA_V4 = (
+    # When and why a release went bad (apply refuses it unless --force); rows marked bad
+    # before keep NULLs, and their end time and message stand in.
+    "ALTER TABLE releases ADD COLUMN bad_since TEXT",
+    "ALTER TABLE releases ADD COLUMN bad_reason TEXT",
+    # A sign-off approves one manifest text (sha256) for one environment; older rows keep
+    # NULLs: still listed, but they approve nothing any more.
+    "ALTER TABLE signoffs ADD COLUMN environment TEXT",
+    "ALTER TABLE signoffs ADD COLUMN manifest_path TEXT",
+    "ALTER TABLE signoffs ADD COLUMN manifest_sha256 TEXT",
+    # What apply waits to have signed: `relctl signoff` without --manifest signs it.
+    """CREATE TABLE signoff_requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        release TEXT NOT NULL, environment TEXT NOT NULL,
+        manifest_path TEXT NOT NULL, manifest_sha256 TEXT NOT NULL,
+        time TEXT NOT NULL)""",
+    "CREATE INDEX signoff_requests_by_release ON signoff_requests (release)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4)
 SCHEMA_VERSION = len(MIGRATIONS)
+TABLES = frozenset(re.findall(r"CREATE TABLE (\w+)", " ".join(s for m in MIGRATIONS for s in m)))
 
 
 def utcnow() -> datetime:
@@ -156,22 +179,36 @@ def iso(moment: datetime) -> str:
 
 
 def connect(path: Path, busy_timeout_s: float = 10.0) -> sqlite3.Connection:
-    """Open (creating if needed) the journal at ``path``, migrated to ``SCHEMA_VERSION``."""
+    """Open (creating if needed) the journal at ``path``, migrated to ``SCHEMA_VERSION``.
+
+    ``UnusableJournalError`` (exit 2) when ``path`` is not a regular file, cannot be
+    created, or is not SQLite or not a relctl journal: nothing is written to it then."""
     try:
+        _check_regular(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
-    except (OSError, sqlite3.Error) as error:
-        raise JournalError(f"cannot open the journal {path}: {error}") from error
+    except (OSError, ValueError, sqlite3.Error) as error:
+        raise UnusableJournalError(f"cannot open the journal {path}: {error}") from error
     conn.row_factory = sqlite3.Row
     try:
         _configure(conn, busy_timeout_s)
         migrate(conn)
     except (sqlite3.Error, JournalError) as error:
         conn.close()
-        if isinstance(error, JournalError):
+        if isinstance(error, JournalError) and not isinstance(error, UnusableJournalError):
             raise
-        raise JournalError(f"cannot use the journal {path}: {error}") from error
+        reason = error.message if isinstance(error, JournalError) else error
+        raise UnusableJournalError(f"cannot use the journal {path}: {reason}") from error
     return conn
+
+
+def _check_regular(path: Path) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise UnusableJournalError(f"the journal {path} is not a regular file")
 
 
 def _configure(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
@@ -189,11 +226,24 @@ def migrate(conn: sqlite3.Connection) -> int:
             raise JournalError(
                 f"the journal has schema version {found}; this relctl knows up to "
                 f"{SCHEMA_VERSION}", hint="upgrade relctl, or use another --state-dir")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                  if not r[0].startswith("sqlite_")}
+        if found == 0 and tables:
+            raise UnusableJournalError("an SQLite database, but not a relctl journal "
+                                       f"(it holds {', '.join(sorted(tables)[:5])})")
         for statements in MIGRATIONS[found:]:
             for statement in statements:
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    _check_tables(conn)
     return found
+
+
+def _check_tables(conn: sqlite3.Connection) -> None:
+    found = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    missing = sorted(TABLES - found)
+    if missing:
+        raise UnusableJournalError(f"not a relctl journal: no table {', '.join(missing)}")
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """Errors of the journal, in the tree of ``controller.errors``.
 
     RelctlError                      exit 1
-    ├── JournalError                 exit 1   the journal file cannot be opened or used
+    ├── JournalError                 exit 1   the journal lacks a record, or is too new
+    │   └── UnusableJournalError     exit 2   the journal path names no usable relctl
+    │                                         journal (a folder, /proc, not SQLite, ...)
     └── LockedError                  exit 5   another release holds the environment's lock
 """
 
@@ -12,6 +14,13 @@ from controller.errors import ExitCode, RelctlError
 
 class JournalError(RelctlError):
     """The journal database is unreadable, too new, or lacks a record asked for."""
+
+
+class UnusableJournalError(JournalError):
+    """The journal path (``--journal``, ``$RELCTL_JOURNAL``) is bad input: it cannot be
+    created or opened, or holds something that is not a relctl journal."""
+
+    exit_code = ExitCode.INVALID_INPUT
 
 
 class LockedError(RelctlError):

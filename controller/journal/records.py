@@ -83,6 +83,8 @@ class ReleaseRecord:
     operator: Holder
     exit_code: int | None
     message: str | None
+    bad_since: datetime | None = None  # when it was marked bad (None: not, or not known)
+    bad_reason: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -100,6 +102,7 @@ class ReleaseRecord:
             manifest_sha256=row["manifest_sha256"], state=row["state"], bad=bool(row["bad"]),
             started=_time(row["started"]), ended=parse_time(row["ended"]), operator=operator,
             exit_code=row["exit_code"], message=row["message"],
+            bad_since=parse_time(row["bad_since"]), bad_reason=row["bad_reason"],
         )
 
 
@@ -220,8 +223,25 @@ class LockRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ManifestRef:
+    """One manifest text in one environment: what a sign-off approves."""
+
+    environment: str
+    path: Path
+    sha256: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ManifestRef | None:
+        """The reference a row holds; None for a sign-off recorded before they had one."""
+        if row["manifest_sha256"] is None or row["environment"] is None:
+            return None
+        return cls(row["environment"], Path(row["manifest_path"] or ""), row["manifest_sha256"])
+
+
+@dataclass(frozen=True, slots=True)
 class SignoffRecord:
-    """An approval of a release by someone in a role."""
+    """An approval of a release by someone in a role, of one manifest text in one
+    environment (``signed`` is None for the sign-offs of older journals)."""
 
     id: int
     release: str
@@ -229,12 +249,29 @@ class SignoffRecord:
     by: str
     note: str
     time: datetime
+    signed: ManifestRef | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> SignoffRecord:
         """The record of a ``signoffs`` row."""
         return cls(row["id"], row["release"], row["role"], row["signed_by"], row["note"],
-                   _time(row["time"]))
+                   _time(row["time"]), ManifestRef.from_row(row))
+
+
+@dataclass(frozen=True, slots=True)
+class SignoffRequest:
+    """A manifest ``apply`` refused or waits for, until its roles sign it off."""
+
+    id: int
+    release: str
+    manifest: ManifestRef
+    time: datetime
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> SignoffRequest:
+        """The record of a ``signoff_requests`` row."""
+        ref = ManifestRef(row["environment"], Path(row["manifest_path"]), row["manifest_sha256"])
+        return cls(row["id"], row["release"], ref, _time(row["time"]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,8 +54,12 @@ class ReleaseLog(JournalBase):
         self.log(release_id, f"state: {state}" + (f" ({message})" if message else ""))
 
     def mark_bad(self, release_id: int, reason: str | None = None) -> None:
-        """Flag a release as bad: it is never chosen as a rollback target."""
-        cursor = self._write("UPDATE releases SET bad = 1 WHERE id = ?", (release_id,))
+        """Flag a release as bad: it is never chosen as a rollback target, and ``apply``
+        refuses it (unless forced). The first time and reason it went bad are kept."""
+        cursor = self._write(
+            "UPDATE releases SET bad = 1, bad_since = COALESCE(bad_since, ?),"
+            " bad_reason = COALESCE(bad_reason, ?) WHERE id = ?",
+            (self._now(), reason, release_id))
         self._require(cursor.rowcount, release_id)
         self.log(release_id, "marked bad" + (f": {reason}" if reason else ""))
 
@@ -90,6 +94,12 @@ class ReleaseLog(JournalBase):
             (environment, environment, service, service, limit),
         )
         return [ReleaseRecord.from_row(r) for r in rows]
+
+    def bad_release(self, name: str) -> ReleaseRecord | None:
+        """The latest attempt of release ``name`` that is marked bad, if any."""
+        row = self._row("SELECT * FROM releases WHERE name = ? AND bad = 1"
+                        " ORDER BY id DESC LIMIT 1", (name,))
+        return ReleaseRecord.from_row(row) if row is not None else None
 
     def last_good_release(self, service: str, environment: str) -> ReleaseRecord | None:
         """The latest release of ``service`` in ``environment`` that was released and

@@ -1,4 +1,4 @@
-"""What happens inside a release: phases, host states, snapshots, gate verdicts, sign-offs.
+"""What happens inside a release: phases, host states, snapshots, gate verdicts.
 
 Every detail, meta and figures mapping is passed through ``redact`` before it is stored.
 """
@@ -18,7 +18,6 @@ from controller.journal.records import (
     HostStateRecord,
     PhaseRecord,
     PhaseState,
-    SignoffRecord,
     SnapshotRecord,
     Verdict,
 )
@@ -28,7 +27,7 @@ Detail = Mapping[str, Any] | None
 
 
 class StepLog(JournalBase):
-    """Phases, host states, snapshots, gate results and sign-offs of releases."""
+    """Phases, host states, snapshots and gate results of releases."""
 
     def begin_phase(self, release_id: int, name: str, detail: Detail = None) -> int:
         """Record that phase ``name`` starts now (before doing it); returns its id."""
@@ -129,16 +128,3 @@ class StepLog(JournalBase):
         rows = self._rows("SELECT * FROM gate_results WHERE release_id = ? ORDER BY id",
                           (release_id,))
         return [GateRecord.from_row(r) for r in rows]
-
-    def add_signoff(self, release: str, role: str, by: str, note: str = "") -> int:
-        """Record that ``by`` approved release ``release`` as ``role``; its id."""
-        cursor = self._write(
-            "INSERT INTO signoffs (release, role, signed_by, note, time) VALUES (?, ?, ?, ?, ?)",
-            (release, role, by, note, self._now()),
-        )
-        return int(cursor.lastrowid or 0)
-
-    def signoffs(self, release: str) -> list[SignoffRecord]:
-        """The sign-offs of a release name, oldest first."""
-        rows = self._rows("SELECT * FROM signoffs WHERE release = ? ORDER BY id", (release,))
-        return [SignoffRecord.from_row(r) for r in rows]

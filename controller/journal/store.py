@@ -6,10 +6,11 @@ from controller.journal.continuity import ContinuityLog
 from controller.journal.locks import LockTable
 from controller.journal.monitoring import MonitorLog
 from controller.journal.releases import ReleaseLog
+from controller.journal.signoffs import SignoffLog
 from controller.journal.steps import StepLog
 
 
-class Journal(ReleaseLog, StepLog, LockTable, ContinuityLog, MonitorLog):
+class Journal(ReleaseLog, StepLog, SignoffLog, LockTable, ContinuityLog, MonitorLog):
     """Releases, phases, host states, snapshots, gate results, events, locks, sign-offs,
     continuity records (replications, failovers, failbacks, drills) and warranty monitors.
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from controller.models.base import HAPROXY_NAME_PATTERN, HostPattern, Int, Number
 from controller.models.durations import Duration
 from controller.models.manifest import (
     Command,
@@ -24,6 +25,7 @@ from controller.models.manifest import (
 )
 from controller.models.notify import NotifyConfig
 
+URL_PATH = r"^/[!-~]*$"  # printable ASCII, no space: it goes into an HTTP request line
 Method = Literal["GET", "POST", "PUT", "DELETE", "HEAD"]
 
 
@@ -31,9 +33,9 @@ class HttpCheck(_Model):
     """One HTTP request through the load balancer and the answer that means "working"."""
 
     method: Method = Field("GET", description="HTTP method.")
-    path: str = Field(pattern=r"^/", description="Path on the load balancer, e.g. /health.")
+    path: str = Field(pattern=URL_PATH, description="Path on the load balancer, e.g. /health.")
     body: dict[str, Any] | None = Field(None, description="JSON body to send, if any.")
-    expect_status: int = Field(200, ge=100, le=599, description="Status code that passes.")
+    expect_status: Int = Field(200, ge=100, le=599, description="Status code that passes.")
     timeout: Duration = Field(2.0, gt=0, le=60, description="Timeout of one request.")
 
 
@@ -42,7 +44,7 @@ class CriticalFunction(_Model):
 
     name: Slug = Field(description="Function id, e.g. record-payments.")
     description: str = Field("", description="What the business loses without it.")
-    priority: int = Field(ge=1, le=99, description="1 is restored and verified first.")
+    priority: Int = Field(ge=1, le=99, description="1 is restored and verified first.")
     check: HttpCheck = Field(description="How to tell the function works, through the LB.")
     rto: Duration = Field(gt=0, le=86400, description="Recovery time objective: 30s, 5m.")
     rpo: Duration = Field(ge=0, le=86400, description="Recovery point objective: 0, 5m.")
@@ -51,8 +53,8 @@ class CriticalFunction(_Model):
 class Sites(_Model):
     """The inventory groups of the two sites."""
 
-    primary: str = Field(min_length=1, description="Inventory group of the primary site.")
-    backup: str = Field(min_length=1, description="Inventory group of the backup site.")
+    primary: HostPattern = Field(description="Inventory group of the primary site.")
+    backup: HostPattern = Field(description="Inventory group of the backup site.")
 
     @model_validator(mode="after")
     def _distinct(self) -> Sites:
@@ -64,13 +66,13 @@ class Sites(_Model):
 class LoadBalancer(_Model):
     """The HAProxy in front of both sites."""
 
-    group: str = Field("lb", min_length=1, description="Inventory group of the LB host.")
+    group: HostPattern = Field("lb", description="Inventory group of the LB host.")
     backend: str | None = Field(
-        None, min_length=1,
+        None, pattern=HAPROXY_NAME_PATTERN, max_length=100,
         description="HAProxy backend of the service; default: the service's name, as "
         "relctl lab up names it.")
-    port: int = Field(8000, ge=1, le=65535, description="Port of the LB's frontend.")
-    runtime_api_port: int = Field(9999, ge=1, le=65535,
+    port: Int = Field(8000, ge=1, le=65535, description="Port of the LB's frontend.")
+    runtime_api_port: Int = Field(9999, ge=1, le=65535,
                                   description="TCP port of HAProxy's runtime API.")
     state_file: RemotePath = Field("/var/lib/haproxy/server-state",
                                    description="HAProxy server-state-file on the LB host.")
@@ -82,7 +84,7 @@ class ReplicatedData(_Model):
     name: Slug = Field(description="Data id, e.g. billing-db.")
     path: RemotePath = Field(description="Path of the database on the hosts.")
     engine: Literal["sqlite"] = Field("sqlite", description="Only sqlite for now.")
-    source: str | None = Field(
+    source: HostPattern | None = Field(
         None, description="Host that writes it (single writer); default: first primary.")
     every: Duration = Field(60, gt=0, le=86400,
                            description="Replication interval `relctl replicate --every` uses.")
@@ -111,18 +113,18 @@ class DrillSettings(_Model):
     """The load a drill runs through the LB for its whole length."""
 
     locustfile: ExistingFile = Field(description="Locust file of the drill load.")
-    users: int = Field(5, ge=1, le=1000, description="Simulated users.")
-    spawn_rate: float = Field(5, gt=0, description="Users started per second.")
+    users: Int = Field(5, ge=1, le=1000, description="Simulated users.")
+    spawn_rate: Number = Field(5, gt=0, le=100_000, description="Users started per second.")
     warmup: Duration = Field(3, ge=0, le=600, description="Load before the fault.")
     settle: Duration = Field(3, ge=0, le=600, description="Load after recovery.")
     detect_interval: Duration = Field(0.1, gt=0, le=10,
                                      description="How often relctl's health probe polls.")
-    detect_failures: int = Field(2, ge=1, le=20,
+    detect_failures: Int = Field(2, ge=1, le=20,
                                  description="Consecutive failed polls that mean a fault.")
     process_match: str | None = Field(
         None, min_length=3,
         description="Part of the service's command line (service-crash kills it).")
-    flaps: int = Field(3, ge=1, le=50, description="Down/up cycles of lb-backend-flap.")
+    flaps: Int = Field(3, ge=1, le=50, description="Down/up cycles of lb-backend-flap.")
 
 
 class ContinuityPlan(_Model):
@@ -136,11 +138,11 @@ class ContinuityPlan(_Model):
     sites: Sites = Field(description="Primary and backup host groups.")
     lb: LoadBalancer = Field(default_factory=LoadBalancer, description="The load balancer.")
     data: list[ReplicatedData] = Field(default_factory=list, description="Data to replicate.")
-    service_port: int = Field(8080, ge=1, le=65535,
+    service_port: Int = Field(8080, ge=1, le=65535,
                               description="Port the service answers on each host.")
-    health_path: str = Field("/health", pattern=r"^/", description="Per-host health URL path.")
+    health_path: str = Field("/health", pattern=URL_PATH, description="Per-host health URL path.")
     version_path: str | None = Field(
-        "/version", pattern=r"^/",
+        "/version", pattern=URL_PATH,
         description='Per-host URL answering {"version": ...}; null if the service has none.')
     restart: Command | None = Field(
         None, description="Command that starts the service on a host (drills, failback).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -9,7 +10,8 @@ from pydantic import BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+PATTERN = re.compile(r"^\s*(\d{1,12}(?:\.\d{1,9})?)\s*(ms|s|m|h|d)?\s*$")
+MAX_SECONDS = 366 * 86400.0  # a year: longer is a typo, and would overflow date arithmetic
 
 
 def parse_duration(value: Any) -> float:
@@ -17,13 +19,22 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise PydanticCustomError("duration", "a duration, not a boolean")
     if isinstance(value, int | float):
-        return float(value)
-    match = PATTERN.match(str(value))
+        return _bounded(value)
+    match = PATTERN.match(value) if isinstance(value, str) else None
     if not match:
         raise PydanticCustomError(
             "duration", "not a duration: {value} (write e.g. 30, 250ms, 30s, 5m, 2h, 1d)",
-            {"value": repr(value)})
-    return float(match.group(1)) * UNITS[match.group(2) or "s"]
+            {"value": repr(value)[:100]})
+    return _bounded(float(match.group(1)) * UNITS[match.group(2) or "s"])
+
+
+def _bounded(seconds: float) -> float:
+    """``seconds`` as a float, when finite and from 0 to ``MAX_SECONDS`` (compared before
+    the conversion: an integer of 400 digits is no float)."""
+    if not (0 <= seconds <= MAX_SECONDS and math.isfinite(seconds)):
+        raise PydanticCustomError("duration", "a duration from 0 to 366d, got {value}",
+                                  {"value": repr(seconds)[:40]})
+    return float(seconds)
 
 
 def format_duration(seconds: float) -> str:

@@ -13,10 +13,9 @@ import math
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -34,13 +33,29 @@ from controller.models.base import (
     Command,
     ExistingDir,
     ExistingFile,
+    Flag,
+    HostPattern,
+    Int,
     ItemName,
     LocalPath,
+    Moment,
+    Number,
     RemotePath,
     Slug,
+    Version,
     _Model,
 )
 from controller.models.durations import Duration
+from controller.models.items import (
+    ArtifactItem,
+    ConfigItem,
+    DataItem,
+    DirectoryItem,
+    FileItem,
+    ItemT,
+    PackageItem,
+    ServiceItem,
+)
 from controller.models.notify import NotifyConfig
 
 # The building blocks from controller.models.base are re-exported: other config models
@@ -86,97 +101,7 @@ BATCH_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 1},
                           {"type": "string", "pattern": PERCENT_PATTERN}]}
 
 Level = Literal["low", "medium", "high"]
-
-
-class _Item(_Model):
-    name: ItemName = Field(description="Unique name of the item within the manifest.")
-
-
-class FileItem(_Item):
-    """One file on every target host (content snapshotted and restored byte for byte)."""
-
-    kind: Literal["file"] = Field(description="Item kind: a single file.")
-    path: RemotePath = Field(description="Absolute path of the file on the host.")
-
-
-class DirectoryItem(_Item):
-    """A directory tree on every target host."""
-
-    kind: Literal["directory"] = Field(description="Item kind: a directory tree.")
-    path: RemotePath = Field(description="Absolute path of the directory on the host.")
-
-
-class ArtifactItem(_Item):
-    """A Capistrano-style release: ``root/releases/<version>`` and a ``root/current`` link."""
-
-    kind: Literal["artifact"] = Field(description="Item kind: a release directory + symlink.")
-    root: RemotePath = Field(description="Folder holding releases/<version> and current.")
-    source: ExistingFile = Field(description="Release tarball on the controller (must exist).")
-
-    @property
-    def current_link(self) -> str:
-        """The ``current`` symlink on the host."""
-        return f"{self.root}/current"
-
-    def release_dir(self, version: str) -> str:
-        """Where ``version`` is unpacked on the host."""
-        return f"{self.root}/releases/{version}"
-
-
-class PackageItem(_Item):
-    """A package pinned to a version on every target host."""
-
-    kind: Literal["package"] = Field(description="Item kind: an OS or Python package.")
-    version: str = Field(min_length=1, description="Exact version to install.")
-    manager: Literal["pip", "apt"] = Field(description="Package manager: pip or apt.")
-    venv: RemotePath | None = Field(
-        None, description="Virtualenv on the host (required for pip, not allowed for apt)."
-    )
-
-    @model_validator(mode="after")
-    def _venv_matches_manager(self) -> PackageItem:
-        if self.manager == "pip" and self.venv is None:
-            raise ValueError("a pip package needs 'venv' (system-wide pip is not managed)")
-        if self.manager == "apt" and self.venv is not None:
-            raise ValueError("'venv' only applies to pip packages")
-        return self
-
-
-class ServiceItem(_Item):
-    """A service controlled by shell commands on the host."""
-
-    kind: Literal["service"] = Field(description="Item kind: a running service.")
-    start: Command = Field(description="Command that starts the service.")
-    stop: Command = Field(description="Command that stops the service.")
-    check: Command | None = Field(
-        None, description="Command that exits 0 when the service runs and is healthy."
-    )
-
-
-class DataItem(_Item):
-    """Application data, e.g. a SQLite database, snapshotted consistently."""
-
-    kind: Literal["data"] = Field(description="Item kind: application data.")
-    path: RemotePath = Field(description="Absolute path of the data on the host.")
-    engine: Literal["sqlite"] = Field(
-        "sqlite", description="Data engine; sqlite is snapshotted with its online backup API."
-    )
-    conversion: ExistingFile | None = Field(
-        None, description="Playbook that converts the data for this release (must exist)."
-    )
-    reversible: bool = Field(
-        True, description="false: once converted, rolling back cannot restore the old data."
-    )
-
-
-ConfigItem = Annotated[
-    FileItem | DirectoryItem | ArtifactItem | PackageItem | ServiceItem | DataItem,
-    Field(discriminator="kind"),
-]
-"""Any configuration item, told apart by ``kind``."""
-
-ItemT = TypeVar("ItemT", FileItem, DirectoryItem, ArtifactItem, PackageItem, ServiceItem,
-                DataItem)
+MAX_HOSTS = 100_000
 
 
 def _as_list(value: Any) -> Any:
@@ -193,7 +118,7 @@ class Playbooks(_Model):
     rollback: list[ExistingFile] = Field(
         default_factory=list, description="Playbooks run after the snapshot restore, if any."
     )
-    check_mode_supported: bool = Field(
+    check_mode_supported: Flag = Field(
         False, description="The apply playbooks can run with --check for a dry run."
     )
 
@@ -202,7 +127,7 @@ class Playbooks(_Model):
 
 def _batch_size(value: Any) -> int | str:
     """A host count (>= 1) or a percentage string such as ``"50%"``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_HOSTS:
         return value
     if isinstance(value, str) and re.fullmatch(PERCENT_PATTERN, value.strip()):
         return value.strip()
@@ -218,11 +143,11 @@ BatchSize = Annotated[int | str, PlainValidator(_batch_size), WithJsonSchema(BAT
 class Strategy(_Model):
     """How hosts are rolled: a canary batch first, then fixed-size batches."""
 
-    canary: int = Field(1, ge=1, description="Hosts in the first batch.")
+    canary: Int = Field(1, ge=1, le=MAX_HOSTS, description="Hosts in the first batch.")
     batch_size: BatchSize = Field(
         1, description="Hosts per later batch, or a percentage of all hosts ('50%')."
     )
-    max_fail_percentage: int = Field(
+    max_fail_percentage: Int = Field(
         0, ge=0, le=0, description="Percentage of a batch allowed to fail before rollback. "
         "Only 0 for now: relctl rolls the release back on any host's failure, because "
         "tolerating some would leave a mixed fleet."
@@ -249,7 +174,8 @@ class TestinfraGate(_Model):
     __test__ = False  # not a pytest test class, despite the name
 
     tests: ExistingFile = Field(description="testinfra test file (must exist).")
-    env: dict[str, str] = Field(
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")],
+              Annotated[str, Field(pattern=r"^[^\x00]*$")]] = Field(
         default_factory=dict, description="Environment variables for the test run."
     )
 
@@ -260,21 +186,26 @@ class LoadThresholds(BaseModel):
     Not frozen: ``controller.planning.gates.LoadCriteria`` declares settable attributes.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    p95_ms: float | None = Field(None, gt=0, description="Highest allowed p95 latency (ms).")
-    max_failure_ratio: float | None = Field(
+    p95_ms: Number | None = Field(None, gt=0, le=3_600_000,
+                                  description="Highest allowed p95 latency (ms).")
+    max_failure_ratio: Number | None = Field(
         0.01, ge=0, le=1, description="Highest allowed share of failed requests (null: any)."
     )
-    min_rps: float | None = Field(None, ge=0, description="Lowest allowed requests per second.")
-    p95_vs_baseline: float | None = Field(
-        None, gt=0, description="Highest allowed ratio of candidate p95 to baseline p95."
+    min_rps: Number | None = Field(None, ge=0, le=1e9,
+                                   description="Lowest allowed requests per second.")
+    p95_vs_baseline: Number | None = Field(
+        None, gt=0, le=1e6,
+        description="Highest allowed ratio of candidate p95 to baseline p95."
     )
-    p95_slack_ms: float = Field(
-        25, ge=0, description="Noise allowance of p95_vs_baseline: the candidate fails it only "
+    p95_slack_ms: Number = Field(
+        25, ge=0, le=3_600_000,
+        description="Noise allowance of p95_vs_baseline: the candidate fails it only "
         "when its p95 is also this many ms above the baseline's.")
-    min_requests: int = Field(
-        20, ge=1, description="Fewer measured requests make the verdict inconclusive."
+    min_requests: Int = Field(
+        20, ge=1, le=1_000_000_000,
+        description="Fewer measured requests make the verdict inconclusive."
     )
 
 
@@ -285,9 +216,10 @@ class LocustGate(_Model):
     url: str | None = Field(
         None, pattern=r"^https?://", description="Target URL; default: the environment's LB."
     )
-    users: int = Field(10, ge=1, description="Simulated users.")
-    spawn_rate: float = Field(10, gt=0, description="Users started per second.")
-    duration_s: float = Field(10, gt=0, description="Length of the measured run in seconds.")
+    users: Int = Field(10, ge=1, le=100_000, description="Simulated users.")
+    spawn_rate: Number = Field(10, gt=0, le=100_000, description="Users started per second.")
+    duration_s: Number = Field(10, gt=0, le=86400,
+                               description="Length of the measured run in seconds.")
     thresholds: LoadThresholds = Field(
         default_factory=LoadThresholds, description="Pass/fail thresholds."
     )
@@ -314,8 +246,8 @@ class Owners(_Model):
 class ChangeWindow(_Model):
     """When the change may be made (timezone-aware)."""
 
-    start: AwareDatetime = Field(description="Start of the window, with a UTC offset.")
-    end: AwareDatetime = Field(description="End of the window, with a UTC offset.")
+    start: Moment = Field(description="Start of the window, with a UTC offset.")
+    end: Moment = Field(description="End of the window, with a UTC offset.")
 
     @model_validator(mode="after")
     def _ordered(self) -> ChangeWindow:
@@ -358,13 +290,14 @@ class Manifest(_Model):
     """One release of one service to one environment."""
 
     release: Slug = Field(description="Release id, e.g. billing-2.4.0.")
-    version: str = Field(min_length=1, max_length=100, description="Version being released.")
+    version: Version = Field(description="Version being released: letters, digits, . _ + ~ -.")
     service: Slug = Field(description="Service the release belongs to.")
     environment: Slug = Field(description="Environment: the lock and sign-off scope.")
     inventory: LocalPath | None = Field(
         None, description="Ansible inventory; relative to the manifest; the CLI may override."
     )
-    targets: str = Field(min_length=1, description="Inventory group or host pattern.")
+    targets: HostPattern = Field(description="Inventory group or host pattern (never an "
+                                 "option: it cannot start with '-').")
     items: list[ConfigItem] = Field(
         min_length=1, description="Configuration items, snapshotted before the apply."
     )

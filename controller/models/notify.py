@@ -58,7 +58,7 @@ def _web_url(value: SecretStr) -> SecretStr:
 
 def _address(value: str) -> str:
     _name, address = parseaddr(value)
-    if "@" not in address or " " in address:
+    if "@" not in address or " " in address or not value.isprintable():
         raise ValueError(f"not an email address: {value!r}")
     return value
 
@@ -101,7 +101,8 @@ class WebhookChannel(_Model):
 class OutboxChannel(_Model):
     """Email-ready ``.eml`` files written to a folder that a mail relay picks up."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              allow_inf_nan=False)
 
     kind: Literal["outbox"] = Field(description="Channel kind: an outbox of .eml files.")
     dir: LocalPath = Field(description="Folder of the .eml files; relative to the manifest.")

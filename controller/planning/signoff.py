@@ -1,13 +1,15 @@
 """Sign-offs as data: which required roles have approved a release, and which are missing.
 
 The manifest's ``signoff.required`` names the roles its environment requires; the
-journal holds who signed what (``relctl signoff``). Everything here is pure.
+journal holds who signed what (``relctl signoff``). A sign-off approves one manifest text
+(its sha256) for one environment: one of another text or environment is *stale* and
+counts for nothing. Everything here is pure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from controller.models.durations import format_duration
@@ -24,6 +26,18 @@ class Approval:
     by: str
     time: datetime
     note: str = ""
+    environment: str | None = None  # what was signed; None: an old, unbound sign-off
+    sha256: str | None = None
+
+    def approves(self, environment: str, sha256: str) -> bool:
+        """True when this sign-off is of manifest text ``sha256`` for ``environment``."""
+        return self.environment == environment and self.sha256 == sha256
+
+    def signed_what(self) -> str:
+        """What it approved, for messages."""
+        if self.sha256 is None:
+            return "no manifest (recorded before sign-offs named one)"
+        return f"manifest sha256 {self.sha256[:12]} for {self.environment}"
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,7 @@ class SignoffStatus:
     required: list[str]
     approvals: list[Approval]
     missing: list[str]
+    stale: list[Approval] = field(default_factory=list)  # of another text or environment
 
     @property
     def complete(self) -> bool:
@@ -47,11 +62,14 @@ def missing_roles(required: Sequence[str], signed: Iterable[str]) -> list[str]:
     return [role for role in dict.fromkeys(required) if role not in have]
 
 
-def signoff_status(release: str, required: Sequence[str],
-                   approvals: Sequence[Approval]) -> SignoffStatus:
-    """``release``'s approvals against ``required``, and what is still missing."""
-    return SignoffStatus(release, list(dict.fromkeys(required)), list(approvals),
-                         missing_roles(required, (a.role for a in approvals)))
+def signoff_status(release: str, required: Sequence[str], approvals: Sequence[Approval],
+                   bound_to: tuple[str, str] | None = None) -> SignoffStatus:
+    """``release``'s approvals against ``required``, and what is still missing; with
+    ``bound_to`` (environment, manifest sha256) only the approvals of that count."""
+    valid = [a for a in approvals if bound_to is None or a.approves(*bound_to)]
+    stale = [a for a in approvals if a not in valid]
+    return SignoffStatus(release, list(dict.fromkeys(required)), valid,
+                         missing_roles(required, (a.role for a in valid)), stale)
 
 
 def sign_command(release: str, role: str) -> str:
@@ -60,10 +78,14 @@ def sign_command(release: str, role: str) -> str:
 
 
 def refusal(release: str, environment: str, missing: Sequence[str],
-            waited_s: float | None) -> tuple[str, str]:
+            waited_s: float | None, stale: Sequence[Approval] = ()) -> tuple[str, str]:
     """Why ``apply`` refuses, and how to fix it: (message, hint)."""
     message = (f"{release} may not be applied to {environment}: no sign-off by "
-               f"{', '.join(missing)}")
+               f"{', '.join(missing)} of this manifest")
+    outdated = [a for a in stale if a.role in missing]
+    if outdated:
+        message += "; " + "; ".join(f"{a.role} signed {a.signed_what()}, not this one"
+                                    for a in outdated)
     if waited_s:
         message += f" (waited {format_duration(waited_s)} for approval: counts as denied)"
     hint = "record each sign-off, then apply again:\n" + "\n".join(

@@ -37,11 +37,15 @@ WORK = Path("/var/tmp/relctl-wheel")
 NOTES = ROOT / "examples" / "notes"
 BASE = "127.0.9.160"
 VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
-# What a rollback must put back on each host, each read as one digest.
+# What a rollback must put back on each host, each read as one digest: code and config
+# byte for byte; the database by its content (SQLite's backup API, which snapshots and
+# restores it while the service runs, rewrites the file header's change counters).
 ITEM_DIGESTS = {
-    "code": "readlink /opt/notes/current; cd /opt/notes/current/ && sha256sum $(find . -type f | sort)",
+    "code": "readlink /opt/notes/current; "
+            "cd /opt/notes/current/ && sha256sum $(find . -type f | sort)",
     "config": "sha256sum /etc/notes/notes.conf",
-    "data": "sha256sum /var/lib/notes/notes.db",
+    "data": "python3 -c 'import sqlite3; print(*sqlite3.connect(\"/var/lib/notes/notes.db\")"
+            ".iterdump(), sep=chr(10))'",
 }
 
 

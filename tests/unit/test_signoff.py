@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.engine.signoff import require_signoffs
+from controller.engine.signoff import manifest_ref, require_signoffs
 from controller.errors import ExitCode, SignoffMissingError
 from controller.journal import Journal
 from controller.models.manifest import Manifest
@@ -73,7 +73,8 @@ def test_status_and_refusal_name_what_is_missing_and_how_to_sign() -> None:
     assert not status.complete and status.missing == ["change-board"]
     message, hint = refusal("ledger-1.1.0", "production", ["uat", "change-board"], 90)
     assert message == ("ledger-1.1.0 may not be applied to production: no sign-off by uat, "
-                       "change-board (waited 1m30s for approval: counts as denied)")
+                       "change-board of this manifest (waited 1m30s for approval: "
+                       "counts as denied)")
     assert "relctl signoff ledger-1.1.0 --role uat --by NAME" in hint
     assert "relctl signoff ledger-1.1.0 --role change-board --by NAME" in hint
 
@@ -95,15 +96,16 @@ def test_no_policy_needs_no_signoff(tmp_path: Path) -> None:
 
 def test_the_gate_waits_for_a_late_signoff(tmp_path: Path) -> None:
     clock, progress = FakeClock(), []
+    m = manifest({"required": ["uat", "change-board"], "wait": "10m"})
     with Journal(tmp_path / "j.sqlite") as journal:
-        journal.add_signoff("ledger-1.1.0", "uat", "Uma")
+        journal.add_signoff("ledger-1.1.0", "uat", "Uma", signed=manifest_ref(m))
 
         def sleep(seconds: float) -> None:
             clock.sleep(seconds)
             if clock.now >= 60:  # the change board signs a minute into the wait
-                journal.add_signoff("ledger-1.1.0", "change-board", "Chris")
+                journal.add_signoff("ledger-1.1.0", "change-board", "Chris",
+                                    signed=manifest_ref(m))
 
-        m = manifest({"required": ["uat", "change-board"], "wait": "10m"})
         status = require_signoffs(journal, m, progress.append, sleep=sleep, clock=clock)
     assert status is not None and status.complete
     assert 60 <= clock.now < 100
@@ -149,14 +151,17 @@ def cli(state: Path, *args: str) -> tuple[int, str, str]:
 
 
 def test_signoff_records_and_lists(state: Path, tmp_path: Path) -> None:
+    path = manifest_with(example_tree(tmp_path / "tree"), "needs", REQUIRED)
     code, out, err = cli(state, "signoff", "ledger-1.1.0", "--role", "uat", "--by", "Uma Tester",
-                         "--note", "UAT-42 passed", "--json")
+                         "--note", "UAT-42 passed", "--manifest", str(path), "--json")
     assert code == 0, err
     recorded = json.loads(out)
     assert (recorded["role"], recorded["by"], recorded["note"]) == ("uat", "Uma Tester",
                                                                    "UAT-42 passed")
     assert abs(datetime.fromisoformat(recorded["time"]) - datetime.now(UTC)).total_seconds() < 60
-    assert cli(state, "signoff", "ledger-1.1.0", "--role", "change-board", "--by", "Chris")[0] == 0
+    assert recorded["environment"] == "lab" and len(recorded["manifest_sha256"]) == 64
+    assert cli(state, "signoff", "ledger-1.1.0", "--role", "change-board", "--by", "Chris",
+               "--manifest", str(path))[0] == 0
     code, out, err = cli(state, "signoff", "ledger-1.1.0", "--list", "--json")
     assert code == 0, err
     listed = json.loads(out)
@@ -169,7 +174,8 @@ def test_signoff_records_and_lists(state: Path, tmp_path: Path) -> None:
 def test_signoff_list_against_a_manifest_shows_what_is_missing(state: Path,
                                                                tmp_path: Path) -> None:
     path = manifest_with(example_tree(tmp_path / "tree"), "needs", REQUIRED)
-    cli(state, "signoff", "ledger-1.1.0", "--role", "change-board", "--by", "Chris")
+    cli(state, "signoff", "ledger-1.1.0", "--role", "change-board", "--by", "Chris",
+        "--manifest", str(path))
     code, out, err = cli(state, "signoff", "ledger-1.1.0", "--list", "--manifest", str(path),
                          "--json")
     assert code == 0, err
@@ -215,12 +221,12 @@ def test_apply_without_signoffs_exits_11_naming_both_roles(state: Path,
 def test_apply_names_only_the_roles_still_missing(state: Path,
                                                   gated: tuple[Path, Path]) -> None:
     path, inventory = gated
-    cli(state, "signoff", "ledger-1.1.0", "--role", "uat", "--by", "Uma")
+    cli(state, "signoff", "ledger-1.1.0", "--role", "uat", "--by", "Uma", "--manifest", str(path))
     code, out, err = cli(state, "apply", str(path), "--inventory", str(inventory), "--json")
     assert code == 11, err
     document = json.loads(out)
     assert document["exit_code"] == 11 and document["error"] == "SignoffMissingError"
-    assert document["message"].endswith("no sign-off by change-board")
+    assert document["message"].endswith("no sign-off by change-board of this manifest")
     assert_nothing_touched(state)
 
 
