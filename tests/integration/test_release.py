@@ -247,7 +247,8 @@ def test_resume_after_kill_leaves_one_verified_version(
     before = served_versions(lab)
     assert len(before) == 1
     command = [*RELCTL, "--state-dir", str(lab.state_dir), "apply",
-               str(RELEASES / "ledger-2.0.0.yml"), "--yes", "--json"]
+               str(RELEASES / "ledger-2.0.0.yml"), "--yes", "--json",
+               "--force"]  # 2.0.0 went bad earlier in the train: apply it again anyway
     controller = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, start_new_session=True)
     try:
