@@ -41,7 +41,11 @@ notify:
 @pytest.fixture(scope="module")
 def site() -> Iterator[RunningLab]:
     manifest = ROOT / "examples" / "releases" / ".test-guarded-1.1.0.yml"
-    manifest.write_text((ROOT / "examples/releases/ledger-1.1.0.yml").read_text() + GUARDED)
+    # This module proves continuity, not the load gate (test_release does): a latency
+    # allowance keeps a noisy 2-core machine from rolling the site's release back.
+    text = (ROOT / "examples/releases/ledger-1.1.0.yml").read_text().replace(
+        "      p95_vs_baseline: 1.3\n", "      p95_vs_baseline: 1.3\n      p95_slack_ms: 200\n")
+    manifest.write_text(text + GUARDED)
     running = start_lab(primary=2, backup=1, base_address="127.0.9.100")
     try:
         done = deploy_ledger(running.state_dir, "1.0.0")
