@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from controller.paths import tools_path
+
 ROOT = Path(__file__).resolve().parent.parent
 RELCTL = [sys.executable, "-m", "controller"]
 # The sample service as the lab's load balancer fronts it.
@@ -43,9 +45,9 @@ def fresh_state_dir(name: str) -> Path:
 
 def deploy_ledger(state_dir: Path, version: str, limit: str = "app_primary") -> None:
     """Deploy the sample service with its plain playbook (examples/ledger/deploy.sh)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(
         [str(ROOT / "examples" / "ledger" / "deploy.sh"), "--state-dir", str(state_dir),
-         "--limit", limit, version], capture_output=True, text=True, env=env, check=False)
+         "--limit", limit, version], capture_output=True, text=True,
+        env={**os.environ, "PATH": tools_path()}, check=False)
     if result.returncode != 0:
         raise SystemExit(f"deploy of ledger {version} failed:\n{result.stdout[-2000:]}")

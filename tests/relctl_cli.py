@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from controller.paths import tools_path
+
 RELCTL = [sys.executable, "-m", "controller"]
 ROOT = Path(__file__).resolve().parent.parent
 # The sample service as the lab fronts it (its port and health path).
@@ -35,9 +37,9 @@ def relctl_json(state_dir: Path, *args: str) -> dict[str, Any]:
 def deploy_ledger(state_dir: Path, version: str, limit: str = "app_primary"
                   ) -> subprocess.CompletedProcess[str]:
     """Deploy the sample service with its plain playbook (examples/ledger/deploy.sh)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
         [str(ROOT / "examples" / "ledger" / "deploy.sh"), "--state-dir", str(state_dir),
          "--limit", limit, version],
-        capture_output=True, text=True, timeout=600, env=env, check=False,
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PATH": tools_path()},
+        check=False,
     )

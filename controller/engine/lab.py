@@ -56,11 +56,15 @@ class LabStatus:
     lab_dir: Path
     inventory: Path
     ansible_cfg: Path
-    url: str | None
     services: list[FrontedService]
     hosts: list[HostStatus]
     backends: list[BackendServer]
     lb_error: str | None
+
+    @property
+    def url(self) -> str | None:
+        """The first service's URL through the load balancer."""
+        return self.services[0].url if self.services else None
 
 
 class Lab:
@@ -135,7 +139,6 @@ class Lab:
             lab_dir=self.layout.root,
             inventory=self.layout.inventory,
             ansible_cfg=self.layout.ansible_cfg,
-            url=state.url,
             services=state.services,
             hosts=hosts,
             backends=backends,

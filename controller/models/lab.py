@@ -12,8 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 LabGroup = Literal["lb", "app_primary", "app_backup"]
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 MAX_HOSTS = 250
+SERVICE_NAME = r"[a-z][a-z0-9_-]{0,39}"
+HEALTH_PATH = r"/[!-~]*"
 SERVICE_SPEC = re.compile(
-    r"^(?P<name>[a-z][a-z0-9_-]{0,39}):(?P<port>[0-9]{1,5})(?P<path>/[!-~]*)?$"
+    rf"^(?P<name>{SERVICE_NAME}):(?P<port>[0-9]{{1,5}})(?P<path>{HEALTH_PATH})?$"
 )
 
 
@@ -22,11 +24,11 @@ class LabService(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$",
+    name: str = Field(pattern=rf"^{SERVICE_NAME}$",
                       description="Service name; also the HAProxy backend's name.")
     port: int = Field(ge=1, le=65535, description="Port the service listens on, per host.")
     health_path: str | None = Field(
-        None, pattern=r"^/[!-~]*$",
+        None, pattern=rf"^{HEALTH_PATH}$",
         description="HTTP path HAProxy checks (200 = healthy); none: a TCP connect check.")
 
     @classmethod
@@ -39,9 +41,6 @@ class LabService(BaseModel):
                 "(NAME: lowercase letters, digits, - and _), e.g. billing:9090/health"
             )
         return cls(name=match["name"], port=int(match["port"]), health_path=match["path"])
-
-    def __str__(self) -> str:
-        return f"{self.name}:{self.port}{self.health_path or ''}"
 
 
 class LabSpec(BaseModel):

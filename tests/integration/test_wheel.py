@@ -163,8 +163,9 @@ def _served(user: UserRepo) -> str:
 
 
 def _digests(user: UserRepo) -> dict[tuple[str, str], str]:
-    cfg = Path(user.lab_status()["ansible_cfg"])
-    hosts = [h["name"] for h in user.lab_status()["hosts"] if h["group"] == "app_primary"]
+    status = user.lab_status()
+    cfg = Path(status["ansible_cfg"])
+    hosts = [h["name"] for h in status["hosts"] if h["group"] == "app_primary"]
     return {(host, item): hashlib.sha256(shell(cfg, host, command).encode()).hexdigest()
             for host in hosts for item, command in ITEM_DIGESTS.items()}
 
