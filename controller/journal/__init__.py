@@ -9,8 +9,10 @@
     │              approves one manifest text (sha256) in one environment
     ├── locks      acquire_lock, release_lock, lock_status, locks, break_lock
     ├── continuity begin_continuity/end_continuity, continuity_records, last_replication
-    └── monitoring claim_monitor/end_monitor, begin_round/end_round, monitors,
-                   monitor_rounds (warranty monitoring after a release)
+    ├── monitoring claim_monitor/end_monitor, begin_round/end_round, monitors,
+    │              monitor_rounds (warranty monitoring after a release)
+    └── children   add_child, child_running, child_ended, open_children, children: every
+                   process relctl starts, recorded before it starts
 
 Each step is written before it starts and after it ends, so a crash leaves a record that
 ``unfinished_releases`` finds. Secrets are masked by ``redact`` before anything is stored.
@@ -23,6 +25,8 @@ from controller.journal.errors import JournalError, LockedError, UnusableJournal
 from controller.journal.identity import current_holder
 from controller.journal.records import (
     FINAL_STATES,
+    ChildRecord,
+    ChildState,
     ContinuityKind,
     ContinuityRecord,
     EventRecord,
@@ -52,6 +56,8 @@ from controller.journal.store import Journal
 __all__ = [
     "FINAL_STATES",
     "SCHEMA_VERSION",
+    "ChildRecord",
+    "ChildState",
     "ContinuityKind",
     "ContinuityRecord",
     "EventRecord",

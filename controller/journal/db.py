@@ -21,6 +21,7 @@ from typing import Any, Self
 
 from controller.journal.errors import JournalError, UnusableJournalError
 from controller.journal.records import (
+    CHILD_STATES,
     CONTINUITY_KINDS,
     GATE_KINDS,
     HOST_STATES,
@@ -163,7 +164,27 @@ SCHEMA_V4 = (
     "CREATE INDEX signoff_requests_by_release ON signoff_requests (release)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4)
+SCHEMA_V5 = (
+    # Every process relctl starts (ansible-playbook, pytest, Locust): written before it
+    # starts, with the file its launcher writes its pid and create time into before any
+    # work, so `resume` and `unlock` can stop what a dead controller left (by pid, never
+    # by name). `owner_*` is the controller that started it.
+    f"""CREATE TABLE children (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        release_id INTEGER REFERENCES releases (id),
+        label TEXT NOT NULL, program TEXT NOT NULL,
+        host TEXT NOT NULL, owner_pid INTEGER NOT NULL, owner_started REAL NOT NULL,
+        record TEXT NOT NULL,
+        pid INTEGER, started REAL,
+        state TEXT NOT NULL {_one_of("state", CHILD_STATES)},
+        created TEXT NOT NULL, ended TEXT, exit_code INTEGER)""",
+    "CREATE INDEX children_by_owner ON children (host, owner_pid, state)",
+    "CREATE INDEX children_by_release ON children (release_id, state)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset(re.findall(r"CREATE TABLE (\w+)", " ".join(s for m in MIGRATIONS for s in m)))
 

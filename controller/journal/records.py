@@ -24,6 +24,7 @@ MonitorState = Literal[
     "running", "passed", "ended", "stopped", "rolled_back", "alerted", "failed",
 ]
 MonitorVerdict = Literal["pass", "fail", "inconclusive", "skipped"]
+ChildState = Literal["starting", "running", "ended", "stopped"]
 
 RELEASE_STATES: tuple[str, ...] = get_args(ReleaseState)
 PHASE_STATES: tuple[str, ...] = get_args(PhaseState)
@@ -33,6 +34,7 @@ VERDICTS: tuple[str, ...] = get_args(Verdict)
 CONTINUITY_KINDS: tuple[str, ...] = get_args(ContinuityKind)
 MONITOR_STATES: tuple[str, ...] = get_args(MonitorState)
 MONITOR_VERDICTS: tuple[str, ...] = get_args(MonitorVerdict)
+CHILD_STATES: tuple[str, ...] = get_args(ChildState)
 FINAL_STATES: frozenset[str] = frozenset(
     {"released", "rolled_back", "rollback_failed", "failed", "aborted"}
 )
@@ -350,3 +352,31 @@ class MonitorRoundRecord:
         return cls(row["id"], row["monitor_id"], row["release_id"], row["round"],
                    _time(row["started"]), parse_time(row["ended"]), row["verdict"],
                    _json(row["detail"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRecord:
+    """A process relctl started for a release: its launcher's pid once known."""
+
+    id: int
+    release_id: int | None
+    label: str
+    program: str
+    host: str  # the machine it runs on (the controller's)
+    owner_pid: int  # the controller that started it
+    owner_started: float
+    record: Path  # the launcher's pid file, written before the program starts
+    pid: int | None
+    started: float | None
+    state: ChildState
+    created: datetime
+    ended: datetime | None
+    exit_code: int | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ChildRecord:
+        """The record of a ``children`` row."""
+        return cls(row["id"], row["release_id"], row["label"], row["program"], row["host"],
+                   row["owner_pid"], row["owner_started"], Path(row["record"]), row["pid"],
+                   row["started"], row["state"],
+                   _time(row["created"]), parse_time(row["ended"]), row["exit_code"])

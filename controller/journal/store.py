@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from controller.journal.children import ChildLog
 from controller.journal.continuity import ContinuityLog
 from controller.journal.locks import LockTable
 from controller.journal.monitoring import MonitorLog
@@ -10,9 +11,11 @@ from controller.journal.signoffs import SignoffLog
 from controller.journal.steps import StepLog
 
 
-class Journal(ReleaseLog, StepLog, SignoffLog, LockTable, ContinuityLog, MonitorLog):
+class Journal(ReleaseLog, StepLog, SignoffLog, LockTable, ContinuityLog, MonitorLog,
+              ChildLog):
     """Releases, phases, host states, snapshots, gate results, events, locks, sign-offs,
-    continuity records (replications, failovers, failbacks, drills) and warranty monitors.
+    continuity records (replications, failovers, failbacks, drills), warranty monitors and
+    the processes relctl starts (children).
 
     ``Journal(path)`` opens (or creates and migrates) the file; use it as a context
     manager or call ``close()``. Every write is committed at once.
