@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 import uuid
@@ -17,6 +18,8 @@ from typing import Any
 
 import ansible_runner
 
+from controller.adapters.children import ChildRecorder, owned_child
+from controller.adapters.launcher import PROGRAM_ENV
 from controller.errors import InputError
 from controller.paths import tools_path
 
@@ -85,37 +88,46 @@ class PlaybookRun:
     limit: str | None = None
     check: bool = False
     label: str = "run"
+    children: ChildRecorder | None = None  # journals ansible-playbook before it starts
 
 
 def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> PlaybookResult:
-    """Run ``run.playbook`` with its own ident and artifact dir; collect per-host results."""
+    """Run ``run.playbook`` with its own ident and artifact dir; collect per-host results.
+
+    ansible-playbook runs under relctl's launcher (``adapters/launcher.py``): it dies with
+    the controller, and with ``run.children`` it is journaled before it starts."""
     ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{run.label}-{uuid.uuid4().hex[:6]}"
     hosts: dict[str, HostOutcome] = {}
     private = run.runs_dir / ident
     private.mkdir(parents=True, exist_ok=True)
-
-    def handler(event: dict[str, Any]) -> bool:
-        parsed = _task_event(event)
-        if parsed is not None:
-            _record(hosts.setdefault(parsed.host, HostOutcome()), parsed)
-            if on_event is not None:
-                on_event(parsed)
-        return True
-
     started = time.monotonic()
-    runner = ansible_runner.run(
-        private_data_dir=str(private),
-        ident=ident,
-        playbook=str(run.playbook),
-        inventory=str(run.inventory),
-        extravars=run.extravars,
-        limit=run.limit,
-        cmdline="--check --diff" if run.check else None,
-        envvars=_environment(run),
-        event_handler=handler,
-        quiet=True,
-        suppress_env_files=True,
-    )
+    with owned_child(run.children, run.label, "ansible-playbook") as child:
+
+        def handler(event: dict[str, Any]) -> bool:
+            child.seen()
+            parsed = _task_event(event)
+            if parsed is not None:
+                _record(hosts.setdefault(parsed.host, HostOutcome()), parsed)
+                if on_event is not None:
+                    on_event(parsed)
+            return True
+
+        runner = ansible_runner.run(
+            private_data_dir=str(private),
+            ident=ident,
+            playbook=str(run.playbook),
+            inventory=str(run.inventory),
+            extravars=run.extravars,
+            limit=run.limit,
+            # With a `binary`, ansible-runner passes no playbook argument: we name it.
+            cmdline=shlex.join([*(["--check", "--diff"] if run.check else []),
+                                str(run.playbook)]),
+            binary=child.binary(run.runs_dir),
+            envvars={**_environment(run), **child.env, PROGRAM_ENV: "ansible-playbook"},
+            event_handler=handler,
+            quiet=True,
+            suppress_env_files=True,
+        )
     return PlaybookResult(
         ident=ident,
         status=str(runner.status),

@@ -6,13 +6,21 @@ imports it: it runs ``python -m locust`` and parses the ``*_stats.csv`` it write
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.adapters.children import (
+    ChildRecorder,
+    owned_child,
+    run_owned,
+    start_owned,
+    stop_owned,
+)
 from controller.errors import RelctlError
 from controller.models.gates import LoadStats
 
@@ -28,32 +36,46 @@ class LoadRun:
     duration_s: float
     out_dir: Path
     label: str
+    children: ChildRecorder | None = field(default=None, compare=False)
+
+
+@dataclass
+class BackgroundLoad:
+    """A Locust started by ``start_load``, until ``stop_load``."""
+
+    process: subprocess.Popen[bytes]
+    scope: contextlib.ExitStack
 
 
 def run_load(run: LoadRun) -> LoadStats:
     """Run Locust against ``run.url`` for ``run.duration_s`` seconds; return its figures."""
-    with _log(run).open("w") as out:
-        result = subprocess.run(_command(run), stdout=out, stderr=subprocess.STDOUT, env=_env(),
-                                timeout=run.duration_s + 60, check=False)
-    return _stats(run, result.returncode)
+    with _log(run).open("w") as out, \
+            owned_child(run.children, f"locust:{run.label}", "locust") as child:
+        code = run_owned(child, _command(run), env=_env(), timeout=run.duration_s + 60,
+                         stdout=out, stderr=subprocess.STDOUT)
+    return _stats(run, code)
 
 
-def start_load(run: LoadRun) -> subprocess.Popen[bytes]:
+def start_load(run: LoadRun) -> BackgroundLoad:
     """Start Locust in the background (for up to ``run.duration_s``); see ``stop_load``."""
-    with _log(run).open("w") as out:
-        return subprocess.Popen(_command(run), stdout=out, stderr=subprocess.STDOUT, env=_env())
-
-
-def stop_load(run: LoadRun, process: subprocess.Popen[bytes]) -> LoadStats:
-    """Stop a background Locust (SIGTERM: it writes its statistics) and read its figures."""
-    if process.poll() is None:
-        process.terminate()
+    scope = contextlib.ExitStack()  # closed by stop_load: the child's journal row
     try:
-        code = process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        code = process.wait()
-    return _stats(run, 0 if code in (0, -15) else code)
+        child = scope.enter_context(owned_child(run.children, f"locust:{run.label}", "locust"))
+        with _log(run).open("w") as out:
+            process = start_owned(child, _command(run), env=_env(), stdout=out,
+                                  stderr=subprocess.STDOUT)
+    except BaseException:
+        scope.close()
+        raise
+    return BackgroundLoad(process, scope)
+
+
+def stop_load(run: LoadRun, load: BackgroundLoad) -> LoadStats:
+    """Stop a background Locust (SIGTERM: it writes its statistics) and read its figures."""
+    with load.scope:
+        code = stop_owned(load.process)
+    # The launcher exits 128+15 when it stopped Locust with SIGTERM, as asked.
+    return _stats(run, 0 if code in (0, 128 + 15, -15) else code)
 
 
 def _command(run: LoadRun) -> list[str]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.adapters.children import ChildRecorder, owned_child, run_owned
 from controller.models.gates import CheckResult
 from controller.paths import tools_path
 
@@ -23,6 +23,7 @@ class CheckRun:
     ansible_cfg: Path
     junit: Path
     env: dict[str, str] = field(default_factory=dict)
+    children: ChildRecorder | None = None  # journals pytest before it starts
 
 
 def run_checks(run: CheckRun) -> CheckResult:
@@ -37,9 +38,9 @@ def run_checks(run: CheckRun) -> CheckResult:
     ]
     env = {**os.environ, **run.env, "ANSIBLE_CONFIG": str(run.ansible_cfg),
            "PATH": tools_path()}
-    output = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
-                            timeout=600)
-    run.junit.with_suffix(".log").write_text(output.stdout + output.stderr)
+    with run.junit.with_suffix(".log").open("w") as log, \
+            owned_child(run.children, f"testinfra:{run.junit.stem}", "pytest") as child:
+        run_owned(child, command, env=env, timeout=600, stdout=log, stderr=log)
     return parse_junit(run.junit)
 
 

@@ -19,6 +19,7 @@ from controller.cli.output import (
     progress_printer,
 )
 from controller.cli.signoff import WAIT_APPROVAL_OPTION
+from controller.engine.children import stop_orphans
 from controller.engine.environment import resolve_environment
 from controller.engine.release import ReleaseEngine, ReleaseOutcome
 from controller.errors import InputError
@@ -102,12 +103,24 @@ def rollback(app: AppContext, release: str, inventory: Path | None, as_json: boo
 
 @click.command()
 @INVENTORY_OPTION
+@click.option("--forward", is_flag=True,
+              help="Continue from the first batch not verified (its playbooks and gates "
+                   "run again, same snapshot) instead of rolling back.")
 @JSON_OPTION
 @click.pass_obj
-def resume(app: AppContext, inventory: Path | None, as_json: bool) -> None:
-    """Finish a release whose controller died: roll its touched hosts back, verified.
+def resume(app: AppContext, inventory: Path | None, forward: bool, as_json: bool) -> None:
+    """Finish a release whose controller died: say where it stopped, stop what the dead
+    controller left running, then roll its touched hosts back, verified (or go on with
+    --forward). Never leaves a mixed fleet.
 
-    A lock held by a dead controller is broken first. Never leaves a mixed fleet.
+    \b
+    A lock held by a dead controller is broken first; one held by a live one is refused
+    (exit 5). --forward is refused (exit 2, nothing touched) when the snapshot is
+    incomplete, the release was rolling back, or the manifest changed since it started.
+
+    \b
+    Exit codes: 0 released (--forward), 3 rolled back, 4 rollback failed,
+    2 --forward refused, 5 locked by a live controller.
     """
     journal = app.journal()
     unfinished = journal.unfinished_releases()
@@ -120,9 +133,12 @@ def resume(app: AppContext, inventory: Path | None, as_json: bool) -> None:
     record = unfinished[0]
     if journal.lock_status(record.environment) is not None:
         journal.break_lock(record.environment)
+    _say_stopped(stop_orphans(journal, release_id=record.id), as_json)
     engine = _engine_for(app, record, inventory, as_json)
-    _render(engine.rollback(record, f"resumed after the controller died in {record.state}"),
-            as_json)
+    engine.progress(engine.stopped_at(record))
+    outcome = (engine.resume_forward(record) if forward else
+               engine.rollback(record, f"resumed after the controller died in {record.state}"))
+    _render(outcome, as_json)
 
 
 @click.command()
@@ -217,12 +233,19 @@ def show(app: AppContext, release: str, as_json: bool) -> None:
 @JSON_OPTION
 @click.pass_obj
 def unlock(app: AppContext, environment: str, force: bool, as_json: bool) -> None:
-    """Break ENVIRONMENT's lock when its holder died (refused while it lives, unless --force)."""
-    broken = app.journal().break_lock(environment, force=force)
+    """Break ENVIRONMENT's lock when its holder died (refused while it lives, unless --force).
+
+    The processes the dead holder started (playbooks, gates), recorded in the journal, are
+    stopped first, by pid and create time; the command says which."""
+    journal = app.journal()
+    broken = journal.break_lock(environment, force=force)
+    stopped = stop_orphans(journal, owner=broken.holder) if broken else []
     message = f"lock on {environment} broken" if broken else f"{environment} was not locked"
     if as_json:
-        emit_json({"ok": True, "broken": broken is not None, "message": message})
+        emit_json({"ok": True, "broken": broken is not None, "message": message,
+                   "stopped": stopped})
     else:
+        _say_stopped(stopped, as_json)
         console.print(message)
 
 
@@ -230,6 +253,15 @@ def unlock(app: AppContext, environment: str, force: bool, as_json: bool) -> Non
 def schema() -> None:
     """Print the release manifest's JSON Schema (for editors and CI linting)."""
     sys.stdout.write(json.dumps(manifest_json_schema(), indent=2) + "\n")
+
+
+def _say_stopped(lines: list[str], as_json: bool) -> None:
+    """What was done about a dead controller's children (stderr when stdout is JSON)."""
+    for line in lines:
+        if as_json:
+            print(line, file=sys.stderr)
+        else:
+            console.print(escape(line))
 
 
 def _find(record: ReleaseRecord | None, name: str) -> ReleaseRecord:

@@ -33,6 +33,11 @@ class Environment:
     def snapshot_dir(self, release_id: int) -> Path:
         return self.state_dir / "snapshots" / str(release_id)
 
+    @property
+    def children_dir(self) -> Path:
+        """Where relctl's launchers write the pids of the children they start."""
+        return self.state_dir / "children"
+
     def gate_dir(self, release_id: int) -> Path:
         return self.state_dir / "gates" / str(release_id)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from controller.adapters.locust import LoadRun, run_load
 from controller.adapters.testinfra import CheckRun, run_checks
+from controller.engine.children import JournalChildren
 from controller.engine.environment import Environment
 from controller.errors import InputError
 from controller.journal import Journal
@@ -32,7 +33,7 @@ class GateRunner:
             env = {**gate.env, "RELCTL_EXPECTED_VERSION": expected_version,
                    "EXPECTED_VERSION": expected_version}
             result = run_checks(CheckRun([gate.tests], hosts, self.env.inventory,
-                                         self.env.ansible_cfg, junit, env))
+                                         self.env.ansible_cfg, junit, env, self._children()))
             verdict = judge_checks(result)
             if self.record:
                 self.journal.add_gate_result(
@@ -54,7 +55,13 @@ class GateRunner:
             raise InputError("the Locust gate has no url and no lab load balancer is known")
         return run_load(LoadRun(gate.locustfile, url, gate.users, gate.spawn_rate,
                                 duration_s or gate.duration_s,
-                                self.env.gate_dir(self.release_id), phase))
+                                self.env.gate_dir(self.release_id), phase, self._children()))
+
+    def _children(self) -> JournalChildren | None:
+        """Journal each gate process when this runner records (a release's gates)."""
+        if not self.record:
+            return None
+        return JournalChildren(self.journal, self.release_id, self.env.children_dir)
 
     def judge_load(self, candidate: LoadStats, baseline: LoadStats | None) -> Verdict:
         """Judge the candidate run against thresholds and the baseline; record both."""

@@ -22,12 +22,20 @@ from typing import Any
 
 from controller.adapters.ansible import PlaybookRun, TaskEvent, failure_summary, run_playbook
 from controller.engine.admission import refuse_bad_release
+from controller.engine.children import JournalChildren
 from controller.engine.environment import Environment
 from controller.engine.gates import GateRunner
+from controller.engine.resumption import (
+    ResumeRefusedError,
+    close_stale_phases,
+    forward_refusal,
+    where_stopped,
+)
 from controller.engine.signoff import approvals_line, require_signoffs
 from controller.engine.snapshots import Snapshots
 from controller.errors import ExitCode, RelctlError, RollbackRefusedError
 from controller.journal import Journal, ReleaseRecord, current_holder
+from controller.models.gates import LoadStats
 from controller.models.manifest import Manifest
 from controller.models.notify import NoticeEvent
 from controller.notify import Notifier, journal_deliveries
@@ -129,10 +137,15 @@ class ReleaseEngine:
                 hint="roll forward with a fixed release (nothing was changed)")
         self.journal.acquire_lock(record.environment, record.name)
         try:
+            close_stale_phases(self.journal, record.id)
             return self._roll_back(record.id, plan, touched, reason, time.monotonic())
         finally:
             self.journal.release_lock(record.environment, record.name)
             self.env.close_connections()
+
+    def stopped_at(self, record: ReleaseRecord) -> str:
+        """Where an unfinished release stopped, for people (phase, state, hosts)."""
+        return where_stopped(self.journal, record, self._plan()).describe(record)
 
     # -- the state machine ---------------------------------------------------------------
 
@@ -142,17 +155,25 @@ class ReleaseEngine:
         gates = GateRunner(self.env, self.journal, release_id, self.manifest)
         # The baseline load runs first: it writes through the service, and the snapshot
         # must hold those writes so that a rollback loses only the candidate's traffic.
-        with self._phase(release_id, "baseline"):
+        with self._phase(release_id, "baseline") as phase:
             baseline = gates.load("baseline")
+            if baseline is not None:
+                phase["figures"] = baseline.figures()  # resume --forward judges against it
         self._state(release_id, "snapshotting")
         with self._phase(release_id, "snapshot"):
             snapshots.take(plan.hosts, self._on_event)
         self.progress(f"snapshot of {len(plan.agent_items)} items on {len(plan.hosts)} "
                       f"hosts taken and verified ({snapshots.store})")
-        touched: list[str] = []
+        return self._roll_out(release_id, plan, gates, baseline, 1, started)
+
+    def _roll_out(self, release_id: int, plan: ReleasePlan, gates: GateRunner,
+                  baseline: LoadStats | None, first: int, started: float) -> ReleaseOutcome:
+        """Apply and verify batches ``first``.. (1 is the canary), then the load gate;
+        any failure rolls back every host of the batches up to it."""
+        touched = [h for batch in plan.batches[:first - 1] for h in batch]
         try:
             self._state(release_id, "applying")
-            for number, batch in enumerate(plan.batches, start=1):
+            for number, batch in enumerate(plan.batches[first - 1:], start=first):
                 touched += batch
                 self._apply_batch(release_id, plan, number, batch, gates)
             self._state(release_id, "verifying")
@@ -163,6 +184,34 @@ class ReleaseEngine:
                             f"{self.manifest.release} released to {len(plan.hosts)} hosts",
                             plan.hosts, started)
 
+    def resume_forward(self, record: ReleaseRecord) -> ReleaseOutcome:
+        """Continue a release whose controller died from its first batch not verified:
+        same snapshot, same lock; refused when the snapshot is incomplete or the
+        manifest changed since (``ResumeRefusedError``: nothing touched)."""
+        plan = self._plan()
+        stop = where_stopped(self.journal, record, plan)
+        refusal = forward_refusal(self.journal, record, self.manifest, plan, stop)
+        if refusal:
+            raise ResumeRefusedError(f"cannot resume {record.name} forward: {refusal}",
+                                     hint="relctl resume (without --forward) rolls it back")
+        self.journal.acquire_lock(record.environment, record.name)
+        started = time.monotonic()
+        try:
+            close_stale_phases(self.journal, record.id)
+            self.journal.log(record.id, f"resumed forward from batch {stop.first_batch}")
+            self.progress(f"resuming {record.name} forward from batch {stop.first_batch} "
+                          f"of {len(plan.batches)} (snapshot of release {record.id})")
+            gates = GateRunner(self.env, self.journal, record.id, self.manifest)
+            return self._roll_out(record.id, plan, gates, stop.baseline, stop.first_batch,
+                                  started)
+        except RelctlError as error:
+            self.journal.set_release_state(record.id, "aborted", exit_code=int(error.exit_code),
+                                           message=error.message)
+            raise
+        finally:
+            self.journal.release_lock(record.environment, record.name)
+            self.env.close_connections()
+
     def _apply_batch(self, release_id: int, plan: ReleasePlan, number: int,
                      batch: list[str], gates: GateRunner) -> None:
         label = "canary" if number == 1 and self.manifest.strategy.canary else f"batch{number}"
@@ -171,8 +220,9 @@ class ReleaseEngine:
         self.progress(f"{label}: applying to {', '.join(batch)}")
         with self._phase(release_id, f"apply:{label}") as phase:
             for playbook in self.manifest.playbooks.apply:
-                result = run_playbook(self._playbook(playbook, batch, f"r{release_id}-{label}"),
-                                      self._on_event)
+                run = self._playbook(playbook, batch, f"r{release_id}-{label}",
+                                     release_id=release_id)
+                result = run_playbook(run, self._on_event)
                 phase["hosts"] = {h: ("failed" if h in result.failed_hosts else "ok")
                                   for h in batch}
                 if not result.succeeded:
@@ -193,7 +243,8 @@ class ReleaseEngine:
             self.journal.set_host_state(release_id, host, "verified")
         self.progress(f"{label}: testinfra passed on {', '.join(batch)}")
 
-    def _load_gate(self, release_id: int, gates: GateRunner, baseline: Any) -> None:
+    def _load_gate(self, release_id: int, gates: GateRunner,
+                   baseline: LoadStats | None) -> None:
         if self.manifest.gates.locust is None:
             return
         with self._phase(release_id, "gate:locust") as phase:
@@ -255,11 +306,13 @@ class ReleaseEngine:
         return plan_release(self.manifest, self.env.hosts(self.manifest.targets))
 
     def _playbook(self, playbook: Any, hosts: list[str], label: str,
-                  check: bool = False) -> PlaybookRun:
+                  check: bool = False, release_id: int | None = None) -> PlaybookRun:
+        children = (JournalChildren(self.journal, release_id, self.env.children_dir)
+                    if release_id is not None else None)
         return PlaybookRun(playbook=playbook, inventory=self.env.inventory,
                            ansible_cfg=self.env.ansible_cfg, runs_dir=self.env.runs_dir,
                            extravars=dict(self.manifest.extravars), limit=",".join(hosts),
-                           check=check, label=label)
+                           check=check, label=label, children=children)
 
     def _on_event(self, event: TaskEvent) -> None:
         if self.on_task is not None:

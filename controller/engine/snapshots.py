@@ -16,6 +16,7 @@ from controller.adapters.ansible import (
     run_playbook,
 )
 from controller.agent import snapshot_agent
+from controller.engine.children import JournalChildren
 from controller.engine.environment import Environment
 from controller.errors import RelctlError
 from controller.journal import Journal
@@ -78,6 +79,7 @@ class Snapshots:
             extravars={"relctl_hosts": "all", "relctl_agent": snapshot_agent.__file__,
                        "relctl_items_b64": self.plan.agent_items_b64,
                        "relctl_store": str(self.store), "relctl_release": self.release_id},
+            children=JournalChildren(self.journal, self.release_id, self.env.children_dir),
         )
         return run_playbook(run, on_event)
 

@@ -1,0 +1,169 @@
+"""Children relctl owns: started under the launcher, recorded, and stopped by pid.
+
+    with owned_child(recorder, "apply:canary", "ansible-playbook") as child:
+        ...start the program with child.env, child.argv(...) or child.binary...
+
+``recorder.before`` journals the child before it starts (the record file named there
+receives the launcher's pid and create time before the program runs); ``recorder.after``
+closes the row. ``stop_recorded`` is what ``resume`` and ``unlock`` use on the children of
+a dead controller: the launcher's process group, checked by pid and create time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from controller.adapters import launcher
+
+
+@dataclass(frozen=True, slots=True)
+class ChildPid:
+    """Where a child's launcher runs: its pid and create time (from its record file)."""
+
+    pid: int
+    started: float
+
+
+class ChildRecorder(Protocol):
+    """The journal side: a row before the child starts, updated as it runs and ends."""
+
+    def before(self, label: str, program: str) -> tuple[int, Path]:
+        """Record a child about to start; returns its id and its record file."""
+
+    def running(self, child_id: int, pid: ChildPid) -> None:
+        """The child's launcher runs as ``pid``."""
+
+    def after(self, child_id: int, exit_code: int | None) -> None:
+        """The child has ended."""
+
+
+@dataclass
+class OwnedChild:
+    """How to start one owned child: the launcher's command, binary and environment."""
+
+    program: str
+    env: dict[str, str]
+    record: Path | None = None
+    child_id: int = 0
+    pid: ChildPid | None = None
+    recorder: ChildRecorder | None = field(default=None, repr=False)
+
+    def argv(self, command: list[str]) -> list[str]:
+        """``command`` run under the launcher (for ``subprocess``)."""
+        return [sys.executable, "-m", "controller.adapters.launcher", *command]
+
+    def binary(self, runs_dir: Path) -> str:
+        """An executable that runs the launcher with ``self.program`` (for ansible-runner's
+        ``binary``, which takes one path and appends the program's arguments)."""
+        script = runs_dir / "relctl-launcher"
+        text = (f"#!{sys.executable}\nfrom controller.adapters.launcher import main\n"
+                "raise SystemExit(main())\n")
+        if not script.exists() or script.read_text() != text:
+            runs_dir.mkdir(parents=True, exist_ok=True)
+            partial = script.with_suffix(".partial")
+            partial.write_text(text)
+            partial.chmod(0o755)
+            partial.replace(script)
+        return str(script)
+
+    def seen(self) -> ChildPid | None:
+        """The launcher's pid once its record file exists (journaled the first time)."""
+        if self.pid is None and self.record is not None:
+            self.pid = read_record(self.record)
+            if self.pid is not None and self.recorder is not None:
+                self.recorder.running(self.child_id, self.pid)
+        return self.pid
+
+
+@contextlib.contextmanager
+def owned_child(recorder: ChildRecorder | None, label: str,
+                program: str) -> Iterator[OwnedChild]:
+    """Record a child (when there is a recorder), yield how to start it, close its row."""
+    env = {launcher.PARENT_ENV: str(os.getpid())}
+    child = OwnedChild(program, env, recorder=recorder)
+    if recorder is not None:
+        child.child_id, child.record = recorder.before(label, program)
+        env[launcher.RECORD_ENV] = str(child.record)
+    code: int | None = None
+    try:
+        yield child
+        code = 0
+    finally:
+        if recorder is not None:
+            child.seen()
+            recorder.after(child.child_id, code)
+            if child.record is not None:
+                child.record.unlink(missing_ok=True)
+
+
+def run_owned(child: OwnedChild, command: list[str], *, env: dict[str, str],
+              timeout: float | None = None, stdout: IO[str] | int | None = None,
+              stderr: IO[str] | int | None = None) -> int:
+    """Run ``command`` under the launcher and wait; returns its exit code.
+
+    Whatever interrupts the wait (a timeout, Ctrl-C) stops the launcher with SIGTERM, so
+    it takes its whole process group down with it."""
+    process = start_owned(child, command, env=env, stdout=stdout, stderr=stderr)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_owned(process)
+        return -int(signal.SIGTERM)
+    except BaseException:
+        stop_owned(process)
+        raise
+
+
+def start_owned(child: OwnedChild, command: list[str], *, env: dict[str, str],
+                stdout: IO[str] | IO[bytes] | int | None = None,
+                stderr: IO[str] | IO[bytes] | int | None = None) -> subprocess.Popen[bytes]:
+    """Start ``command`` under the launcher in a session of its own; see ``stop_owned``."""
+    process = subprocess.Popen(child.argv(command), env={**env, **child.env},
+                               stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                               start_new_session=True)
+    child.seen()
+    return process
+
+
+def stop_owned(process: subprocess.Popen[bytes], grace_s: float = 30.0) -> int:
+    """SIGTERM the launcher (it stops its group), then SIGKILL it after ``grace_s``."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        return process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def read_record(path: Path) -> ChildPid | None:
+    """The pid and create time a launcher wrote, or None (not written yet, or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+        return ChildPid(int(data["pid"]), float(data["started"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def stop_recorded(pid: ChildPid | None) -> list[int]:
+    """Stop what is left of a recorded child: its launcher when the pid is still that
+    process, with its descendants, its process group and every process carrying its
+    mark (the launcher may be gone while what it started still runs). Returns the pids
+    stopped."""
+    if pid is None:
+        return []
+    return launcher.stop_members(launcher.members(pid.pid, pid.started))
+
+
+def alive_of(pid: ChildPid) -> list[int]:
+    """The pids still running for a recorded child (for checks and reports)."""
+    return [p.pid for p in launcher.members(pid.pid, pid.started)]

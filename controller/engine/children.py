@@ -1,0 +1,67 @@
+"""The children of a release in the journal, and stopping what a dead controller left."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.adapters.children import ChildPid, read_record, stop_recorded
+from controller.adapters.processes import same_process
+from controller.journal import ChildRecord, Holder, Journal, current_holder
+
+
+@dataclass(frozen=True)
+class JournalChildren:
+    """Records each child of one release (``ChildRecorder``) before it starts."""
+
+    journal: Journal
+    release_id: int | None
+    records_dir: Path
+
+    def before(self, label: str, program: str) -> tuple[int, Path]:
+        """Journal a child about to start; its launcher writes its pid to the file named."""
+        record = self.records_dir / f"{uuid.uuid4().hex}.json"
+        child_id = self.journal.add_child(self.release_id, label, program, record,
+                                          current_holder())
+        return child_id, record
+
+    def running(self, child_id: int, pid: ChildPid) -> None:
+        """The launcher of the child runs as ``pid``."""
+        self.journal.child_running(child_id, pid.pid, pid.started)
+
+    def after(self, child_id: int, exit_code: int | None) -> None:
+        """The child ended (``exit_code`` None: its wait was interrupted)."""
+        self.journal.child_ended(child_id, "ended", exit_code)
+
+
+def stop_orphans(journal: Journal, *, release_id: int | None = None,
+                 owner: Holder | None = None) -> list[str]:
+    """Stop the recorded children of a dead controller (of one release, or of one lock
+    holder), by pid and create time; returns one line per child it could not leave be."""
+    lines = []
+    here = socket.gethostname()
+    for child in journal.open_children(release_id=release_id, owner=owner):
+        name = f"{child.program} ({child.label})"
+        if child.host != here:
+            lines.append(f"{name} ran on {child.host}: stop it there if it still runs")
+            continue
+        if same_process(child.owner_pid, child.owner_started):
+            lines.append(f"{name}: its controller (pid {child.owner_pid}) still runs; left alone")
+            continue
+        stopped = stop_recorded(_pid_of(child))
+        journal.child_ended(child.id, "stopped" if stopped else "ended")
+        if stopped:
+            pids = ", ".join(map(str, stopped))
+            lines.append(f"stopped {name} left by the dead controller: pids {pids}")
+    if lines and release_id is not None:
+        for line in lines:
+            journal.log(release_id, line)
+    return lines
+
+
+def _pid_of(child: ChildRecord) -> ChildPid | None:
+    if child.pid is not None and child.started is not None:
+        return ChildPid(child.pid, child.started)
+    return read_record(child.record)
