@@ -40,6 +40,7 @@ class TaskEvent:
     outcome: str  # ok | failed | unreachable | skipped
     changed: bool
     message: str = ""
+    stdout: str = ""  # the task's stdout (relctl's agent replies on it)
 
 
 @dataclass
@@ -211,6 +212,7 @@ def _task_event(event: dict[str, Any]) -> TaskEvent | None:
         outcome="ok" if ignored else outcome,
         changed=bool(res.get("changed", False)) if isinstance(res, dict) else False,
         message=_message(res) if outcome in ("failed", "unreachable") and not ignored else "",
+        stdout=str(res.get("stdout") or "") if isinstance(res, dict) else "",
     )
 
 

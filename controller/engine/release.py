@@ -274,9 +274,13 @@ class ReleaseEngine:
         with self._phase(release_id, "rollback") as phase:
             result = snapshots.restore(touched, self._on_event) if touched else None
             phase["hosts"] = touched
+            if result is not None:
+                phase["restored"] = {h: result.how(h) for h in touched if h not in
+                                     result.failed_hosts}
+                phase["uploaded_objects"] = result.uploaded
         if result is not None and not result.succeeded:
             return self._finish(release_id, "rollback_failed", ExitCode.ROLLBACK_FAILED,
-                                f"{reason}. Restore FAILED: {failure_summary(result)}",
+                                f"{reason}. Restore FAILED: {result.summary()}",
                                 touched, started)
         for host in touched:
             self.journal.set_host_state(release_id, host, "restored")
