@@ -92,7 +92,8 @@ class Store:
 # -- capture ---------------------------------------------------------------------------
 
 def tree_manifest(root: Path, store: Store) -> tuple[list[list[Any]], int]:
-    """Every member of ``root``: [path, type, mode, uid, gid, mtime, object or target]."""
+    """Every member of ``root``: [path, type, mode, uid, gid, mtime, object or target]
+    (files keep their mtime; folders and links do not)."""
     members, size = [], 0
     for path in tree_entries(root):
         st = path.lstat()
@@ -103,8 +104,9 @@ def tree_manifest(root: Path, store: Store) -> tuple[list[list[Any]], int]:
             members.append([rel, "file", st.st_mode, st.st_uid, st.st_gid, st.st_mtime,
                             store.add_file(path)])
             size += st.st_size
-        else:
-            members.append([rel, "dir", st.st_mode, st.st_uid, st.st_gid, st.st_mtime, None])
+        else:  # a folder's mtime differs on every host that unpacked it: not kept, so
+            # the member list of one release tree is one object for all hosts
+            members.append([rel, "dir", st.st_mode, st.st_uid, st.st_gid, 0, None])
     return members, size
 
 
@@ -116,8 +118,12 @@ def capture_tree_at(root: Path, store: Store) -> Entry:
 
 def capture_entry(item: Item, store: Store) -> Entry:
     kind = item["kind"]
+    if kind == "package":
+        return {"installed": package_version(item)}
+    if kind == "service":
+        return {"running": service_running(item)}
     path = item_path(item)
-    if kind in PATH_KINDS and not (path.exists() or path.is_symlink()):
+    if not (path.exists() or path.is_symlink()):
         return {"absent": True}
     if kind == "file":
         st = path.lstat()
@@ -127,11 +133,7 @@ def capture_entry(item: Item, store: Store) -> Entry:
         return capture_tree_at(path, store)
     if kind == "artifact":
         return capture_artifact(path, store)
-    if kind == "data":
-        return capture_database(path, store)
-    if kind == "package":
-        return {"installed": package_version(item)}
-    return {"running": service_running(item)}
+    return capture_database(path, store)
 
 
 def capture_artifact(root: Path, store: Store) -> Entry:
@@ -250,7 +252,7 @@ def rebuild_tree(store: Store, manifest: str, root: Path) -> None:
         path = root if rel == "." else root / rel
         if kind == "dir":
             path.mkdir(parents=True, exist_ok=True)
-            dirs.append((path, mode, uid, gid, mtime))
+            dirs.append((path, mode, uid, gid))
         elif kind == "link":
             path.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(ref, path)
@@ -258,10 +260,9 @@ def rebuild_tree(store: Store, manifest: str, root: Path) -> None:
         else:
             put_file(store, ref, path, mode, uid, gid)
             os.utime(path, (mtime, mtime))
-    for path, mode, uid, gid, mtime in reversed(dirs):
+    for path, mode, uid, gid in reversed(dirs):
         os.chown(path, uid, gid)
         os.chmod(path, mode & 0o7777)
-        os.utime(path, (mtime, mtime))
 
 
 def switch_link(link: Path, target: str) -> None:

@@ -163,7 +163,7 @@ class ReleaseEngine:
         with self._phase(release_id, "snapshot"):
             snapshots.take(plan.hosts, self._on_event)
         self.progress(f"snapshot of {len(plan.agent_items)} items on {len(plan.hosts)} "
-                      f"hosts taken and verified ({snapshots.store})")
+                      f"hosts taken and verified ({snapshots.store.root})")
         return self._roll_out(release_id, plan, gates, baseline, 1, started)
 
     def _roll_out(self, release_id: int, plan: ReleasePlan, gates: GateRunner,
