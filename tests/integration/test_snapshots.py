@@ -77,13 +77,13 @@ def manifest(lab: RunningLab, version: str) -> Path:
 def on_hosts(lab: RunningLab, module: str, args: str, hosts: str = "app_primary"
              ) -> dict[str, Any]:
     """Run an Ansible module on ``hosts``; each host's result."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(lab.ansible_cfg), "ANSIBLE_STDOUT_CALLBACK": "json",
-           "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"}
-    result = subprocess.run([str(Path(sys.executable).parent / "ansible"), hosts, "-m",
-                             module, "-a", args], env=env, capture_output=True, text=True,
-                            check=False)
-    plays = json.loads(result.stdout)["plays"]
-    return plays[0]["tasks"][0]["hosts"]  # type: ignore[no-any-return]
+    tree = lab.state_dir / f"adhoc-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "ANSIBLE_CONFIG": str(lab.ansible_cfg)}
+    subprocess.run([str(Path(sys.executable).parent / "ansible"), hosts, "-m", module,
+                    "-a", args, "-t", str(tree)], env=env, capture_output=True, check=False)
+    results = {p.name: json.loads(p.read_text()) for p in tree.iterdir()}
+    shutil.rmtree(tree)
+    return results
 
 
 def fingerprints(lab: RunningLab) -> dict[str, dict[str, Any]]:
