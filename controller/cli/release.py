@@ -135,7 +135,7 @@ def resume(app: AppContext, inventory: Path | None, forward: bool, as_json: bool
         journal.break_lock(record.environment)
     _say_stopped(stop_orphans(journal, release_id=record.id), as_json)
     engine = _engine_for(app, record, inventory, as_json)
-    engine.progress(engine.stopped_at(record))
+    _say_stopped([engine.stopped_at(record)], as_json)
     outcome = (engine.resume_forward(record) if forward else
                engine.rollback(record, f"resumed after the controller died in {record.state}"))
     _render(outcome, as_json)
@@ -256,7 +256,8 @@ def schema() -> None:
 
 
 def _say_stopped(lines: list[str], as_json: bool) -> None:
-    """What was done about a dead controller's children (stderr when stdout is JSON)."""
+    """Where a release stopped and what was done about a dead controller's children
+    (on stderr when stdout is JSON)."""
     for line in lines:
         if as_json:
             print(line, file=sys.stderr)
