@@ -66,7 +66,7 @@ def released(journal: Journal, name: str, **scope: str) -> int:
 
 
 def test_new_journal_is_wal_and_at_the_current_schema(journal: Journal) -> None:
-    raw = sqlite3.connect(journal.path)
+    raw = sqlite3.connect(journal.target)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     raw.close()
@@ -75,7 +75,7 @@ def test_new_journal_is_wal_and_at_the_current_schema(journal: Journal) -> None:
 def test_every_write_is_visible_to_another_connection_at_once(journal: Journal) -> None:
     release_id = start(journal)
     phase_id = journal.begin_phase(release_id, "snapshot")
-    with Journal(journal.path) as other:
+    with Journal(journal.target) as other:
         assert other.release(release_id).state == "planned"
         assert other.phases(release_id)[0].state == "running"
         other.end_phase(phase_id, "ok")
