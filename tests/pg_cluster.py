@@ -81,8 +81,9 @@ class PgCluster:
                   "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}")
         pwfile.unlink()
         self.port = free_port(self.address)
+        fsync = "on" if self.fsync else "off"
         options = (f"-c listen_addresses={self.address} -p {self.port} "
-                   f"-c unix_socket_directories={self.sockets} -c fsync={'on' if self.fsync else 'off'}"
+                   f"-c unix_socket_directories={self.sockets} -c fsync={fsync}"
                    " -c max_connections=60")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
                   "-o", options, "-w", "-t", "60", "start")
@@ -97,7 +98,7 @@ class PgCluster:
 
     def sql(self, statement: str) -> str:
         """Run one statement as the superuser over the unix socket; its output."""
-        return self._run("psql" if (PG_BIN / "psql").exists() else "psql", "-X", "-q", "-A",
+        return self._run("psql", "-X", "-q", "-A",
                          "-t", "-h", str(self.sockets), "-p", str(self.port), "-U", "postgres",
                          "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", statement)
 

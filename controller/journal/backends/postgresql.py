@@ -126,7 +126,7 @@ class PostgresDatabase(Database):
         return self._all_tables() - {VERSION_TABLE}
 
     def ddl(self, statement: str) -> str:
-        return _translate_ddl(statement)
+        return translate_ddl(statement)
 
     def guard_migration(self) -> None:
         self.execute("SELECT pg_advisory_xact_lock(?, ?)", (NAMESPACE, MIGRATION_KEY))
@@ -207,7 +207,7 @@ def _placeholders(sql: str, bound: bool) -> str:
 
 
 @lru_cache(maxsize=256)
-def _translate_ddl(statement: str) -> str:
+def translate_ddl(statement: str) -> str:
     """SQLite's column words in PostgreSQL's, outside quoted text."""
     parts = re.split(r"('(?:[^']|'')*')", statement)
     for index in range(0, len(parts), 2):  # the odd ones are quoted literals
