@@ -12,6 +12,7 @@ from controller import __version__
 from controller.cli.context import AppContext
 from controller.cli.continuity import CONTINUITY_COMMANDS
 from controller.cli.init import init
+from controller.cli.journal import journal_group
 from controller.cli.lab import lab as lab_group
 from controller.cli.monitor import monitor
 from controller.cli.notice import notice
@@ -105,6 +106,7 @@ def cli(ctx: click.Context, state_dir: Path | None, journal: str | None) -> None
 
 cli.add_command(init)
 cli.add_command(lab_group)
+cli.add_command(journal_group)
 cli.add_command(plan)
 cli.add_command(notice)
 cli.add_command(signoff)

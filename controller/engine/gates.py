@@ -54,7 +54,8 @@ class GateRunner:
             raise InputError("the Locust gate has no url and no lab load balancer is known")
         return run_load(LoadRun(gate.locustfile, url, gate.users, gate.spawn_rate,
                                 duration_s or gate.duration_s,
-                                self.env.gate_dir(self.release_id), phase))
+                                self.env.gate_dir(self.release_id), phase,
+                                workers=gate.workers))
 
     def judge_load(self, candidate: LoadStats, baseline: LoadStats | None) -> Verdict:
         """Judge the candidate run against thresholds and the baseline; record both."""
