@@ -153,7 +153,8 @@ def history(app: AppContext, limit: int, environment: str | None, as_json: bool)
 @JSON_OPTION
 @click.pass_obj
 def status(app: AppContext, as_json: bool) -> None:
-    """Locks held, releases in flight, and the last good release per environment.
+    """Locks held (and whether each holder still runs), releases in flight, and the last
+    good release per environment. On a PostgreSQL journal, holders from every machine.
 
     Exit code 5 when an environment is locked, 1 when a release is unfinished.
     """

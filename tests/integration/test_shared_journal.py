@@ -124,6 +124,7 @@ def test_two_controllers_one_lock_that_frees_itself(site: Site, pg_url: str,
         went_on = controller(second_state, pg_url, "apply", str(second), "--inventory",
                              str(site.inventory), "--yes")
         assert went_on.returncode not in (0, 5), went_on.stderr  # past the lock: no host
+        assert "no host was changed" in went_on.stderr, went_on.stderr
         with Journal(pg_url) as journal:
             taken = [e.message for e in journal.events() if "taken over" in e.message]
             assert taken and "from web-1.1.0 (" in taken[0] and f"pid {first.pid})" in taken[0]
