@@ -5,6 +5,8 @@
     ├── PrerequisiteError            exit 6   this machine lacks what the job needs
     ├── LabError                     exit 7   the staging lab could not be brought up or used
     │   └── AddressInUseError        exit 7   a lab address/port is already taken
+    │   (exit 7 also: journal.errors.JournalUnreachableError, the journal's database
+    │    server cannot be reached: exit 7 means "a system relctl needs is unreachable")
     ├── PlaybookError                exit 8   an Ansible playbook run failed
     ├── ContinuityError              exit 9   a failover/failback/drill could not restore
     │                                         the service: a human must act now
@@ -32,6 +34,7 @@ class ExitCode(IntEnum):
     LOCKED = 5
     PREREQUISITE = 6
     LAB = 7
+    UNREACHABLE = 7  # the same code: the lab, or the journal's database, cannot be reached
     PLAYBOOK = 8
     CONTINUITY_FAILED = 9
     TARGETS_MISSED = 10

@@ -2,7 +2,8 @@
 # Install the Debian packages relctl's lab and tests need, only when something is missing.
 set -euo pipefail
 # chromium: headless, renders the HTML reports in a test (screenshot of the charts).
-packages=(openssh-server openssh-client haproxy python3 sqlite3 util-linux procps chromium)
+# postgresql: the tests start their own cluster on loopback (the shared PostgreSQL journal).
+packages=(openssh-server openssh-client haproxy python3 sqlite3 util-linux procps chromium postgresql)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -36,6 +36,7 @@ class LoadRun:
     duration_s: float
     out_dir: Path
     label: str
+    workers: int = 0  # N > 0: a master and N workers (Locust's distributed mode)
     children: ChildRecorder | None = field(default=None, compare=False)
 
 
@@ -84,7 +85,16 @@ def _command(run: LoadRun) -> list[str]:
         "--host", run.url, "-u", str(run.users), "-r", str(run.spawn_rate),
         "-t", f"{max(1, round(run.duration_s))}s", "--csv", str(run.out_dir / run.label),
         "--only-summary", "--stop-timeout", "5", "--exit-code-on-error", "0",
+        *_distributed(run.workers),
     ]
+
+
+def _distributed(workers: int) -> list[str]:
+    """Locust's own master/worker mode: ``--processes N`` makes this process the master
+    and forks N workers that connect to it over loopback; the master aggregates their
+    statistics into the same ``*_stats.csv``. One command, one pid to stop: SIGTERM to
+    the master stops its workers."""
+    return ["--processes", str(workers)] if workers > 0 else []
 
 
 def _env() -> dict[str, str]:

@@ -14,8 +14,8 @@ class AppContext:
     """The state directory and the journal the user chose."""
 
     state_dir: Path
-    journal_path: Path | None
+    journal_target: str | None  # --journal / $RELCTL_JOURNAL: a path or a URL
 
     def journal(self) -> Journal:
         """Open the journal (created on first use)."""
-        return open_journal(self.state_dir, self.journal_path)
+        return open_journal(self.state_dir, self.journal_target)

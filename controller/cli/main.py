@@ -12,6 +12,7 @@ from controller import __version__
 from controller.cli.context import AppContext
 from controller.cli.continuity import CONTINUITY_COMMANDS
 from controller.cli.init import init
+from controller.cli.journal import journal_group
 from controller.cli.lab import lab as lab_group
 from controller.cli.monitor import monitor
 from controller.cli.notice import notice
@@ -28,7 +29,8 @@ EXIT_CODES_HELP = """\b
 Exit codes:
   0 success            2 invalid input       3 rolled back
   4 rollback failed    5 locked              6 missing prerequisite
-  7 lab error          8 playbook failed     9 failover/failback failed
+  7 lab or journal database unreachable
+  8 playbook failed    9 failover/failback failed
   10 drill missed a target                   11 sign-off missing
   1 unexpected error"""
 
@@ -85,13 +87,15 @@ def _wants_json() -> bool:
 )
 @click.option(
     "--journal",
-    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH|URL",
     envvar=JOURNAL_ENV,
     default=None,
-    help=f"The release journal (SQLite) [env {JOURNAL_ENV}; default STATE_DIR/journal.sqlite].",
+    help="The release journal: an SQLite file (PATH or sqlite:PATH), or a PostgreSQL "
+    "database shared by several controllers (postgresql://USER:PASSWORD@HOST/DB) "
+    f"[env {JOURNAL_ENV}; default STATE_DIR/journal.sqlite].",
 )
 @click.pass_context
-def cli(ctx: click.Context, state_dir: Path | None, journal: Path | None) -> None:
+def cli(ctx: click.Context, state_dir: Path | None, journal: str | None) -> None:
     """relctl: release and continuity controller for Ansible-managed fleets.
 
     Snapshots every configuration item, applies playbooks in safe batches, verifies with
@@ -102,6 +106,7 @@ def cli(ctx: click.Context, state_dir: Path | None, journal: Path | None) -> Non
 
 cli.add_command(init)
 cli.add_command(lab_group)
+cli.add_command(journal_group)
 cli.add_command(plan)
 cli.add_command(notice)
 cli.add_command(signoff)

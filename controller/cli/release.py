@@ -28,6 +28,8 @@ from controller.manifest_loader import load_manifest, manifest_json_schema
 from controller.models.manifest import Manifest
 from controller.notify import Notifier
 
+HOLDER_STATES = {"alive": "holder alive", "unknown": "holder on another host",
+                 "gone": "holder gone: the lock is stale"}
 INVENTORY_OPTION = click.option(
     "--inventory", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
     help="Ansible inventory (default: the manifest's, else the staging lab's).")
@@ -135,7 +137,7 @@ def resume(app: AppContext, inventory: Path | None, forward: bool, as_json: bool
         journal.break_lock(record.environment)
     _say_stopped(stop_orphans(journal, release_id=record.id), as_json)
     engine = _engine_for(app, record, inventory, as_json)
-    engine.progress(engine.stopped_at(record))
+    _say_stopped([engine.stopped_at(record)], as_json)
     outcome = (engine.resume_forward(record) if forward else
                engine.rollback(record, f"resumed after the controller died in {record.state}"))
     _render(outcome, as_json)
@@ -167,7 +169,8 @@ def history(app: AppContext, limit: int, environment: str | None, as_json: bool)
 @JSON_OPTION
 @click.pass_obj
 def status(app: AppContext, as_json: bool) -> None:
-    """Locks held, releases in flight, and the last good release per environment.
+    """Locks held (and whether each holder still runs), releases in flight, and the last
+    good release per environment. On a PostgreSQL journal, holders from every machine.
 
     Exit code 5 when an environment is locked, 1 when a release is unfinished.
     """
@@ -177,14 +180,17 @@ def status(app: AppContext, as_json: bool) -> None:
     recent = journal.history(limit=50)
     good = {(r.service, r.environment): r for r in reversed(recent)
             if r.state == "released" and not r.bad}
+    holders = {lk.environment: journal.holder_state(lk) for lk in locks}
     if as_json:
         emit_json({"locks": [{"environment": lk.environment, "release": lk.release,
-                              "holder": str(lk.holder)} for lk in locks],
+                              "holder": str(lk.holder), "holder_state": holders[lk.environment]}
+                             for lk in locks],
                    "unfinished": [_record_json(r) for r in unfinished],
                    "last_good": [_record_json(r) for r in good.values()]})
     else:
         for lk in locks:
-            console.print(f"[yellow]locked[/] {lk.environment}: {lk.release} by {lk.holder}")
+            console.print(f"[yellow]locked[/] {lk.environment}: {lk.release} by {lk.holder}"
+                          f" ({HOLDER_STATES[holders[lk.environment]]})")
         for r in unfinished:
             console.print(f"[red]unfinished[/] {r.name} ({r.state}); run: relctl resume")
         for r in good.values():
@@ -256,7 +262,8 @@ def schema() -> None:
 
 
 def _say_stopped(lines: list[str], as_json: bool) -> None:
-    """What was done about a dead controller's children (stderr when stdout is JSON)."""
+    """Where a release stopped and what was done about a dead controller's children
+    (on stderr when stdout is JSON)."""
     for line in lines:
         if as_json:
             print(line, file=sys.stderr)

@@ -38,7 +38,7 @@ def report(app: AppContext, release: str, fmt: Format, as_json: bool, output: Pa
     journal = app.journal()
     record = journal.find_release(release)
     if record is None:
-        raise InputError(f"no release {release!r} in the journal {journal.path}",
+        raise InputError(f"no release {release!r} in the journal {journal.where}",
                          hint="relctl history lists them")
     facts = ReleaseFacts.read(journal, record)
     text = render(facts, "json" if as_json else fmt)

@@ -84,7 +84,10 @@ def _lab_url(lab: LabLayout, service: str) -> str | None:
     return urls.get(service, state.url)
 
 
-def open_journal(state_dir: Path, override: Path | None = None) -> Journal:
-    """The journal: ``override``, else ``$RELCTL_JOURNAL``, else ``STATE_DIR/journal.sqlite``."""
-    path = override or Path(os.environ.get(JOURNAL_ENV, state_dir / "journal.sqlite"))
-    return Journal(path)  # creates its folder, or refuses the path (exit 2)
+def open_journal(state_dir: Path, override: str | Path | None = None) -> Journal:
+    """The journal: ``override``, else ``$RELCTL_JOURNAL``, else ``STATE_DIR/journal.sqlite``.
+
+    A path or ``sqlite:PATH`` is an SQLite file (its folder is created; a bad path is
+    refused, exit 2); ``postgresql://…`` a shared database (exit 7 when unreachable)."""
+    target = override or os.environ.get(JOURNAL_ENV) or state_dir / "journal.sqlite"
+    return Journal(target)

@@ -55,7 +55,8 @@ class GateRunner:
             raise InputError("the Locust gate has no url and no lab load balancer is known")
         return run_load(LoadRun(gate.locustfile, url, gate.users, gate.spawn_rate,
                                 duration_s or gate.duration_s,
-                                self.env.gate_dir(self.release_id), phase, self._children()))
+                                self.env.gate_dir(self.release_id), phase,
+                                workers=gate.workers, children=self._children()))
 
     def _children(self) -> JournalChildren | None:
         """Journal each gate process when this runner records (a release's gates)."""

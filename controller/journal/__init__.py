@@ -1,18 +1,22 @@
-"""The release journal: a crash-safe record of every release, in one SQLite file.
+"""The release journal: a crash-safe record of every release, in an SQLite file or in a
+PostgreSQL database that controllers on several machines share.
 
-    Journal(path)                           open or create it (WAL, migrated)
+    Journal(target)                         open or create it (migrated); target: a path,
+                                            sqlite:PATH or postgresql://… (``backends``)
     ├── releases   start_release, set_release_state, mark_bad, release, find_release,
     │              history, last_good_release, unfinished_releases, log, events
     ├── steps      begin_phase/end_phase, set_host_state, add_snapshot, add_gate_result
     │              (and their readers)
     ├── signoffs   add_signoff, signoffs, request_signoff, signoff_request: a sign-off
     │              approves one manifest text (sha256) in one environment
-    ├── locks      acquire_lock, release_lock, lock_status, locks, break_lock
+    ├── locks      acquire_lock, release_lock, lock_status, locks, holder_state,
+    │              break_lock (on PostgreSQL, backed by session advisory locks)
     ├── continuity begin_continuity/end_continuity, continuity_records, last_replication
     ├── monitoring claim_monitor/end_monitor, begin_round/end_round, monitors,
     │              monitor_rounds (warranty monitoring after a release)
     └── children   add_child, child_running, child_ended, open_children, children: every
                    process relctl starts, recorded before it starts
+    copy_journal   copy every row of one journal into another, empty one, checking counts
 
 Each step is written before it starts and after it ends, so a crash leaves a record that
 ``unfinished_releases`` finds. Secrets are masked by ``redact`` before anything is stored.
@@ -20,9 +24,17 @@ Each step is written before it starts and after it ends, so a crash leaves a rec
 
 from __future__ import annotations
 
+from controller.journal.copy import CopyReport, copy_journal
 from controller.journal.db import SCHEMA_VERSION
-from controller.journal.errors import JournalError, LockedError, UnusableJournalError
-from controller.journal.identity import current_holder
+from controller.journal.errors import (
+    JournalDatabaseError,
+    JournalError,
+    JournalUnreachableError,
+    LockedError,
+    UnusableJournalError,
+)
+from controller.journal.identity import Liveness, current_holder
+from controller.journal.locations import describe, mask_url
 from controller.journal.records import (
     FINAL_STATES,
     ChildRecord,
@@ -60,6 +72,7 @@ __all__ = [
     "ChildState",
     "ContinuityKind",
     "ContinuityRecord",
+    "CopyReport",
     "EventRecord",
     "GateKind",
     "GateRecord",
@@ -67,7 +80,10 @@ __all__ = [
     "HostState",
     "HostStateRecord",
     "Journal",
+    "JournalDatabaseError",
     "JournalError",
+    "JournalUnreachableError",
+    "Liveness",
     "LockRecord",
     "LockedError",
     "ManifestRef",
@@ -84,6 +100,9 @@ __all__ = [
     "SnapshotRecord",
     "UnusableJournalError",
     "Verdict",
+    "copy_journal",
     "current_holder",
+    "describe",
+    "mask_url",
     "redact",
 ]

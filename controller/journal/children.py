@@ -14,12 +14,11 @@ class ChildLog(JournalBase):
     def add_child(self, release_id: int | None, label: str, program: str, record: Path,
                   owner: Holder) -> int:
         """Record a child about to start (state ``starting``); returns its id."""
-        cursor = self._write(
+        return self._insert(
             "INSERT INTO children (release_id, label, program, host, owner_pid, owner_started,"
             " record, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, 'starting', ?)",
             (release_id, label, program, owner.host, owner.pid, owner.started, str(record),
              self._now()))
-        return int(cursor.lastrowid or 0)
 
     def child_running(self, child_id: int, pid: int, started: float) -> None:
         """The child's launcher runs as ``pid``, created at ``started``."""

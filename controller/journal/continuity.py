@@ -22,12 +22,11 @@ class ContinuityLog(JournalBase):
                          detail: Mapping[str, Any] | None = None) -> int:
         """Record that a replication/failover/failback/drill starts now; returns its id."""
         holder = current_holder()
-        cursor = self._write(
+        return self._insert(
             "INSERT INTO continuity (kind, service, environment, state, started,"
             " operator_user, operator_host, detail) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
             (kind, service, environment, self._now(), holder.user, holder.host,
              to_json(detail)))
-        return int(cursor.lastrowid or 0)
 
     def end_continuity(self, record_id: int, state: PhaseState,
                        detail: Mapping[str, Any] | None = None,

@@ -1,17 +1,14 @@
-"""The journal's SQLite file: schema, migrations, connection, and write transactions.
+"""The journal's schema, its migrations, and what every part of the journal shares.
 
-WAL mode lets readers (``relctl history``) run beside a writing release; ``busy_timeout``
-makes concurrent writers wait for each other instead of failing; ``synchronous=FULL``
-and a commit after every write mean a step written is a step that survives a crash.
-The schema version is ``PRAGMA user_version``: ``MIGRATIONS[n]`` takes version n to n+1.
+``MIGRATIONS[n]`` takes schema version n to n+1; every backend runs the same statements
+(PostgreSQL in its own words for SQLite's column types: ``Database.ddl``) and records
+the version its own way (``PRAGMA user_version``, a ``relctl_schema`` table). Where the
+journal lives and how it is reached is ``controller.journal.backends``.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import sqlite3
-import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,7 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from controller.journal.errors import JournalError, UnusableJournalError
+from controller.journal.backends import Database, Result, open_database
+from controller.journal.errors import JournalDatabaseError, JournalError, UnusableJournalError
 from controller.journal.records import (
     CHILD_STATES,
     CONTINUITY_KINDS,
@@ -31,6 +29,7 @@ from controller.journal.records import (
     RELEASE_STATES,
     VERDICTS,
     EventRecord,
+    Row,
 )
 
 
@@ -206,98 +205,77 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def connect(path: Path, busy_timeout_s: float = 10.0) -> sqlite3.Connection:
-    """Open (creating if needed) the journal at ``path``, migrated to ``SCHEMA_VERSION``.
+def migrate(db: Database) -> int:
+    """Bring the schema up to ``SCHEMA_VERSION``; returns the version found before.
 
-    ``UnusableJournalError`` (exit 2) when ``path`` is not a regular file, cannot be
-    created, or is not SQLite or not a relctl journal: nothing is written to it then."""
+    ``UnusableJournalError`` (exit 2) for a database that holds tables but no relctl
+    journal; ``JournalError`` for a journal newer than this relctl."""
     try:
-        _check_regular(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
-    except (OSError, ValueError, sqlite3.Error) as error:
-        raise UnusableJournalError(f"cannot open the journal {path}: {error}") from error
-    conn.row_factory = sqlite3.Row
-    try:
-        _configure(conn, busy_timeout_s)
-        migrate(conn)
-    except (sqlite3.Error, JournalError) as error:
-        conn.close()
-        if isinstance(error, JournalError) and not isinstance(error, UnusableJournalError):
-            raise
-        reason = error.message if isinstance(error, JournalError) else error
-        raise UnusableJournalError(f"cannot use the journal {path}: {reason}") from error
-    return conn
-
-
-def _check_regular(path: Path) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISREG(mode):
-        raise UnusableJournalError(f"the journal {path} is not a regular file")
-
-
-def _configure(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA foreign_keys = ON")
-
-
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to ``SCHEMA_VERSION``; returns the version found before."""
-    with transaction(conn):
-        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if found > SCHEMA_VERSION:
-            raise JournalError(
-                f"the journal has schema version {found}; this relctl knows up to "
-                f"{SCHEMA_VERSION}", hint="upgrade relctl, or use another --state-dir")
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-                  if not r[0].startswith("sqlite_")}
-        if found == 0 and tables:
-            raise UnusableJournalError("an SQLite database, but not a relctl journal "
-                                       f"(it holds {', '.join(sorted(tables)[:5])})")
-        for statements in MIGRATIONS[found:]:
-            for statement in statements:
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    _check_tables(conn)
+        with db.transaction():
+            db.guard_migration()
+            found = db.schema_version()
+            _check_found(found, db.tables())
+            for statements in MIGRATIONS[found:]:
+                for statement in statements:
+                    db.execute(db.ddl(statement))
+            if found != SCHEMA_VERSION:
+                db.set_schema_version(SCHEMA_VERSION)
+        _check_tables(db.tables())
+    except JournalDatabaseError as error:
+        raise UnusableJournalError(f"cannot use the journal {db.where}: {error.message}") from error
     return found
 
 
-def _check_tables(conn: sqlite3.Connection) -> None:
-    found = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+def _check_found(found: int, tables: set[str]) -> None:
+    if found > SCHEMA_VERSION:
+        raise JournalError(
+            f"the journal has schema version {found}; this relctl knows up to "
+            f"{SCHEMA_VERSION}", hint="upgrade relctl, or use another --state-dir")
+    if found == 0 and tables:
+        raise UnusableJournalError("a database, but not a relctl journal "
+                                   f"(it holds {', '.join(sorted(tables)[:5])})")
+
+
+def _check_tables(found: set[str]) -> None:
     missing = sorted(TABLES - found)
     if missing:
         raise UnusableJournalError(f"not a relctl journal: no table {', '.join(missing)}")
 
 
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction, committed at the end (taken at once, so writers queue)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 class JournalBase:
-    """The connection and the small helpers every part of the journal shares."""
+    """The database connection and the small helpers every part of the journal shares.
 
-    def __init__(self, path: Path, *, clock: Callable[[], datetime] = utcnow,
+    ``target`` is a path (SQLite) or a journal URL (``postgresql://…``); messages name
+    it by ``where``, with a URL's password masked."""
+
+    def __init__(self, target: str | Path, *, clock: Callable[[], datetime] = utcnow,
                  busy_timeout_s: float = 10.0) -> None:
-        self.path = path
+        self.target = target
         self._clock = clock
-        self._conn = connect(path, busy_timeout_s)
+        self._db = open_database(target, busy_timeout_s)
+        try:
+            migrate(self._db)
+        except BaseException:
+            self._db.close()
+            raise
+
+    @property
+    def where(self) -> str:
+        """The journal's path, or its URL with the password masked."""
+        return self._db.where
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._db.kind
+
+    def schema_version(self) -> int:
+        """The schema version the journal is at (``SCHEMA_VERSION`` once opened)."""
+        return self._db.schema_version()
 
     def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
+        """Close the connection (on PostgreSQL, the session's locks go with it)."""
+        self._db.close()
 
     def __enter__(self) -> Self:
         return self
@@ -309,29 +287,37 @@ class JournalBase:
     def _now(self) -> str:
         return iso(self._clock())
 
-    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+    @contextmanager
+    def _transaction(self) -> Iterator[Database]:
+        """Several statements in one write transaction (``self._db.execute`` inside)."""
+        with self._db.transaction():
+            yield self._db
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> Result:
         """One statement in its own committed transaction."""
-        with transaction(self._conn):
-            return self._conn.execute(sql, params)
+        return self._db.write(sql, params)
 
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        return list(self._conn.execute(sql, params).fetchall())
+    def _insert(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """One ``INSERT`` in its own committed transaction; the new row's id (0: none)."""
+        row = self._db.write(sql + " RETURNING id", params).first()
+        return int(row["id"]) if row is not None else 0
 
-    def _row(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
-        return row
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        return self._db.execute(sql, params).rows
+
+    def _row(self, sql: str, params: tuple[Any, ...] = ()) -> Row | None:
+        return self._db.execute(sql, params).first()
 
     def log(self, release_id: int | None, message: str) -> int:
         """Append a line to the event log (of a release, or general when None)."""
-        cursor = self._write("INSERT INTO events (release_id, time, message) VALUES (?, ?, ?)",
-                             (release_id, self._now(), message))
-        return int(cursor.lastrowid or 0)
+        return self._insert("INSERT INTO events (release_id, time, message) VALUES (?, ?, ?)",
+                            (release_id, self._now(), message))
 
     def events(self, release_id: int | None = None, limit: int = 1000) -> list[EventRecord]:
         """Event lines, oldest first: of one release, or every one when None."""
         rows = self._rows(
             "SELECT * FROM (SELECT * FROM events WHERE (? IS NULL OR release_id = ?)"
-            " ORDER BY id DESC LIMIT ?) ORDER BY id",
+            " ORDER BY id DESC LIMIT ?) AS latest ORDER BY id",
             (release_id, release_id, limit),
         )
         return [EventRecord.from_row(r) for r in rows]

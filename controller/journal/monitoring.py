@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from controller.journal.db import JournalBase, transaction
+from controller.journal.db import JournalBase
 from controller.journal.errors import LockedError
 from controller.journal.identity import current_holder, liveness
 from controller.journal.records import (
@@ -31,25 +31,25 @@ class MonitorLog(JournalBase):
         """Start a monitor of ``release_id``; its id. ``LockedError`` when another one
         still runs (a monitor whose process died is marked ``stopped`` first)."""
         who = holder or current_holder()
-        with transaction(self._conn):
-            for row in self._conn.execute(
+        with self._transaction() as db:
+            for row in db.execute(
                     "SELECT * FROM monitors WHERE release_id = ? AND state = 'running'",
-                    (release_id,)).fetchall():
+                    (release_id,)).rows:
                 other = MonitorRecord.from_row(row)
                 if liveness(other.operator) != "gone":
                     raise LockedError(
                         f"monitor #{other.id} of this release already runs: {other.operator}",
                         hint="stop it first, or wait for it to end")
-                self._conn.execute(
+                db.execute(
                     "UPDATE monitors SET state = 'stopped', ended = ?, message = ? WHERE id = ?",
                     (self._now(), "its process died", other.id))
-            cursor = self._conn.execute(
+            created = db.execute(
                 "INSERT INTO monitors (release_id, state, started, settings, operator_user,"
                 " operator_host, operator_pid, operator_started)"
-                " VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, 'running', ?, ?, ?, ?, ?, ?) RETURNING id",
                 (release_id, self._now(), to_json(settings), who.user, who.host, who.pid,
-                 who.started))
-        return int(cursor.lastrowid or 0)
+                 who.started)).first()
+        return int(created["id"]) if created is not None else 0
 
     def end_monitor(self, monitor_id: int, state: MonitorState, *, exit_code: int,
                     message: str, summary: Mapping[str, Any] | None = None) -> MonitorRecord:
@@ -79,13 +79,13 @@ class MonitorLog(JournalBase):
 
     def begin_round(self, monitor_id: int, number: int) -> int:
         """Record that round ``number`` of a monitor starts now; its id."""
-        cursor = self._write(
+        round_id = self._insert(
             "INSERT INTO monitor_rounds (monitor_id, release_id, round, started)"
             " SELECT id, release_id, ?, ? FROM monitors WHERE id = ?",
             (number, self._now(), monitor_id))
-        if not cursor.rowcount:
+        if not round_id:
             raise KeyError(monitor_id)
-        return int(cursor.lastrowid or 0)
+        return round_id
 
     def end_round(self, round_id: int, verdict: MonitorVerdict,
                   detail: Mapping[str, Any] | None = None) -> MonitorRoundRecord:

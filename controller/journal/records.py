@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 ReleaseState = Literal[
     "planned", "snapshotting", "applying", "verifying", "released",
@@ -38,6 +37,13 @@ CHILD_STATES: tuple[str, ...] = get_args(ChildState)
 FINAL_STATES: frozenset[str] = frozenset(
     {"released", "rolled_back", "rollback_failed", "failed", "aborted"}
 )
+
+
+class Row(Protocol):
+    """A row as the journal's backends return it, read by column name (``sqlite3.Row``,
+    or psycopg's ``dict_row``)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -94,7 +100,7 @@ class ReleaseRecord:
         return self.state in FINAL_STATES
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> ReleaseRecord:
+    def from_row(cls, row: Row) -> ReleaseRecord:
         """The record of a ``releases`` row."""
         operator = Holder(row["operator_user"], row["operator_host"], row["operator_pid"],
                           row["operator_started"])
@@ -122,7 +128,7 @@ class PhaseRecord:
     detail: dict[str, Any]
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> PhaseRecord:
+    def from_row(cls, row: Row) -> PhaseRecord:
         """The record of a ``phases`` row."""
         return cls(row["id"], row["release_id"], row["name"], row["state"],
                    _time(row["started"]), parse_time(row["ended"]), row["seconds"],
@@ -141,7 +147,7 @@ class HostStateRecord:
     updated: datetime
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> HostStateRecord:
+    def from_row(cls, row: Row) -> HostStateRecord:
         """The record of a ``host_states`` row."""
         return cls(row["release_id"], row["host"], row["state"], row["version_before"],
                    row["version_after"], _time(row["updated"]))
@@ -165,7 +171,7 @@ class SnapshotRecord:
     pruned: datetime | None = None  # when retention dropped it (it cannot be restored)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> SnapshotRecord:
+    def from_row(cls, row: Row) -> SnapshotRecord:
         """The record of a ``snapshots`` row."""
         return cls(row["id"], row["release_id"], row["host"], row["item"], row["kind"],
                    Path(row["path"]), row["sha256"], row["bytes"], _json(row["meta"]),
@@ -187,7 +193,7 @@ class GateRecord:
     created: datetime
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> GateRecord:
+    def from_row(cls, row: Row) -> GateRecord:
         """The record of a ``gate_results`` row."""
         junit = Path(row["junit"]) if row["junit"] else None
         return cls(row["id"], row["release_id"], row["phase"], row["kind"], row["verdict"],
@@ -204,7 +210,7 @@ class EventRecord:
     message: str
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> EventRecord:
+    def from_row(cls, row: Row) -> EventRecord:
         """The record of an ``events`` row."""
         return cls(row["id"], row["release_id"], _time(row["time"]), row["message"])
 
@@ -219,7 +225,7 @@ class LockRecord:
     acquired: datetime
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> LockRecord:
+    def from_row(cls, row: Row) -> LockRecord:
         """The record of a ``locks`` row."""
         holder = Holder(row["holder_user"], row["holder_host"], row["holder_pid"],
                         row["holder_started"])
@@ -235,7 +241,7 @@ class ManifestRef:
     sha256: str
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> ManifestRef | None:
+    def from_row(cls, row: Row) -> ManifestRef | None:
         """The reference a row holds; None for a sign-off recorded before they had one."""
         if row["manifest_sha256"] is None or row["environment"] is None:
             return None
@@ -256,7 +262,7 @@ class SignoffRecord:
     signed: ManifestRef | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> SignoffRecord:
+    def from_row(cls, row: Row) -> SignoffRecord:
         """The record of a ``signoffs`` row."""
         return cls(row["id"], row["release"], row["role"], row["signed_by"], row["note"],
                    _time(row["time"]), ManifestRef.from_row(row))
@@ -272,7 +278,7 @@ class SignoffRequest:
     time: datetime
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> SignoffRequest:
+    def from_row(cls, row: Row) -> SignoffRequest:
         """The record of a ``signoff_requests`` row."""
         ref = ManifestRef(row["environment"], Path(row["manifest_path"]), row["manifest_sha256"])
         return cls(row["id"], row["release"], ref, _time(row["time"]))
@@ -294,7 +300,7 @@ class ContinuityRecord:
     report: str | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> ContinuityRecord:
+    def from_row(cls, row: Row) -> ContinuityRecord:
         return cls(id=row["id"], kind=row["kind"], service=row["service"],
                    environment=row["environment"], state=row["state"],
                    started=_time(row["started"]), ended=parse_time(row["ended"]),
@@ -326,7 +332,7 @@ class MonitorRecord:
     summary: dict[str, Any]
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> MonitorRecord:
+    def from_row(cls, row: Row) -> MonitorRecord:
         """The record of a ``monitors`` row."""
         operator = Holder(row["operator_user"], row["operator_host"], row["operator_pid"],
                           row["operator_started"])
@@ -349,7 +355,7 @@ class MonitorRoundRecord:
     detail: dict[str, Any]
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> MonitorRoundRecord:
+    def from_row(cls, row: Row) -> MonitorRoundRecord:
         """The record of a ``monitor_rounds`` row."""
         return cls(row["id"], row["monitor_id"], row["release_id"], row["round"],
                    _time(row["started"]), parse_time(row["ended"]), row["verdict"],
@@ -376,7 +382,7 @@ class ChildRecord:
     exit_code: int | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> ChildRecord:
+    def from_row(cls, row: Row) -> ChildRecord:
         """The record of a ``children`` row."""
         return cls(row["id"], row["release_id"], row["label"], row["program"], row["host"],
                    row["owner_pid"], row["owner_started"], Path(row["record"]), row["pid"],

@@ -28,14 +28,13 @@ class ReleaseLog(JournalBase):
                       state: ReleaseState = "planned") -> int:
         """Record a new release attempt; returns its id."""
         who = operator or current_holder()
-        cursor = self._write(
+        release_id = self._insert(
             "INSERT INTO releases (name, version, service, environment, manifest_path,"
             " manifest_sha256, state, started, operator_user, operator_host, operator_pid,"
             " operator_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (name, version, service, environment, str(manifest_path), manifest_sha256, state,
              self._now(), who.user, who.host, who.pid, who.started),
         )
-        release_id = int(cursor.lastrowid or 0)
         self.log(release_id, f"release {name} ({version}) started by {who}: {state}")
         return release_id
 
@@ -65,13 +64,13 @@ class ReleaseLog(JournalBase):
 
     def _require(self, rowcount: int, release_id: int) -> None:
         if rowcount == 0:
-            raise InputError(f"no release #{release_id} in the journal {self.path}")
+            raise InputError(f"no release #{release_id} in the journal {self.where}")
 
     def release(self, release_id: int) -> ReleaseRecord:
         """The release with id ``release_id``; ``InputError`` if there is none."""
         row = self._row("SELECT * FROM releases WHERE id = ?", (release_id,))
         if row is None:
-            raise InputError(f"no release #{release_id} in the journal {self.path}")
+            raise InputError(f"no release #{release_id} in the journal {self.where}")
         return ReleaseRecord.from_row(row)
 
     def find_release(self, name_or_id: str | int) -> ReleaseRecord | None:

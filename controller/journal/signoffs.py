@@ -18,13 +18,12 @@ class SignoffLog(JournalBase):
                     signed: ManifestRef | None = None) -> int:
         """Record that ``by`` approved ``release`` as ``role`` (the manifest ``signed``,
         which a sign-off needs to count; without one it approves nothing); its id."""
-        cursor = self._write(
+        return self._insert(
             "INSERT INTO signoffs (release, role, signed_by, note, time, environment,"
             " manifest_path, manifest_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (release, role, by, note, self._now(), signed and signed.environment,
              signed and str(signed.path), signed and signed.sha256),
         )
-        return int(cursor.lastrowid or 0)
 
     def signoffs(self, release: str) -> list[SignoffRecord]:
         """The sign-offs of a release name (of any manifest text), oldest first."""
@@ -33,12 +32,11 @@ class SignoffLog(JournalBase):
 
     def request_signoff(self, release: str, manifest: ManifestRef) -> int:
         """Record that ``apply`` waits for sign-offs of ``manifest``; its id."""
-        cursor = self._write(
+        return self._insert(
             "INSERT INTO signoff_requests (release, environment, manifest_path,"
             " manifest_sha256, time) VALUES (?, ?, ?, ?, ?)",
             (release, manifest.environment, str(manifest.path), manifest.sha256, self._now()),
         )
-        return int(cursor.lastrowid or 0)
 
     def signoff_request(self, release: str) -> SignoffRequest | None:
         """The latest manifest of ``release`` that ``apply`` asked to have signed."""

@@ -32,12 +32,11 @@ class StepLog(JournalBase):
 
     def begin_phase(self, release_id: int, name: str, detail: Detail = None) -> int:
         """Record that phase ``name`` starts now (before doing it); returns its id."""
-        cursor = self._write(
+        return self._insert(
             "INSERT INTO phases (release_id, name, state, started, detail)"
             " VALUES (?, ?, 'running', ?, ?)",
             (release_id, name, self._now(), to_json(detail)),
         )
-        return int(cursor.lastrowid or 0)
 
     def end_phase(self, phase_id: int, state: PhaseState, detail: Detail = None) -> PhaseRecord:
         """Record how a phase ended; ``detail`` (if given) replaces the stored one."""
@@ -57,7 +56,7 @@ class StepLog(JournalBase):
         """The phase with id ``phase_id``."""
         row = self._row("SELECT * FROM phases WHERE id = ?", (phase_id,))
         if row is None:
-            raise JournalError(f"no phase #{phase_id} in the journal {self.path}")
+            raise JournalError(f"no phase #{phase_id} in the journal {self.where}")
         return PhaseRecord.from_row(row)
 
     def phases(self, release_id: int) -> list[PhaseRecord]:
@@ -73,8 +72,8 @@ class StepLog(JournalBase):
             "INSERT INTO host_states (release_id, host, state, version_before, version_after,"
             " updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (release_id, host) DO UPDATE SET"
             " state = excluded.state, updated = excluded.updated,"
-            " version_before = COALESCE(excluded.version_before, version_before),"
-            " version_after = COALESCE(excluded.version_after, version_after)",
+            " version_before = COALESCE(excluded.version_before, host_states.version_before),"
+            " version_after = COALESCE(excluded.version_after, host_states.version_after)",
             (release_id, host, state, version_before, version_after, self._now()),
         )
 
@@ -135,13 +134,12 @@ class StepLog(JournalBase):
     def add_gate_result(self, release_id: int, *, phase: str, kind: GateKind, verdict: Verdict,
                         figures: Detail = None, junit: Path | None = None) -> int:
         """Record a gate's verdict with its figures (p50/p95/p99/rps/...); its id."""
-        cursor = self._write(
+        return self._insert(
             "INSERT INTO gate_results (release_id, phase, kind, verdict, figures, junit,"
             " created) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (release_id, phase, kind, verdict, to_json(figures),
              str(junit) if junit else None, self._now()),
         )
-        return int(cursor.lastrowid or 0)
 
     def gate_results(self, release_id: int) -> list[GateRecord]:
         """The gate verdicts of a release, in the order recorded."""

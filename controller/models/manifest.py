@@ -221,6 +221,11 @@ class LocustGate(_Model):
     spawn_rate: Number = Field(10, gt=0, le=100_000, description="Users started per second.")
     duration_s: Number = Field(10, gt=0, le=86400,
                                description="Length of the measured run in seconds.")
+    workers: Int = Field(
+        0, ge=0, le=64,
+        description="0: Locust runs as one process. N: Locust's distributed mode, a master "
+        "and N worker processes on the controller, for more load than one core gives; "
+        "same figures and verdicts.")
     thresholds: LoadThresholds = Field(
         default_factory=LoadThresholds, description="Pass/fail thresholds."
     )

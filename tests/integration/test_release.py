@@ -26,21 +26,14 @@ from PIL import Image
 
 from controller.journal import Holder, Journal
 from controller.reports.release_report import BASELINE_COLOUR, CANDIDATE_COLOUR, PHASE_COLOURS
-from tests.integration.ansible_cli import shell
 from tests.integration.conftest import RunningLab
 from tests.integration.ledger_http import served_versions
+from tests.integration.ledger_state import database_matches_snapshot, fingerprints
 from tests.relctl_cli import RELCTL, deploy_ledger, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 RELEASES = ROOT / "examples" / "releases"
-FINGERPRINT = (
-    "readlink /srv/ledger/current; "
-    "find /srv/ledger /etc/ledger \\( -type f -o -type l \\) -printf '%p %m %u %l\\n' | sort; "
-    "find /srv/ledger /etc/ledger -type f | sort | xargs sha256sum"
-)
-
-
 def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method,
@@ -50,21 +43,6 @@ def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, None
-
-
-def fingerprints(lab: RunningLab) -> dict[str, str]:
-    """Every file and symlink of the ledger's code and config on every primary host."""
-    return {h["name"]: shell(lab.ansible_cfg, h["name"], FINGERPRINT)
-            for h in lab.hosts("app_primary")}
-
-
-def database_matches_snapshot(lab: RunningLab, release: str) -> dict[str, bool]:
-    """For each touched host: is ledger.db byte-identical to its snapshot (sha256)?"""
-    shown = relctl_json(lab.state_dir, "show", release)
-    touched = {h["host"] for h in shown["hosts"] if h["state"] == "restored"}
-    expected = {s["host"]: s["sha256"] for s in shown["snapshots"] if s["item"] == "ledger-db"}
-    return {host: shell(lab.ansible_cfg, host, "sha256sum /var/lib/ledger/ledger.db").split()[0]
-            == expected[host] for host in sorted(touched)}
 
 
 def apply(lab: RunningLab, manifest: str) -> subprocess.CompletedProcess[str]:

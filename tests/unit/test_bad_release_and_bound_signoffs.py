@@ -120,7 +120,7 @@ def test_a_schema_3_journal_migrates_and_keeps_its_rows_readable(tmp_path: Path)
         record = journal.bad_release("r-1")
         old = journal.signoffs("r-1")
         status = read_status(journal, "r-1", ["uat"], ManifestRef("lab", Path("m"), "x"))
-        version = journal._conn.execute("PRAGMA user_version").fetchone()[0]
+        version = journal.schema_version()
     assert version == SCHEMA_VERSION
     assert record is not None and record.bad_since is None and record.bad_reason is None
     assert why_bad(record).endswith("(release #1 in lab): rolled back: gate failed")

@@ -1,4 +1,11 @@
-"""The release journal: lifecycle, steps, queries, locks and redaction, on a temp file."""
+"""The release journal: lifecycle, steps, queries, locks and redaction.
+
+Every test runs on both backends (``target``): an SQLite file in a temporary folder,
+and a new database of a real PostgreSQL started on loopback for the session
+(``tests/conftest.py``). Where the backends differ on purpose (locks: a process only its
+own host can see, against a session the database server sees), a test says what each
+does.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,12 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from controller.errors import ExitCode, InputError
@@ -20,10 +29,15 @@ from controller.journal import (
     Holder,
     Journal,
     JournalError,
+    JournalUnreachableError,
     LockedError,
+    LockRecord,
+    UnusableJournalError,
     current_holder,
     redact,
 )
+from controller.journal.backends.postgresql import translate_ddl
+from tests.pg_cluster import ADDRESS, free_port
 
 ADA = Holder("ada", "ctl-1", 4242, 1000.0)
 BOB = Holder("bob", "ctl-2", 4343, 2000.0)
@@ -40,10 +54,33 @@ class Clock:
         return self.now
 
 
+Target = Path | str
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    """Where a test's journal lives: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "state" / "journal.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    with Journal(tmp_path / "state" / "journal.db", clock=Clock()) as opened:
+def journal(target: Target) -> Iterator[Journal]:
+    with Journal(target, clock=Clock()) as opened:
         yield opened
+
+
+def raw_sql(target: Target, statement: str) -> list[tuple[object, ...]]:
+    """One statement on the journal's database, around relctl."""
+    if isinstance(target, Path):
+        with sqlite3.connect(target) as raw:
+            rows = raw.execute(statement).fetchall()
+        raw.close()
+        return rows
+    with psycopg.connect(target, autocommit=True) as conn:
+        cursor = conn.execute(statement.encode())
+        return cursor.fetchall() if cursor.description else []
 
 
 def start(journal: Journal, name: str = "ledger-1.1.0", *, service: str = "ledger",
@@ -65,43 +102,81 @@ def released(journal: Journal, name: str, **scope: str) -> int:
 # --- the file --------------------------------------------------------------------------
 
 
-def test_new_journal_is_wal_and_at_the_current_schema(journal: Journal) -> None:
-    raw = sqlite3.connect(journal.path)
-    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    raw.close()
+def test_new_journal_is_at_the_current_schema(journal: Journal, target: Target) -> None:
+    assert journal.schema_version() == SCHEMA_VERSION
+    if isinstance(target, Path):
+        assert raw_sql(target, "PRAGMA journal_mode") == [("wal",)]
+        assert raw_sql(target, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    else:
+        assert raw_sql(target, "SELECT version FROM relctl_schema") == [(SCHEMA_VERSION,)]
 
 
 def test_every_write_is_visible_to_another_connection_at_once(journal: Journal) -> None:
     release_id = start(journal)
     phase_id = journal.begin_phase(release_id, "snapshot")
-    with Journal(journal.path) as other:
+    with Journal(journal.target) as other:
         assert other.release(release_id).state == "planned"
         assert other.phases(release_id)[0].state == "running"
         other.end_phase(phase_id, "ok")
     assert journal.phase(phase_id).state == "ok"
 
 
-def test_reopening_keeps_the_data(tmp_path: Path) -> None:
-    with Journal(tmp_path / "j.db") as first:
+def test_reopening_keeps_the_data(target: Target) -> None:
+    with Journal(target) as first:
         release_id = start(first)
-    with Journal(tmp_path / "j.db") as second:
+    with Journal(target) as second:
         assert second.release(release_id).name == "ledger-1.1.0"
+        assert start(second, "ledger-1.2.0") == release_id + 1  # ids go on
 
 
-def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    Journal(tmp_path / "j.db").close()
-    raw = sqlite3.connect(tmp_path / "j.db")
-    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    raw.close()
+def test_a_newer_schema_is_refused(target: Target) -> None:
+    Journal(target).close()
+    if isinstance(target, Path):
+        raw_sql(target, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    else:
+        raw_sql(target, f"UPDATE relctl_schema SET version = {SCHEMA_VERSION + 1}")
     with pytest.raises(JournalError, match="schema version"):
-        Journal(tmp_path / "j.db")
+        Journal(target)
 
 
-def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "j.db").write_text("not sqlite " * 100)
-    with pytest.raises(JournalError, match="cannot use the journal"):
-        Journal(tmp_path / "j.db")
+def test_something_that_is_not_a_journal_is_refused(target: Target) -> None:
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True)
+        target.write_text("not sqlite " * 100)
+        match = "cannot use the journal"
+    else:
+        raw_sql(target, "CREATE TABLE invoices (id integer)")
+        match = "not a relctl journal .it holds invoices"
+    with pytest.raises(UnusableJournalError, match=match) as caught:
+        Journal(target)
+    assert caught.value.exit_code == ExitCode.INVALID_INPUT
+
+
+def test_the_schema_translates_to_postgresql_without_a_copy_of_it() -> None:
+    ddl = translate_ddl("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER,"
+                         " x REAL, state TEXT CHECK (state IN ('real', 'integer')))")
+    assert ddl == ("CREATE TABLE t (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+                   " n BIGINT, x DOUBLE PRECISION,"
+                   " state TEXT CHECK (state IN ('real', 'integer')))")
+
+
+def test_an_unreachable_database_is_exit_7_and_never_shows_the_password() -> None:
+    url = f"postgresql://relctl:s3cret-pw@{ADDRESS}:{free_port(ADDRESS)}/journal"
+    began = time.monotonic()
+    with pytest.raises(JournalUnreachableError) as caught:
+        Journal(url)
+    error = caught.value
+    assert int(error.exit_code) == 7
+    assert "s3cret-pw" not in error.message + (error.hint or "")
+    assert f"postgresql://relctl:***@{ADDRESS}" in error.message
+    assert "nothing was changed" in (error.hint or "")
+    assert time.monotonic() - began < 10
+
+
+def test_an_unknown_journal_kind_is_invalid_input() -> None:
+    with pytest.raises(UnusableJournalError, match="unknown journal kind 'mysql'") as caught:
+        Journal("mysql://u:pw@db/j")
+    assert "pw" not in caught.value.message.replace("mysql://u:***@", "")
 
 
 # --- releases --------------------------------------------------------------------------
@@ -287,19 +362,19 @@ def test_second_acquire_names_the_holder(journal: Journal) -> None:
     assert journal.lock_status("lab").holder == ADA  # type: ignore[union-attr]
 
 
-def test_concurrent_acquires_let_exactly_one_win(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
-    Journal(path).close()
-    barrier, outcomes = threading.Barrier(8), []
+def test_concurrent_acquires_let_exactly_one_win(target: Target) -> None:
+    Journal(target).close()
+    contended, done, outcomes = threading.Barrier(8), threading.Barrier(8), []
 
     def contend(index: int) -> None:
-        with Journal(path) as own:
-            barrier.wait()
+        with Journal(target) as own:
+            contended.wait()
             try:
                 own.acquire_lock("lab", f"r{index}", Holder("u", "h", 100 + index, 1.0))
                 outcomes.append("won")
             except LockedError:
                 outcomes.append("locked")
+            done.wait()  # the winner's session stays open while the others look
 
     threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
     for thread in threads:
@@ -318,20 +393,27 @@ def test_break_lock_refuses_a_live_holder_unless_forced(journal: Journal) -> Non
     broken = journal.break_lock("lab", force=True)
     assert broken is not None and broken.holder == me
     assert journal.lock_status("lab") is None
+    assert journal.acquire_lock("lab", "ledger-1.2.0", BOB).holder == BOB  # free again
 
 
-def test_break_lock_frees_a_dead_holder(journal: Journal) -> None:
+def test_a_dead_holders_lock(journal: Journal) -> None:
+    """SQLite: stale, named so, until broken. PostgreSQL: taken over by the next acquire."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     dead = Holder("ada", socket.gethostname(), child.pid, 1000.0)
     journal.acquire_lock("lab", "ledger-1.1.0", dead)
-    with pytest.raises(LockedError) as caught:
-        journal.acquire_lock("lab", "ledger-1.2.0", BOB)
-    assert "stale" in (caught.value.hint or "")
-    broken = journal.break_lock("lab")
-    assert broken is not None and broken.holder == dead
-    assert journal.lock_status("lab") is None
-    assert "broken (holder gone)" in journal.events()[-1].message
+    assert journal.holder_state(journal.lock_status("lab")) == "gone"  # type: ignore[arg-type]
+    if journal.backend == "sqlite":
+        with pytest.raises(LockedError) as caught:
+            journal.acquire_lock("lab", "ledger-1.2.0", BOB)
+        assert "stale" in (caught.value.hint or "")
+        broken = journal.break_lock("lab")
+        assert broken is not None and broken.holder == dead
+        assert journal.lock_status("lab") is None
+        assert "broken (holder gone)" in journal.events()[-1].message
+    else:
+        assert journal.acquire_lock("lab", "ledger-1.2.0", BOB).holder == BOB
+        assert f"taken over from ledger-1.1.0 ({dead})" in journal.events()[-1].message
 
 
 def test_break_lock_frees_a_reused_pid(journal: Journal) -> None:
@@ -340,12 +422,84 @@ def test_break_lock_frees_a_reused_pid(journal: Journal) -> None:
     assert journal.break_lock("lab") is not None
 
 
-def test_break_lock_refuses_a_holder_on_another_host(journal: Journal) -> None:
+def test_break_lock_of_a_holder_on_another_host(journal: Journal) -> None:
+    """SQLite cannot see another host's processes: ``unknown``. PostgreSQL sees the
+    holder's session (here this test's own): ``alive``. Neither breaks it unforced."""
     journal.acquire_lock("lab", "ledger-1.1.0", Holder("ada", "elsewhere.invalid", 1, 1.0))
-    with pytest.raises(LockedError, match=r"ran on elsewhere\.invalid"):
+    lock = journal.lock_status("lab")
+    assert lock is not None
+    expected = {"sqlite": ("unknown", r"ran on elsewhere\.invalid"),
+                "postgresql": ("alive", r"ada@elsewhere\.invalid \(pid 1\) is still running")}
+    state, refusal = expected[journal.backend]
+    assert journal.holder_state(lock) == state
+    with pytest.raises(LockedError, match=refusal):
         journal.break_lock("lab")
     assert journal.break_lock("lab", force=True) is not None
     assert journal.break_lock("lab") is None  # nothing left to break
+
+
+def test_a_holder_whose_session_ended(target: Target) -> None:
+    """The holder runs on, but its journal connection is gone (a network split, a
+    machine that lost the database): PostgreSQL frees the lock, SQLite keeps it."""
+    me = current_holder()
+    with Journal(target) as first:
+        first.acquire_lock("lab", "ledger-1.1.0", me)
+    with Journal(target) as second:
+        if second.backend == "sqlite":
+            with pytest.raises(LockedError, match=r"locked by release ledger-1\.1\.0") as caught:
+                second.acquire_lock("lab", "ledger-1.2.0", BOB)
+            assert caught.value.hint == "wait for release ledger-1.1.0 to finish"
+        else:
+            assert second.acquire_lock("lab", "ledger-1.2.0", BOB).release == "ledger-1.2.0"
+
+
+HOLDER = """
+import sys, time
+from controller.journal import Journal
+journal = Journal(sys.argv[1])
+journal.acquire_lock("lab", "ledger-1.1.0")
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_controller_killed_with_sigkill_leaves_its_lock(target: Target) -> None:
+    """Another process takes the lock and is killed -9. While it runs, the lock names it
+    (exit 5). Afterwards: SQLite sees its pid gone (stale: broken by unlock/resume);
+    PostgreSQL saw its session end, and the next acquire takes the lock, no unlock."""
+    Journal(target).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(target)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with Journal(target) as journal:
+            with pytest.raises(LockedError, match=f"pid {holder.pid}") as caught:
+                journal.acquire_lock("lab", "ledger-1.2.0", BOB)
+            assert int(caught.value.exit_code) == 5
+            holder.kill()
+            holder.wait(timeout=30)
+            lock = journal.lock_status("lab")
+            assert lock is not None and lock.holder.pid == holder.pid
+            assert _eventually_gone(journal, lock)
+            if journal.backend == "sqlite":
+                with pytest.raises(LockedError, match=r"locked by release ledger-1\.1\.0"):
+                    journal.acquire_lock("lab", "ledger-1.2.0", BOB)
+                assert journal.break_lock("lab") is not None
+            assert journal.acquire_lock("lab", "ledger-1.2.0", BOB).holder == BOB
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def _eventually_gone(journal: Journal, lock: LockRecord, within_s: float = 10.0) -> bool:
+    """The server notices a killed client's closed socket at once, but not synchronously."""
+    deadline = time.monotonic() + within_s
+    while journal.holder_state(lock) != "gone":
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 # --- redaction -------------------------------------------------------------------------
