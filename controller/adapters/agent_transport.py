@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -134,14 +135,22 @@ class AnsibleTransport:
 
     def run(self, label: str, stdins: Mapping[str, bytes]) -> dict[str, AgentReply]:
         events: dict[str, TaskEvent] = {}
+        # Per-host input goes in files the task reads on the controller: as extra vars it
+        # would overflow the command line of ansible-playbook.
+        work = self.runs_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{label}-{uuid.uuid4().hex[:6]}"
+        work.mkdir(parents=True, mode=0o700)
+        for host, data in stdins.items():
+            (work / f"{host}.b64").write_bytes(base64.b64encode(data))
         run = PlaybookRun(
             playbook=bundled_playbook("relctl_agent.yml"), inventory=self.inventory,
             ansible_cfg=self.ansible_cfg, runs_dir=self.runs_dir, limit=",".join(stdins),
             label=label, children=self.children,
             extravars={"relctl_hosts": "all", "relctl_boot": self.boot,
-                       "relctl_stdin": {h: base64.b64encode(d).decode()
-                                        for h, d in stdins.items()}})
-        run_playbook(run, lambda event: events.__setitem__(event.host, event))
+                       "relctl_stdin_dir": str(work)})
+        try:
+            run_playbook(run, lambda event: events.__setitem__(event.host, event))
+        finally:  # the inputs hold snapshot payloads: keep no copy
+            shutil.rmtree(work, ignore_errors=True)
         return {host: self._reply(host, events.get(host)) for host in stdins}
 
     @staticmethod
