@@ -116,7 +116,9 @@ def main() -> None:
         deploy_ledger(state, "1.0.0")
         first = apply(state, "1.1.0", hosts)
         size_1 = store_bytes(state)
+        print(f"store after 1 release: {size_1} bytes", flush=True)
         yardstick, _ = timed(ansistrano, state)
+        print(f"ansistrano-style rollback: {yardstick:.2f} s", flush=True)
         ansistrano(state, "1.1.0")
         by_ansible = apply(state, "1.2.0", hosts, transport="ansible")
         by_ssh = apply(state, "2.0.0", hosts)
@@ -126,7 +128,7 @@ def main() -> None:
         relctl(state, "lab", "down")
     restore = seconds(failed, "rollback")
     checks = seconds(failed, "gate:testinfra:restored")
-    print(f"rollback on {hosts} lab hosts ({failed['release']['state']})")
+    print(f"rollback on {hosts} lab hosts ({failed['state']})")
     print(f"  ansistrano-style rollback, ansible-playbook      {yardstick:7.2f} s")
     print(f"  relctl restore + verify (one agent run per host) {restore:7.2f} s  "
           f"(ratio {restore / yardstick:.2f})")
