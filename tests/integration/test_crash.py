@@ -12,6 +12,7 @@ A lab of its own (2 primaries at 127.0.9.70): canary primary-1, then batch prima
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -158,6 +159,11 @@ def test_kill_in_phase_then_resume_rolls_back(crash_lab: RunningLab, phase: str)
         manifest.unlink()
     assert resumed.returncode == 3, resumed.stderr
     assert f"stopped in phase {phase}" in resumed.stderr
+    outcome = json.loads(resumed.stdout)  # every phase with the duration it took
+    assert outcome["phases"] and all(p["seconds"] is not None for p in outcome["phases"])
+    with Journal(lab.state_dir / "journal.sqlite") as journal:  # what restored hosts run now
+        assert {h.version_after for h in journal.host_states(release_id)
+                if h.state == "restored"} <= {"1.0.0"}
     assert served_versions(lab) == {"1.0.0"}
     assert fingerprints(lab) == before  # code, config and the current link, by sha256
     assert all(database_matches_snapshot(lab, manifest.stem.removeprefix(".test-crash-"))
