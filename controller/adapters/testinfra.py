@@ -14,15 +14,13 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.adapters.ansible import read_inventory, read_ssh_config
-from controller.adapters.children import ChildRecorder, owned_child, start_owned, stop_owned
+from controller.adapters.children import ChildRecorder, owned_child, start_owned, wait_all
 from controller.adapters.ssh_targets import ssh_target
 from controller.adapters.testinfra_plugin import TARGETS_ENV
 from controller.models.gates import CheckResult
@@ -120,23 +118,6 @@ def _run_groups(run: CheckRun, groups: list[list[str]], parts: Path,
             started.append(start_owned(child, _command(run, hosts, parts / f"{index}.xml"),
                                        env=env, stdout=log, stderr=log))
         return wait_all(started, TIMEOUT_S)
-
-
-def wait_all(processes: list[subprocess.Popen[bytes]], timeout: float) -> list[int]:
-    """Wait for every process; past ``timeout`` (or on any interruption) stop them all."""
-    deadline = time.monotonic() + timeout
-    codes = []
-    try:
-        for process in processes:
-            try:
-                codes.append(process.wait(timeout=max(0.0, deadline - time.monotonic())))
-            except subprocess.TimeoutExpired:
-                codes.append(stop_owned(process))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                stop_owned(process)
-    return codes
 
 
 def merge_junit(parts: list[tuple[Path, list[str], int]], out: Path) -> None:
