@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,14 +113,7 @@ def run_owned(child: OwnedChild, command: list[str], *, env: dict[str, str],
     Whatever interrupts the wait (a timeout, Ctrl-C) stops the launcher with SIGTERM, so
     it takes its whole process group down with it."""
     process = start_owned(child, command, env=env, stdout=stdout, stderr=stderr)
-    try:
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stop_owned(process)
-        return -int(signal.SIGTERM)
-    except BaseException:
-        stop_owned(process)
-        raise
+    return wait_all([process], timeout)[0]
 
 
 def start_owned(child: OwnedChild, command: list[str], *, env: dict[str, str],
@@ -132,6 +125,25 @@ def start_owned(child: OwnedChild, command: list[str], *, env: dict[str, str],
                                start_new_session=True)
     child.seen()
     return process
+
+
+def wait_all(processes: list[subprocess.Popen[bytes]], timeout: float | None) -> list[int]:
+    """Wait for every process; past ``timeout`` (or on any interruption) stop them all
+    with ``stop_owned``; their exit codes."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    codes = []
+    try:
+        for process in processes:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                codes.append(process.wait(timeout=left))
+            except subprocess.TimeoutExpired:
+                codes.append(stop_owned(process))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                stop_owned(process)
+    return codes
 
 
 def stop_owned(process: subprocess.Popen[bytes], grace_s: float = 30.0) -> int:

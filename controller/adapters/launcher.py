@@ -136,19 +136,18 @@ def members(pid: int, started: float, exclude: int = 0) -> list[psutil.Process]:
 
 def stop_members(procs: list[psutil.Process], grace_s: float = GRACE_S) -> list[int]:
     """SIGTERM every process, SIGKILL those alive after ``grace_s``; returns the pids."""
-    members = procs
-    for proc in members:
+    for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
     deadline = time.monotonic() + grace_s
-    alive = members
+    alive = procs
     while alive and time.monotonic() < deadline:
         time.sleep(0.05)
         alive = [p for p in alive if _live(p)]
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    return [p.pid for p in members]
+    return [p.pid for p in procs]
 
 
 def _live(proc: psutil.Process) -> bool:

@@ -64,6 +64,7 @@ class ReleaseOutcome:
     hosts: list[str] = field(default_factory=list)
     seconds: float = 0.0
     gates: list[dict[str, Any]] = field(default_factory=list)
+    phases: list[dict[str, Any]] = field(default_factory=list)  # name, state, seconds
 
 
 class GateFailed(Exception):  # noqa: N818 - a signal inside the engine, never raised out
@@ -282,8 +283,9 @@ class ReleaseEngine:
             return self._finish(release_id, "rollback_failed", ExitCode.ROLLBACK_FAILED,
                                 f"{reason}. Restore FAILED: {result.summary()}",
                                 touched, started)
-        for host in touched:
-            self.journal.set_host_state(release_id, host, "restored")
+        for host in touched:  # "version after" is what the host runs now
+            self.journal.set_host_state(release_id, host, "restored",
+                                        version_after=snapshots.previous_version(host))
         self._verify_restored(release_id, snapshots, touched)
         self.journal.mark_bad(release_id, reason)
         return self._finish(release_id, "rolled_back", ExitCode.ROLLED_BACK,
@@ -328,7 +330,7 @@ class ReleaseEngine:
         self.journal.set_release_state(release_id, state)
 
     def _phase(self, release_id: int, name: str) -> PhaseScope:
-        return PhaseScope(self.journal, release_id, name)
+        return PhaseScope(self.journal, release_id, name, self.progress)
 
     def _notify(self, release_id: int, event: NoticeEvent, hosts: list[str],
                 reason: str = "", status: str = "") -> None:
@@ -348,23 +350,33 @@ class ReleaseEngine:
             self._notify(release_id, event, hosts, message.removeprefix("rolled back: "), status)
         gates = [{"phase": g.phase, "kind": g.kind, "verdict": g.verdict, "figures": g.figures}
                  for g in self.journal.gate_results(release_id)]
+        phases = [{"name": p.name, "state": p.state, "seconds": p.seconds}
+                  for p in self.journal.phases(release_id)]
         return ReleaseOutcome(self.manifest.release, release_id, state, int(code), message,
-                              hosts, time.monotonic() - started, gates)
+                              hosts, time.monotonic() - started, gates, phases)
 
 
 class PhaseScope:
-    """``with`` block that journals a phase's start, end, state and detail."""
+    """``with`` block that journals a phase's start, end, state, detail and duration
+    (monotonic: this machine's wall clock jumps), and says how long it took."""
 
-    def __init__(self, journal: Journal, release_id: int, name: str) -> None:
+    def __init__(self, journal: Journal, release_id: int, name: str,
+                 progress: Progress = lambda _msg: None) -> None:
         self.journal, self.release_id, self.name = journal, release_id, name
+        self.progress = progress
         self.detail: dict[str, Any] = {}
         self.phase_id = 0
+        self.started = 0.0
 
     def __enter__(self) -> dict[str, Any]:
         self.phase_id = self.journal.begin_phase(self.release_id, self.name)
+        self.started = time.monotonic()
         return self.detail
 
     def __exit__(self, kind: object, error: object, _tb: object) -> None:
+        seconds = time.monotonic() - self.started
         if error is not None:
             self.detail["error"] = str(error)[:1000]
-        self.journal.end_phase(self.phase_id, "failed" if error else "ok", self.detail)
+        self.journal.end_phase(self.phase_id, "failed" if error else "ok", self.detail,
+                               seconds=seconds)
+        self.progress(f"{self.name}: {seconds:.1f} s" + (" (failed)" if error else ""))

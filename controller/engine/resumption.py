@@ -30,6 +30,7 @@ class StopPoint:
     hosts: dict[str, str]  # host -> its last recorded state
     first_batch: int  # the first batch (1 = canary) with a host not verified
     baseline: LoadStats | None  # the baseline load figures, when they were recorded
+    snapshot_taken: bool  # the snapshot phase ended ok
 
     def describe(self, record: ReleaseRecord) -> str:
         """One line for people: the release, its state, the phase and the hosts."""
@@ -52,7 +53,8 @@ def where_stopped(journal: Journal, record: ReleaseRecord, plan: ReleasePlan) ->
                   if any(hosts.get(h) != "verified" for h in batch)), len(plan.batches) + 1)
     figures = next((p.detail.get("figures") for p in phases
                     if p.name == "baseline" and p.state == "ok"), None)
-    return StopPoint(phase, hosts, first, _load_stats(figures))
+    taken = any(p.name == "snapshot" and p.state == "ok" for p in phases)
+    return StopPoint(phase, hosts, first, _load_stats(figures), taken)
 
 
 def forward_refusal(journal: Journal, record: ReleaseRecord, manifest: Manifest,
@@ -64,7 +66,7 @@ def forward_refusal(journal: Journal, record: ReleaseRecord, manifest: Manifest,
                 f"{record.manifest_sha256[:12]})")
     if record.state == "rolling_back":
         return "it stopped while rolling back: the rollback has to finish"
-    if not any(p.name == "snapshot" and p.state == "ok" for p in journal.phases(record.id)):
+    if not stop.snapshot_taken:
         return "the snapshot is incomplete (its phase never ended ok)"
     wanted = {str(item["name"]) for item in plan.agent_items}
     for host in plan.hosts:

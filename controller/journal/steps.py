@@ -38,12 +38,17 @@ class StepLog(JournalBase):
             (release_id, name, self._now(), to_json(detail)),
         )
 
-    def end_phase(self, phase_id: int, state: PhaseState, detail: Detail = None) -> PhaseRecord:
-        """Record how a phase ended; ``detail`` (if given) replaces the stored one."""
+    def end_phase(self, phase_id: int, state: PhaseState, detail: Detail = None,
+                  seconds: float | None = None) -> PhaseRecord:
+        """Record how a phase ended; ``detail`` (if given) replaces the stored one.
+
+        ``seconds`` is the phase's duration as its process measured it (monotonic clock);
+        without it, the difference of the stored wall-clock times stands in."""
         if state == "running":
             raise ValueError("a phase ends ok, failed or skipped, not running")
         phase, moment = self.phase(phase_id), self._clock()
-        seconds = max((moment - phase.started).total_seconds(), 0.0)
+        if seconds is None:
+            seconds = max((moment - phase.started).total_seconds(), 0.0)
         self._write(
             "UPDATE phases SET state = ?, ended = ?, seconds = ?,"
             " detail = COALESCE(?, detail) WHERE id = ?",

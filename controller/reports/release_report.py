@@ -126,7 +126,7 @@ def document(facts: ReleaseFacts) -> list[Block]:
                    latency_figure(load.figures.get("baseline"), load.figures["candidate"])]
     blocks += [Heading(2, "Per-host timeline"), timeline_figure(facts),
                Heading(2, "Hosts"),
-               Table(["Host", "State", "Version before", "Version after"],
+               Table(["Host", "State", "Version before", "Version after (runs now)"],
                      [[h.host, h.state, h.version_before or "-", h.version_after or "-"]
                       for h in facts.hosts]),
                Heading(2, "Phases"),

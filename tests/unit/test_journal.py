@@ -517,3 +517,11 @@ def test_redact_masks_secret_keys_at_any_depth() -> None:
     assert value["Password"] == "p"  # the original is left alone
     assert redact(["a", 1]) == ["a", 1]
     assert redact("password") == "password"
+
+
+def test_a_phase_keeps_the_duration_its_process_measured(journal: Journal) -> None:
+    release_id = start(journal)
+    phase = journal.begin_phase(release_id, "snapshot")
+    assert journal.end_phase(phase, "ok", seconds=2.25).seconds == 2.25
+    other = journal.begin_phase(release_id, "apply:canary")
+    assert journal.end_phase(other, "ok").seconds == 1.5  # the clock's step stands in
