@@ -16,13 +16,11 @@ task (see the bench), which is why it is the default.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -32,6 +30,7 @@ from typing import Any, Protocol
 
 from controller.adapters.ansible import PlaybookRun, TaskEvent, run_playbook
 from controller.adapters.children import ChildRecorder, owned_child, run_owned
+from controller.adapters.connections import Connection, resolve_connections
 from controller.paths import bundled_playbook, tools_path
 
 TRANSPORT_ENV = "RELCTL_AGENT_TRANSPORT"  # auto (default) | ansible
@@ -53,25 +52,6 @@ class AgentTransport(Protocol):
 
     def run(self, label: str, stdins: Mapping[str, bytes]) -> dict[str, AgentReply]:
         """Feed ``stdins[host]`` to the agent on each host; every host's reply."""
-
-
-@dataclass(frozen=True)
-class Connection:
-    """How Ansible reaches one host over ssh, as Ansible itself resolved it."""
-
-    argv: tuple[str, ...]  # ssh and its options, ending with the address
-    become: bool = False
-    become_user: str = "root"
-    interpreter: str | None = None
-
-    def command(self, boot: str) -> list[str]:
-        """The ssh command line running ``python -c boot`` on the host (through sudo when
-        the inventory says become)."""
-        remote = shlex.join([self.interpreter or "python3", "-c", boot])
-        if self.become:
-            remote = shlex.join(["sudo", "-H", "-S", "-n", "-u", self.become_user,
-                                 "/bin/sh", "-c", remote])
-        return [*self.argv, remote]
 
 
 def reply_of(host: str, code: int, out: bytes, err: bytes) -> AgentReply:
@@ -177,46 +157,6 @@ class MixedTransport:
         if by_ansible:
             replies |= self.ansible.run(label, by_ansible)
         return replies
-
-
-def resolve_connections(inventory: Path, ansible_cfg: Path, hosts: list[str],
-                        cache_dir: Path) -> dict[str, Connection]:
-    """The hosts relctl can reach over ssh exactly as Ansible would (the others are left
-    out), asked of Ansible once per inventory and configuration (cached in ``cache_dir``)."""
-    key = _settings_key(inventory, ansible_cfg, hosts)
-    cached = cache_dir / f"{key}.json"
-    if cached.exists():
-        answers = json.loads(cached.read_text())
-    else:
-        env = {**os.environ, "ANSIBLE_CONFIG": str(ansible_cfg), "PATH": tools_path()}
-        result = subprocess.run([sys.executable, "-m", "controller.adapters.ansible_connections",
-                                 str(inventory), *hosts], capture_output=True, text=True,
-                                env=env, check=False, timeout=120)
-        answers = json.loads(result.stdout) if result.returncode == 0 else {}
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        cached.write_text(json.dumps(answers))
-    return {host: Connection(tuple(a["argv"]), bool(a["become"]), str(a["become_user"]),
-                             a.get("interpreter"))
-            for host, a in answers.items() if a.get("lean")}
-
-
-def _settings_key(inventory: Path, ansible_cfg: Path, hosts: list[str]) -> str:
-    """A digest of everything Ansible reads to connect: the inventory (and the group and
-    host variables beside it), ansible.cfg, ANSIBLE_* variables, and the hosts."""
-    digest = hashlib.sha256(json.dumps(sorted(hosts)).encode())
-    folder = inventory if inventory.is_dir() else inventory.parent
-    files = [inventory, ansible_cfg, *sorted(folder.glob("group_vars/**/*")),
-             *sorted(folder.glob("host_vars/**/*"))]
-    for path in files:
-        if path.is_file():
-            digest.update(str(path).encode() + b"\0" + path.read_bytes())
-        elif path.is_dir() and path == inventory:
-            for member in sorted(path.rglob("*")):
-                if member.is_file():
-                    digest.update(str(member).encode() + b"\0" + member.read_bytes())
-    for name in sorted(k for k in os.environ if k.startswith("ANSIBLE_")):
-        digest.update(f"{name}={os.environ[name]}".encode())
-    return digest.hexdigest()[:32]
 
 
 def transport_for(inventory: Path, ansible_cfg: Path, hosts: list[str], boot: str,

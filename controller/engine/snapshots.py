@@ -185,7 +185,7 @@ class Snapshots:
             return self.transport
         return transport_for(self.env.inventory, self.env.ansible_cfg, self.plan.hosts,
                              self._program.boot, self.env.runs_dir,
-                             self.env.state_dir / "snapshots" / "connections",
+                             self.env.connections_dir,
                              JournalChildren(self.journal, self.release_id,
                                              self.env.children_dir))
 
