@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +80,14 @@ def manifest(state: Path, version: str, hosts: int, testinfra: bool) -> Path:
 def apply(state: Path, version: str, hosts: int, testinfra: bool = False,
           transport: str = "auto") -> dict[str, Any]:
     env = {**os.environ, "RELCTL_AGENT_TRANSPORT": transport}
+    started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "controller", "--state-dir", str(state),
                              "apply", str(manifest(state, version, hosts, testinfra)), "--yes",
                              "--json"], capture_output=True, text=True, cwd=ROOT, env=env,
                             check=False)
     if result.returncode not in (0, 3):
         raise SystemExit(f"apply {version} failed:\n{result.stderr[-3000:]}")
-    return relctl(state, "show", f"ledger-{version}")
+    return {**relctl(state, "show", f"ledger-{version}"), "took": time.monotonic() - started}
 
 
 def seconds(shown: dict[str, Any], *prefixes: str) -> float:
@@ -142,6 +144,9 @@ def main() -> None:
           f"{seconds(by_ssh, 'snapshot'):7.2f} s")
     print(f"  testinfra gate (2.0.1 canary, {hosts} hosts)           "
           f"{seconds(failed, 'gate:testinfra:canary'):7.2f} s")
+    playbooks = seconds(by_ssh, "apply:")
+    print(f"  release 2.0.0 (no load gate): {by_ssh['took']:.2f} s in all, the playbooks "
+          f"{playbooks:.2f} s, relctl's own time {by_ssh['took'] - playbooks:.2f} s")
     print(f"  store after 1 release  {size_1 / 1024:8.1f} KiB")
     print(f"  store after 5 releases {size_5 / 1024:8.1f} KiB  (ratio {size_5 / size_1:.2f})")
 
