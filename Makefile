@@ -37,7 +37,7 @@ integration: deps venv artifacts
 	$(VENV)/bin/pytest -q tests/integration
 
 test: deps venv artifacts lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15
 
 bench: deps venv artifacts
 	$(VENV)/bin/python bench/lab_up.py

@@ -5,7 +5,6 @@ This is the only module that imports ``ansible_runner``.
 
 from __future__ import annotations
 
-import configparser
 import json
 import os
 import shlex
@@ -13,7 +12,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ import ansible_runner
 
 from controller.adapters.children import ChildRecorder, owned_child
 from controller.adapters.launcher import PROGRAM_ENV
-from controller.adapters.ssh_targets import SshConfig
 from controller.errors import InputError
 from controller.paths import tools_path
 
@@ -42,6 +40,7 @@ class TaskEvent:
     outcome: str  # ok | failed | unreachable | skipped
     changed: bool
     message: str = ""
+    stdout: str = ""  # the task's stdout (relctl's agent replies on it)
 
 
 @dataclass
@@ -192,45 +191,6 @@ def read_inventory(inventory: Path, ansible_cfg: Path) -> Inventory:
     return Inventory(groups, addresses, hostvars)
 
 
-# ansible.cfg (section, key) -> SshConfig field; the environment variable wins, as in Ansible.
-SSH_SETTINGS = {
-    "ssh_args": ("ssh_connection", "ssh_args", "ANSIBLE_SSH_ARGS"),
-    "common_args": ("ssh_connection", "ssh_common_args", "ANSIBLE_SSH_COMMON_ARGS"),
-    "extra_args": ("ssh_connection", "ssh_extra_args", "ANSIBLE_SSH_EXTRA_ARGS"),
-    "control_path": ("ssh_connection", "control_path", "ANSIBLE_SSH_CONTROL_PATH"),
-    "control_path_dir": ("ssh_connection", "control_path_dir",
-                         "ANSIBLE_SSH_CONTROL_PATH_DIR"),
-    "remote_user": ("defaults", "remote_user", "ANSIBLE_REMOTE_USER"),
-    "remote_port": ("defaults", "remote_port", "ANSIBLE_REMOTE_PORT"),
-    "private_key_file": ("defaults", "private_key_file", "ANSIBLE_PRIVATE_KEY_FILE"),
-    "host_key_checking": ("defaults", "host_key_checking", "ANSIBLE_HOST_KEY_CHECKING"),
-    "timeout": ("defaults", "timeout", "ANSIBLE_TIMEOUT"),
-    "become": ("privilege_escalation", "become", "ANSIBLE_BECOME"),
-    "become_user": ("privilege_escalation", "become_user", "ANSIBLE_BECOME_USER"),
-    "become_method": ("privilege_escalation", "become_method", "ANSIBLE_BECOME_METHOD"),
-}
-
-
-def read_ssh_config(ansible_cfg: Path) -> SshConfig:
-    """The ssh settings of ``ansible_cfg`` (missing: Ansible's defaults), with the
-    environment's ``ANSIBLE_*`` overrides."""
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(ansible_cfg)
-    found: dict[str, Any] = {}
-    for name, (section, key, variable) in SSH_SETTINGS.items():
-        value = os.environ.get(variable, parser.get(section, key, fallback=None))
-        if value is not None:
-            found[name] = value
-    for name in ("remote_port", "timeout"):
-        if name in found:
-            found[name] = int(found[name])
-    for name in ("host_key_checking", "become"):
-        if name in found:
-            found[name] = str(found[name]).strip().lower() in ("true", "yes", "on", "1")
-    config = SshConfig(**found)
-    return replace(config, control_path_dir=os.path.expanduser(config.control_path_dir))
-
-
 def failure_summary(result: PlaybookResult) -> str:
     """The failed hosts' messages, or the tail of Ansible's output when it failed early."""
     messages = [f"{name}: {m}" for name, h in sorted(result.hosts.items()) for m in h.messages]
@@ -253,6 +213,7 @@ def _task_event(event: dict[str, Any]) -> TaskEvent | None:
         outcome="ok" if ignored else outcome,
         changed=bool(res.get("changed", False)) if isinstance(res, dict) else False,
         message=_message(res) if outcome in ("failed", "unreachable") and not ignored else "",
+        stdout=str(res.get("stdout") or "") if isinstance(res, dict) else "",
     )
 
 

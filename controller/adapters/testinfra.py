@@ -4,7 +4,7 @@ keeping one JUnit XML file per gate.
 The hosts of a gate are split into at most ``CheckRun.parallel`` groups; each group runs
 in a pytest of its own (an owned child, journaled like every other), all at once. Each
 pytest reaches its hosts over the ssh ControlPersist connections Ansible opened
-(``testinfra_plugin.py``, ``ssh_targets.py``); test ids stay ``test_x[ansible://HOST]``.
+(``testinfra_plugin.py``, ``connections.py``); test ids stay ``test_x[ansible://HOST]``.
 The groups' JUnit files are merged into the gate's one file, their logs into one log.
 """
 
@@ -19,9 +19,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.adapters.ansible import read_inventory, read_ssh_config
+from controller.adapters.ansible import read_inventory
 from controller.adapters.children import ChildRecorder, owned_child, start_owned, wait_all
-from controller.adapters.ssh_targets import ssh_target
+from controller.adapters.connections import resolve_connections
 from controller.adapters.testinfra_plugin import TARGETS_ENV
 from controller.models.gates import CheckResult
 from controller.paths import tools_path
@@ -42,6 +42,7 @@ class CheckRun:
     env: dict[str, str] = field(default_factory=dict)
     children: ChildRecorder | None = None  # journals pytest before it starts
     parallel: int = PARALLEL
+    connections_dir: Path | None = None  # cache of the hosts' ssh command lines
 
 
 def run_checks(run: CheckRun) -> CheckResult:
@@ -50,7 +51,8 @@ def run_checks(run: CheckRun) -> CheckResult:
     shutil.rmtree(parts, ignore_errors=True)
     parts.mkdir(parents=True)
     targets = parts / "targets.json"
-    targets.write_text(json.dumps(host_targets(run.inventory, run.ansible_cfg, run.hosts)))
+    targets.write_text(json.dumps(host_targets(run.inventory, run.ansible_cfg, run.hosts,
+                                               run.connections_dir)))
     groups = split_hosts(run.hosts, run.parallel)
     codes = _run_groups(run, groups, parts, targets)
     reports = [parts / f"{index}.xml" for index in range(len(groups))]
@@ -63,20 +65,21 @@ def run_checks(run: CheckRun) -> CheckResult:
     return parse_junit(run.junit)
 
 
-def host_targets(inventory: Path, ansible_cfg: Path, hosts: list[str]) -> dict[str, object]:
-    """For each host: its ssh command (None: through Ansible) and its variables, as
-    testinfra's ``host.ansible.get_variables()`` returns them."""
+def host_targets(inventory: Path, ansible_cfg: Path, hosts: list[str],
+                 connections_dir: Path | None = None) -> dict[str, object]:
+    """For each host: its ssh command as Ansible builds it (None: through Ansible) and
+    its variables, as testinfra's ``host.ansible.get_variables()`` returns them."""
     found = read_inventory(inventory, ansible_cfg)
-    config = read_ssh_config(ansible_cfg)
+    connections = resolve_connections(inventory, ansible_cfg, hosts, connections_dir)
     targets: dict[str, object] = {}
     for host in hosts:
         variables = dict(found.hostvars.get(host, {}))
-        target = ssh_target(host, variables, config)
+        target = connections.get(host)
         variables.setdefault("inventory_hostname", host)
         variables.setdefault("group_names", sorted(
             g for g, members in found.groups.items() if host in members and g != "all"))
         variables.setdefault("groups", found.groups)
-        targets[host] = {"argv": target.argv if target else None,
+        targets[host] = {"argv": list(target.argv) if target else None,
                          "become": target.become if target else False,
                          "become_user": target.become_user if target else None,
                          "variables": variables}

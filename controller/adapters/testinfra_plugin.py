@@ -2,7 +2,7 @@
 
 Loaded into each gate pytest with ``-p controller.adapters.testinfra_plugin``. The
 controller resolves the inventory once per gate and writes, for every host, the ssh
-command Ansible would use (``adapters/ssh_targets.py``) and the host's variables to the
+command Ansible builds (``adapters/connections.py``) and the host's variables to the
 JSON file named by ``$RELCTL_TESTINFRA_TARGETS``. This plugin then puts its own class
 under testinfra's backend name ``ansible`` (testinfra's name -> class table), so that:
 

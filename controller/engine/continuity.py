@@ -267,7 +267,7 @@ class Continuity:
         result = run_checks(CheckRun(tests=tests, hosts=hosts, inventory=self.env.inventory,
                                      ansible_cfg=self.env.ansible_cfg,
                                      junit=self.env.state_dir / "continuity" / f"{tag}.xml",
-                                     env=env))
+                                     env=env, connections_dir=self.env.connections_dir))
         if result.tests == 0:
             return [f"no testinfra result (see {result.junit.with_suffix('.log')})"]
         return result.failed

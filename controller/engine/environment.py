@@ -38,6 +38,11 @@ class Environment:
         """Where relctl's launchers write the pids of the children they start."""
         return self.state_dir / "children"
 
+    @property
+    def connections_dir(self) -> Path:
+        """Where the ssh command lines Ansible resolved for the hosts are cached."""
+        return self.state_dir / "connections"
+
     def gate_dir(self, release_id: int) -> Path:
         return self.state_dir / "gates" / str(release_id)
 

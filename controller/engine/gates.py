@@ -33,7 +33,8 @@ class GateRunner:
             env = {**gate.env, "RELCTL_EXPECTED_VERSION": expected_version,
                    "EXPECTED_VERSION": expected_version}
             result = run_checks(CheckRun([gate.tests], hosts, self.env.inventory,
-                                         self.env.ansible_cfg, junit, env, self._children()))
+                                         self.env.ansible_cfg, junit, env, self._children(),
+                                         connections_dir=self.env.connections_dir))
             verdict = judge_checks(result)
             if self.record:
                 self.journal.add_gate_result(

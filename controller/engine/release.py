@@ -164,7 +164,7 @@ class ReleaseEngine:
         with self._phase(release_id, "snapshot"):
             snapshots.take(plan.hosts, self._on_event)
         self.progress(f"snapshot of {len(plan.agent_items)} items on {len(plan.hosts)} "
-                      f"hosts taken and verified ({snapshots.store})")
+                      f"hosts taken and verified ({snapshots.store.root})")
         return self._roll_out(release_id, plan, gates, baseline, 1, started)
 
     def _roll_out(self, release_id: int, plan: ReleasePlan, gates: GateRunner,
@@ -275,9 +275,13 @@ class ReleaseEngine:
         with self._phase(release_id, "rollback") as phase:
             result = snapshots.restore(touched, self._on_event) if touched else None
             phase["hosts"] = touched
+            if result is not None:
+                phase["restored"] = {h: result.how(h) for h in touched if h not in
+                                     result.failed_hosts}
+                phase["uploaded_objects"] = result.uploaded
         if result is not None and not result.succeeded:
             return self._finish(release_id, "rollback_failed", ExitCode.ROLLBACK_FAILED,
-                                f"{reason}. Restore FAILED: {failure_summary(result)}",
+                                f"{reason}. Restore FAILED: {result.summary()}",
                                 touched, started)
         for host in touched:  # "version after" is what the host runs now
             self.journal.set_host_state(release_id, host, "restored",

@@ -1,105 +1,248 @@
-"""Snapshots: capture every item on every target before a change, and restore them."""
+"""Snapshots: capture every item on every target before a change, and restore them.
+
+One agent run per host for a capture, one for a restore with its verification, every
+host at once (``adapters/agent_transport.py``). Each host keeps its own copy (the
+manifest's ``snapshots.host_dir``, 0700); the controller keeps every payload once, by
+sha256, in ``STATE_DIR/snapshots/objects`` (``adapters/snapshot_store.py``), and the
+journal keeps each host's index. A restore uses the host's copy and uploads only the
+objects it lacks or has damaged; retention (``planning/snapshots.py``) keeps the newest
+``snapshots.keep`` releases and every snapshot a release can still be rolled back to.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from controller.adapters.ansible import (
-    EventCallback,
-    PlaybookResult,
-    PlaybookRun,
-    failure_summary,
-    run_playbook,
-)
+from controller.adapters.agent_transport import AgentReply, AgentTransport, transport_for
+from controller.adapters.ansible import EventCallback
+from controller.adapters.snapshot_store import ObjectMismatchError, ObjectStore
 from controller.agent import snapshot_agent
 from controller.engine.children import JournalChildren
 from controller.engine.environment import Environment
 from controller.errors import RelctlError
 from controller.journal import Journal
-from controller.paths import bundled_playbook
 from controller.planning.release import ReleasePlan, version_from_link
+from controller.planning.snapshots import (
+    AgentProgram,
+    Held,
+    capture_request,
+    entry_objects,
+    main_object,
+    restore_request,
+    retained,
+    scope_of,
+)
+
+Index = dict[str, dict[str, Any]]
 
 
 class SnapshotError(RelctlError):
     """A snapshot could not be taken or does not match its checksums: nothing changed."""
 
 
+@dataclass
+class RestoreResult:
+    """What a restore did on each host: its agent's reply, and the objects uploaded."""
+
+    replies: dict[str, AgentReply]
+    uploaded: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def succeeded(self) -> bool:
+        return all(reply.ok for reply in self.replies.values())
+
+    @property
+    def failed_hosts(self) -> list[str]:
+        return sorted(h for h, reply in self.replies.items() if not reply.ok)
+
+    def summary(self) -> str:
+        """The failed hosts' errors, for people."""
+        return "; ".join(f"{h}: {self.replies[h].error}" for h in self.failed_hosts)[:1500]
+
+    def how(self, host: str) -> dict[str, str]:
+        """How each item came back on ``host`` (switched, unpacked, restored, removed)."""
+        restored: dict[str, str] = self.replies[host].data.get("restored", {})
+        return restored
+
+
 @dataclass(frozen=True)
 class Snapshots:
-    """Capture and restore of one release's snapshot, kept under the controller's store."""
+    """Capture and restore of one release's snapshot."""
 
     env: Environment
     journal: Journal
     release_id: int
     plan: ReleasePlan
+    transport: AgentTransport | None = None  # None: ssh where it can, else Ansible
 
     @property
-    def store(self) -> Path:
-        return self.env.snapshot_dir(self.release_id)
+    def store(self) -> ObjectStore:
+        return ObjectStore(self.env.state_dir / "snapshots" / "objects")
 
     def take(self, hosts: list[str], on_event: EventCallback | None = None) -> None:
-        """Capture every item on ``hosts``, fetch, verify checksums, record in the journal."""
-        result = self._run("relctl_snapshot.yml", hosts, "snapshot", on_event)
-        if not result.succeeded:
-            raise SnapshotError(f"snapshot failed: {failure_summary(result)}",
-                                hint="no host was changed")
+        """Capture every item on ``hosts`` (one agent run each, all at once), store the
+        objects the controller lacked, check every sha256, record in the journal, then
+        apply retention."""
+        keep = self.retained_releases()
+        known = self.store.names()
+        request = capture_request(self.plan.agent_items, self._host_dir, self._scope,
+                                  self.release_id, known, keep)
+        replies = self._agents.run(f"r{self.release_id}-snapshot",
+                                   {h: self._program.stdin(request) for h in hosts})
+        failed = {h: r.error for h, r in replies.items() if not r.ok}
+        if failed:
+            raise SnapshotError(f"snapshot failed: {_join(failed)}", hint="no host was changed")
         for host in hosts:
-            for name, meta in self._unpack(host).items():
-                self._record(host, name, meta)
-            self.journal.set_host_state(self.release_id, host, "snapshotted",
-                                        version_before=self.previous_version(host))
+            self._record(host, self._keep_objects(host, replies[host].data))
+        self.apply_retention()
 
-    def restore(self, hosts: list[str], on_event: EventCallback | None = None) -> PlaybookResult:
-        """Put every item on ``hosts`` back as snapshotted; the agent verifies afterwards."""
-        return self._run("relctl_restore.yml", hosts, "restore", on_event)
+    def restore(self, hosts: list[str], on_event: EventCallback | None = None) -> RestoreResult:
+        """Put every item on ``hosts`` back as snapshotted and verify it, in one agent run
+        per host; a host whose copy lacks objects gets them uploaded and runs once more."""
+        started = time.monotonic()
+        indexes = {host: self.index(host) for host in hosts}
+        label = f"r{self.release_id}-restore"
+        replies = self._agents.run(label, {h: self._restore_stdin(indexes[h]) for h in hosts})
+        uploads: dict[str, dict[str, str]] = {}
+        for host, reply in list(replies.items()):
+            if reply.data.get("missing"):
+                try:
+                    uploads[host] = self._upload(indexes[host], reply.data["missing"])
+                except SnapshotError as error:
+                    replies[host] = AgentReply(host, False, reply.data, error.message)
+        if uploads:
+            replies |= self._agents.run(f"{label}-upload", {
+                h: self._restore_stdin(indexes[h], objects) for h, objects in uploads.items()})
+        return RestoreResult(replies, {h: len(o) for h, o in uploads.items()},
+                             time.monotonic() - started)
 
-    def index(self, host: str) -> dict[str, Any]:
-        """The agent's index of ``host``'s snapshot."""
-        data: dict[str, Any] = json.loads((self.store / host / "bundle" / "index.json")
-                                          .read_text())
-        return data
+    def index(self, host: str) -> Index:
+        """``host``'s snapshot as the journal holds it: item name -> the agent's entry."""
+        rows = self.journal.snapshots(self.release_id, host)
+        if any(row.pruned for row in rows):
+            raise SnapshotError(f"the snapshot of {host} in release {self.release_id} was "
+                                "dropped by retention", hint="nothing was changed")
+        if rows and any("payload" in row.meta for row in rows):
+            raise SnapshotError(f"the snapshot of {host} was taken by an older relctl: "
+                                f"restore it by hand from {self.env.snapshot_dir(self.release_id)}")
+        return {row.item: dict(row.meta) for row in rows}
 
     def previous_version(self, host: str) -> str | None:
         """The release an artifact's ``current`` link named when the snapshot was taken."""
-        for meta in self.index(host).values():
-            if meta.get("kind") == "artifact":
-                return version_from_link(meta.get("current"))
+        for entry in self.index(host).values():
+            if entry.get("kind") == "artifact":
+                return version_from_link(entry.get("current"))
         return None
 
-    def _run(self, playbook: str, hosts: list[str], label: str,
-             on_event: EventCallback | None) -> PlaybookResult:
-        run = PlaybookRun(
-            playbook=bundled_playbook(playbook), inventory=self.env.inventory,
-            ansible_cfg=self.env.ansible_cfg, runs_dir=self.env.runs_dir,
-            limit=",".join(hosts), label=f"r{self.release_id}-{label}",
-            extravars={"relctl_hosts": "all", "relctl_agent": snapshot_agent.__file__,
-                       "relctl_items_b64": self.plan.agent_items_b64,
-                       "relctl_store": str(self.store), "relctl_release": self.release_id},
-            children=JournalChildren(self.journal, self.release_id, self.env.children_dir),
-        )
-        return run_playbook(run, on_event)
+    def retained_releases(self) -> set[int]:
+        """The releases of this service and environment whose snapshots retention keeps
+        (this one included)."""
+        m = self.plan.manifest
+        held = [Held(r.id, str(r.state)) for r in self.journal.snapshot_releases(
+            m.service, m.environment) if r.id != self.release_id]
+        return retained([*held, Held(self.release_id, "snapshotting")], m.snapshots.keep)
 
-    def _unpack(self, host: str) -> dict[str, Any]:
-        return unpack_bundle(self.store / host, host)
+    def apply_retention(self) -> None:
+        """Drop the snapshots retention does not keep, and the objects no kept one needs."""
+        keep = self.retained_releases()
+        m = self.plan.manifest
+        for record in self.journal.snapshot_releases(m.service, m.environment):
+            if record.id not in keep:
+                self.journal.prune_snapshots(record.id)
+                shutil.rmtree(self.env.snapshot_dir(record.id), ignore_errors=True)
+        needed: set[str] = set()
+        for row in self.journal.live_snapshots():
+            if main_object(row.meta) and self.store.has(main_object(row.meta)):
+                needed |= entry_objects(row.meta, self.store.members)
+        self.store.drop_except(needed)
 
-    def _record(self, host: str, name: str, meta: dict[str, Any]) -> None:
-        payload = meta.get("payload")
-        path = self.store / host / "bundle" / payload if payload else self.store / host
-        self.journal.add_snapshot(
-            self.release_id, host=host, item=name, kind=meta["kind"], path=path,
-            sha256=meta.get("sha256", ""), size_bytes=int(meta.get("bytes", 0)),
-            meta={k: v for k, v in meta.items() if k not in ("sha256", "bytes")},
-            verified=True,
-        )
+    # -- helpers -------------------------------------------------------------------------
 
+    @property
+    def _host_dir(self) -> str:
+        return self.plan.manifest.snapshots.host_dir
+
+    @property
+    def _scope(self) -> str:
+        return scope_of(self.plan.manifest.service, self.plan.manifest.environment)
+
+    @cached_property
+    def _program(self) -> AgentProgram:
+        return AgentProgram.load()
+
+    @cached_property
+    def _agents(self) -> AgentTransport:
+        if self.transport is not None:
+            return self.transport
+        return transport_for(self.env.inventory, self.env.ansible_cfg, self.plan.hosts,
+                             self._program.boot, self.env.runs_dir,
+                             self.env.connections_dir,
+                             JournalChildren(self.journal, self.release_id,
+                                             self.env.children_dir))
+
+    def _keep_objects(self, host: str, reply: Mapping[str, Any]) -> Index:
+        """Store the objects ``host`` sent; check the store now holds every one its index
+        needs, each matching its sha256."""
+        try:
+            self.store.put_b64(reply.get("objects", {}))
+        except (ObjectMismatchError, ValueError) as error:
+            raise SnapshotError(f"a payload fetched from {host} fails its sha256: {error}",
+                                hint="no host was changed") from error
+        index: Index = reply["index"]
+        for name, entry in index.items():
+            if self.store.claim(entry_objects(entry, self.store.members)):
+                raise SnapshotError(f"the snapshot of {name} on {host} is incomplete",
+                                    hint="no host was changed")
+        return index
+
+    def _record(self, host: str, index: Index) -> None:
+        for name, entry in index.items():
+            main = main_object(entry)
+            self.journal.add_snapshot(
+                self.release_id, host=host, item=name, kind=entry["kind"],
+                path=self.store.path(main) if main else self.store.root, sha256=main,
+                size_bytes=int(entry.get("bytes", 0)), meta=entry, verified=True)
+        current = next((e.get("current") for e in index.values() if e["kind"] == "artifact"),
+                       None)
+        self.journal.set_host_state(self.release_id, host, "snapshotted",
+                                    version_before=version_from_link(current))
+
+    def _restore_stdin(self, index: Index, objects: Mapping[str, str] | None = None) -> bytes:
+        return self._program.stdin(restore_request(
+            self.plan.agent_items, self._host_dir, self._scope, self.release_id, index,
+            objects))
+
+    def _upload(self, index: Index, missing: list[str]) -> dict[str, str]:
+        """The objects to send a host that lacks ``missing``: with a tree's member list,
+        its members too (the host could not read which it needs)."""
+        wanted = set(missing)
+        for entry in index.values():
+            if entry.get("tree") in wanted:
+                wanted |= entry_objects(entry, self.store.members)
+        damaged = sorted(sha for sha in wanted if not self.store.intact(sha))
+        if damaged:
+            raise SnapshotError(f"the controller's copy of {len(damaged)} snapshot objects "
+                                f"is missing or damaged ({damaged[0][:12]}...)",
+                                hint="nothing was changed on the host")
+        return self.store.b64(wanted)
+
+
+def _join(failures: Mapping[str, str]) -> str:
+    return "; ".join(f"{host}: {error}" for host, error in sorted(failures.items()))[:1500]
 
 
 def unpack_bundle(folder: Path, host: str) -> dict[str, Any]:
-    """Extract ``folder/bundle.tar`` fetched from ``host``; check every payload's sha256."""
+    """Extract ``folder/bundle.tar`` fetched from ``host``; check every payload's sha256
+    (the continuity replication's bundles)."""
     with tarfile.open(folder / "bundle.tar") as tar:
         tar.extractall(folder, filter="data")
     index: dict[str, Any] = json.loads((folder / "bundle" / "index.json").read_text())

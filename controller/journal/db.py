@@ -181,8 +181,15 @@ SCHEMA_V5 = (
     "CREATE INDEX children_by_release ON children (release_id, state)",
 )
 
+SCHEMA_V6 = (
+    # Snapshots are content-addressed objects shared across hosts and releases, kept for
+    # the releases retention keeps: when retention drops a snapshot its rows stay (the
+    # history) with the time it was dropped; a dropped snapshot cannot be restored.
+    "ALTER TABLE snapshots ADD COLUMN pruned TEXT",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset(re.findall(r"CREATE TABLE (\w+)", " ".join(s for m in MIGRATIONS for s in m)))

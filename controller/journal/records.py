@@ -168,13 +168,15 @@ class SnapshotRecord:
     meta: dict[str, Any]
     verified: bool
     created: datetime
+    pruned: datetime | None = None  # when retention dropped it (it cannot be restored)
 
     @classmethod
     def from_row(cls, row: Row) -> SnapshotRecord:
         """The record of a ``snapshots`` row."""
         return cls(row["id"], row["release_id"], row["host"], row["item"], row["kind"],
                    Path(row["path"]), row["sha256"], row["bytes"], _json(row["meta"]),
-                   bool(row["verified"]), _time(row["created"]))
+                   bool(row["verified"]), _time(row["created"]),
+                   _time(row["pruned"]) if row["pruned"] else None)
 
 
 @dataclass(frozen=True, slots=True)

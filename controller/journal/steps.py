@@ -18,6 +18,7 @@ from controller.journal.records import (
     HostStateRecord,
     PhaseRecord,
     PhaseState,
+    ReleaseRecord,
     SnapshotRecord,
     Verdict,
 )
@@ -115,6 +116,25 @@ class StepLog(JournalBase):
             " ORDER BY id", (release_id, host, host),
         )
         return [SnapshotRecord.from_row(r) for r in rows]
+
+    def live_snapshots(self) -> list[SnapshotRecord]:
+        """Every snapshot row retention has not dropped, of every release."""
+        rows = self._rows("SELECT * FROM snapshots WHERE pruned IS NULL ORDER BY id")
+        return [SnapshotRecord.from_row(r) for r in rows]
+
+    def snapshot_releases(self, service: str, environment: str) -> list[ReleaseRecord]:
+        """The releases of a service in an environment that hold a snapshot not dropped,
+        oldest first."""
+        rows = self._rows(
+            "SELECT * FROM releases WHERE service = ? AND environment = ? AND id IN"
+            " (SELECT release_id FROM snapshots WHERE pruned IS NULL) ORDER BY id",
+            (service, environment))
+        return [ReleaseRecord.from_row(r) for r in rows]
+
+    def prune_snapshots(self, release_id: int) -> None:
+        """Mark a release's snapshots as dropped by retention (the rows stay)."""
+        self._write("UPDATE snapshots SET pruned = ? WHERE release_id = ? AND pruned IS NULL",
+                    (self._now(), release_id))
 
     def add_gate_result(self, release_id: int, *, phase: str, kind: GateKind, verdict: Verdict,
                         figures: Detail = None, junit: Path | None = None) -> int:

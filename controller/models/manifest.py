@@ -91,6 +91,7 @@ __all__ = [
     "ServiceItem",
     "SignoffPolicy",
     "Slug",
+    "SnapshotPolicy",
     "Strategy",
     "TestinfraGate",
     "_Model",
@@ -239,6 +240,17 @@ class Gates(_Model):
     locust: LocustGate | None = Field(None, description="Load gate, if any.")
 
 
+class SnapshotPolicy(_Model):
+    """Where hosts keep their copy of the snapshots, and how many releases are kept."""
+
+    keep: Int = Field(5, ge=1, le=1000, description="Releases whose snapshots are kept "
+                      "(controller store and hosts); a snapshot a release can still be "
+                      "rolled back to is kept whatever its age.")
+    host_dir: RemotePath = Field("/var/lib/relctl", validate_default=True,
+                                 description="relctl's folder on each host (made 0700); "
+                                 "snapshots go under its snapshots/ folder.")
+
+
 class Owners(_Model):
     """Who answers for the release."""
 
@@ -312,6 +324,8 @@ class Manifest(_Model):
     )
     strategy: Strategy = Field(default_factory=Strategy, description="Batching of the hosts.")
     gates: Gates = Field(default_factory=Gates, description="Verification after each batch.")
+    snapshots: SnapshotPolicy = Field(default_factory=SnapshotPolicy,
+                                      description="Snapshot retention and host copies.")
     owners: Owners = Field(description="Who answers for the release.")
     window: ChangeWindow | None = Field(None, description="Change window, if any.")
     risks: list[Risk] = Field(default_factory=list, description="Known risks.")

@@ -6,15 +6,17 @@ from tests.integration.ansible_cli import shell
 from tests.integration.conftest import RunningLab
 from tests.relctl_cli import relctl_json
 
-FINGERPRINT = (
-    "readlink /srv/ledger/current; "
-    "find /srv/ledger /etc/ledger \\( -type f -o -type l \\) -printf '%p %m %u %l\\n' | sort; "
-    "find /srv/ledger /etc/ledger -type f | sort | xargs sha256sum"
+FINGERPRINT = (  # the items relctl snapshots: the current link, the release it names, config
+    "cd /srv/ledger && cur=$(readlink current); echo \"$cur\"; "
+    "find \"$cur/\" /etc/ledger \\( -type f -o -type l \\) -printf '%p %m %u %l\\n' | sort; "
+    "find \"$cur/\" /etc/ledger -type f | sort | xargs sha256sum"
 )
 
 
 def fingerprints(lab: RunningLab) -> dict[str, str]:
-    """Every file and symlink of the ledger's code and config on every primary host."""
+    """The ledger's artifact item (the ``current`` link and every file and symlink of the
+    release it names) and its config, by sha256, on every primary host. Other release
+    directories are not part of the item: like ansistrano, a rollback leaves them."""
     return {h["name"]: shell(lab.ansible_cfg, h["name"], FINGERPRINT)
             for h in lab.hosts("app_primary")}
 

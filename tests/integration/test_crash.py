@@ -45,6 +45,8 @@ PHASE_CHILD = {
     "gate:locust": "locust:candidate",
     "rollback": "-restore",
 }
+# How long the child works before the kill: the lean snapshot and restore end within a second.
+SETTLE_S = {"snapshot": 0.0, "rollback": 0.0}
 FORWARD_PHASES = ["apply:canary", "gate:testinfra:canary", "apply:batch2", "gate:locust"]
 LOAD_PHASES = ("baseline", "gate:locust", "rollback")  # the others run without a load gate
 
@@ -93,7 +95,7 @@ def kill_in(lab: RunningLab, manifest: Path, phase: str) -> int:
                                   text=True, start_new_session=True)
     try:
         release_id = _wait_for_child(journal, phase, PHASE_CHILD[phase], controller)
-        time.sleep(1.0)  # the child is doing its work now
+        time.sleep(SETTLE_S.get(phase, 1.0))  # the child is doing its work now
     finally:
         if controller.poll() is None:
             os.kill(controller.pid, signal.SIGKILL)
@@ -112,16 +114,16 @@ def _wait_for_child(journal: Path, phase: str, label_end: str,
         try:
             with sqlite3.connect(f"{journal.as_uri()}?mode=ro", uri=True, timeout=10) as db:
                 row = db.execute(
-                    "SELECT r.id FROM releases r JOIN phases p ON p.release_id = r.id"
+                    "SELECT r.id, c.record FROM releases r JOIN phases p ON p.release_id = r.id"
                     " JOIN children c ON c.release_id = r.id"
                     " WHERE r.id = (SELECT max(id) FROM releases) AND p.name = ?"
                     " AND p.state = 'running' AND c.label LIKE ? AND c.created >= p.started",
                     (phase, f"%{label_end}")).fetchone()
         except sqlite3.OperationalError:  # not created, or not migrated, yet
             row = None
-        if row is not None:
+        if row is not None and row[1] and read_record(Path(row[1])):  # the child started
             return int(row[0])
-        time.sleep(0.1)
+        time.sleep(0.02)
     raise AssertionError(f"the release never reached {phase} with its child running")
 
 

@@ -54,6 +54,9 @@ def train(lab: RunningLab) -> Iterator[dict[str, Any]]:
     """The lab's primary site on ledger 1.0.0 with transactions written through HAProxy."""
     deploy = deploy_ledger(lab.state_dir, "1.0.0")
     assert deploy.returncode == 0, deploy.stderr
+    deadline = time.monotonic() + 30  # HAProxy's health checks see the started servers
+    while http("GET", f"{lab.url}/version")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
     written = []
     for amount in (1250, -300, 4200):
         status, tx = http("POST", f"{lab.url}/tx", {"account": "alice", "amount_cents": amount})

@@ -6,48 +6,53 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from controller.adapters.ssh_targets import SshConfig, control_path, ssh_target
+from controller.adapters.connections import Connection, resolve_connections
 from controller.adapters.testinfra import merge_junit, parse_junit, split_hosts
 
-LAB = SshConfig(ssh_args="-o ControlMaster=auto -o ControlPersist=120s",
-                control_path="%(directory)s/%%C", control_path_dir="/state/cp", timeout=15)
+ANSIBLE_CFG = """[defaults]
+remote_user = ops
+timeout = 15
+[ssh_connection]
+ssh_args = -o ControlMaster=auto -o ControlPersist=120s
+control_path_dir = /state/cp
+control_path = %(directory)s/%%C
+"""
+INVENTORY = """all:
+  hosts:
+    web-1: {ansible_host: 10.0.0.5, ansible_port: 2222, ansible_user: deploy,
+            ansible_ssh_private_key_file: /keys/id,
+            ansible_ssh_common_args: "-o ProxyJump=bastion", ansible_become: "yes"}
+    web-2: {}
+    box: {ansible_connection: docker}
+    pw: {ansible_password: secret}
+    su: {ansible_become: true, ansible_become_method: su}
+"""
 
 
-def test_ssh_target_honours_the_inventory_and_reuses_ansibles_socket() -> None:
-    hostvars = {"ansible_host": "10.0.0.5", "ansible_port": 2222, "ansible_user": "deploy",
-                "ansible_ssh_private_key_file": "/keys/id", "ansible_ssh_common_args":
-                "-o ProxyJump=bastion", "ansible_become": "yes"}
-    target = ssh_target("web-1", hostvars, LAB)
-    assert target is not None
-    assert target.argv == [
-        "ssh", "-o", "ControlMaster=auto", "-o", "ControlPersist=120s", "-o", "Port=2222",
-        "-o", "IdentityFile=/keys/id", "-o", "User=deploy", "-o", "ConnectTimeout=15",
-        "-o", "ProxyJump=bastion", "-o", "ControlPath=/state/cp/%C", "10.0.0.5"]
-    assert target.become and target.become_user is None
+def _connections(tmp_path: Path, hosts: list[str]) -> dict[str, Connection]:
+    (tmp_path / "ansible.cfg").write_text(ANSIBLE_CFG)
+    (tmp_path / "hosts.yml").write_text(INVENTORY)
+    return dict(resolve_connections(tmp_path / "hosts.yml", tmp_path / "ansible.cfg", hosts,
+                                    tmp_path / "cache"))
 
 
-def test_ssh_target_defaults_follow_ansible() -> None:
-    target = ssh_target("web-1", {}, SshConfig(remote_user="ops", host_key_checking=False))
-    assert target is not None
-    digest = control_path(SshConfig(), "web-1", None, "ops")
-    assert target.argv == ["ssh", "-C", "-o", "ControlMaster=auto", "-o", "ControlPersist=60s",
-                           "-o", "StrictHostKeyChecking=no", "-o", "User=ops",
-                           "-o", "ConnectTimeout=10", "-o", f"ControlPath={digest}", "web-1"]
-    assert digest.startswith("~/.ansible/cp/") and len(digest.rsplit("/", 1)[1]) == 10
+def test_ssh_commands_are_ansibles_own_and_honour_the_inventory(tmp_path: Path) -> None:
+    """Ansible's ssh plugin builds the command: host, port, user, key, common args, the
+    ControlPath of its masters; become is sudo as root."""
+    found = _connections(tmp_path, ["web-1", "web-2"])
+    web1, web2 = found["web-1"], found["web-2"]
+    argv = " ".join(web1.argv).replace('"', "")  # Ansible quotes values, ssh unquotes
+    for option in ("ControlPersist=120s", "Port=2222", "User=deploy", "ProxyJump=bastion",
+                   "ConnectTimeout=15", "ControlPath=/state/cp/%C"):
+        assert option in argv, option
+    assert "IdentityFile=/keys/id" in argv
+    assert web1.argv[-1] == "10.0.0.5" and web1.become and web1.become_user == "root"
+    assert 'User="ops"' in web2.argv and web2.argv[-1] == "web-2" and not web2.become
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # asked once, then cached
 
 
-def test_no_control_path_without_control_persist_nor_over_the_users_own() -> None:
-    plain = ssh_target("h", {}, SshConfig(ssh_args="-o IdentitiesOnly=yes"))
-    own = ssh_target("h", {"ansible_ssh_extra_args": "-o ControlPath=/mine/%h"}, LAB)
-    assert plain is not None and not any("ControlPath" in a for a in plain.argv)
-    assert own is not None and [a for a in own.argv if "ControlPath" in a] == [
-        "ControlPath=/mine/%h"]
-
-
-def test_hosts_ssh_cannot_reach_go_through_ansible() -> None:
-    assert ssh_target("c", {"ansible_connection": "docker"}, LAB) is None
-    assert ssh_target("p", {"ansible_password": "secret"}, LAB) is None
-    assert ssh_target("s", {"ansible_become": True, "ansible_become_method": "su"}, LAB) is None
+def test_hosts_ssh_cannot_reach_as_ansible_would_go_through_ansible(tmp_path: Path) -> None:
+    assert _connections(tmp_path, ["box", "pw", "su"]) == {}
 
 
 def test_split_hosts_is_bounded_ordered_and_complete() -> None:

@@ -29,7 +29,7 @@ def test_every_playbook_relctl_names_ships_in_the_package(monkeypatch: pytest.Mo
     monkeypatch.delenv(PLAYBOOKS_ENV, raising=False)
     source = "\n".join(p.read_text() for p in PACKAGE.rglob("*.py"))
     named = set(re.findall(r'"((?:relctl|lb)_[a-z_]+\.yml)"', source))
-    assert {"lb_setup.yml", "relctl_snapshot.yml", "relctl_restore.yml"} <= named
+    assert {"lb_setup.yml", "relctl_snapshot.yml", "relctl_agent.yml"} <= named
     for name in named:
         assert bundled_playbook(name).parent == PACKAGE / "playbooks"
 

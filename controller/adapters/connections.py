@@ -1,0 +1,91 @@
+"""How Ansible reaches each inventory host over ssh, as a plain ``ssh`` command line.
+
+relctl's lean paths (the snapshot agent's ssh transport, the testinfra gate) run their
+commands over the very ssh ControlPersist masters ansible-playbook opened, with the command
+line Ansible itself builds for the host. Ansible is asked once
+(``python -m controller.adapters.ansible_connections``: its inventory, variables and ssh
+connection plugin, so every setting Ansible honours is honoured) and the answer is cached
+until the inventory, ansible.cfg or an ``ANSIBLE_*`` variable changes. A host Ansible
+reaches some other way (another connection plugin, a password, a become method other than
+sudo) gets no command: relctl then goes through Ansible for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.paths import tools_path
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How Ansible reaches one host over ssh, as Ansible itself resolved it."""
+
+    argv: tuple[str, ...]  # ssh and its options, ending with the address
+    become: bool = False
+    become_user: str = "root"
+    interpreter: str | None = None
+
+    def command(self, boot: str) -> list[str]:
+        """The ssh command line running ``python -c boot`` on the host (through sudo when
+        the inventory says become)."""
+        remote = shlex.join([self.interpreter or "python3", "-c", boot])
+        if self.become:
+            remote = shlex.join(["sudo", "-H", "-S", "-n", "-u", self.become_user,
+                                 "/bin/sh", "-c", remote])
+        return [*self.argv, remote]
+
+
+
+
+def resolve_connections(inventory: Path, ansible_cfg: Path, hosts: list[str],
+                        cache_dir: Path | None) -> dict[str, Connection]:
+    """The hosts relctl can reach over ssh exactly as Ansible would (the others are left
+    out), asked of Ansible once per inventory and configuration (cached in ``cache_dir``;
+    None: asked every time)."""
+    key = _settings_key(inventory, ansible_cfg, hosts)
+    cached = cache_dir / f"{key}.json" if cache_dir else None
+    if cached and cached.exists():
+        answers = json.loads(cached.read_text())
+    else:
+        env = {**os.environ, "ANSIBLE_CONFIG": str(ansible_cfg), "PATH": tools_path()}
+        result = subprocess.run([sys.executable, "-m", "controller.adapters.ansible_connections",
+                                 str(inventory), *hosts], capture_output=True, text=True,
+                                env=env, check=False, timeout=120)
+        if result.returncode != 0:  # not cached: Ansible is asked again next time
+            return {}
+        answers = json.loads(result.stdout)
+        if cached:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps(answers))
+    return {host: Connection(tuple(a["argv"]), bool(a["become"]), str(a["become_user"]),
+                             a.get("interpreter"))
+            for host, a in answers.items() if a.get("lean")}
+
+
+def _settings_key(inventory: Path, ansible_cfg: Path, hosts: list[str]) -> str:
+    """A digest of everything Ansible reads to connect: the inventory (and the group and
+    host variables beside it), ansible.cfg, ANSIBLE_* variables, and the hosts."""
+    digest = hashlib.sha256(json.dumps(sorted(hosts)).encode())
+    folder = inventory if inventory.is_dir() else inventory.parent
+    files = [inventory, ansible_cfg, *sorted(folder.glob("group_vars/**/*")),
+             *sorted(folder.glob("host_vars/**/*"))]
+    for path in files:
+        if path.is_file():
+            digest.update(str(path).encode() + b"\0" + path.read_bytes())
+        elif path.is_dir() and path == inventory:
+            for member in sorted(path.rglob("*")):
+                if member.is_file():
+                    digest.update(str(member).encode() + b"\0" + member.read_bytes())
+    for name in sorted(k for k in os.environ if k.startswith("ANSIBLE_")):
+        digest.update(f"{name}={os.environ[name]}".encode())
+    return digest.hexdigest()[:32]
+
+
