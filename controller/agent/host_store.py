@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,9 @@ if __name__ != "relctl_agent":  # on a host, snapshot_agent.py ran first in this
     from controller.agent.snapshot_agent import (
         PATH_KINDS,
         Item,
+        backup_database,
         current_digest,
         item_path,
-        open_read_only,
         package_version,
         remove,
         restore_package,
@@ -152,13 +151,7 @@ def capture_database(path: Path, store: Store) -> Entry:
     """A consistent copy through SQLite's online backup API, never a raw copy."""
     partial = store.objects / ".backup.partial"
     partial.unlink(missing_ok=True)
-    source = open_read_only(path, timeout=30)
-    target = sqlite3.connect(partial)
-    try:
-        source.backup(target)
-    finally:
-        target.close()
-        source.close()
+    backup_database(path, partial)
     st = path.stat()
     try:
         return {"object": store.add_file(partial), "mode": st.st_mode, "uid": st.st_uid,

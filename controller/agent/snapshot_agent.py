@@ -159,16 +159,22 @@ def service_running(item: Item) -> bool:
     return run_shell(item["check"]).returncode == 0 if item.get("check") else False
 
 
-def capture_data(item: Item, out: Path) -> dict[str, Any]:
-    """A consistent copy through SQLite's online backup API, never a raw copy."""
-    payload = out / f"{item['name']}.db"
-    source = open_read_only(item["path"], timeout=30)
-    target = sqlite3.connect(payload)
+def backup_database(path: Path | str, copy: Path) -> None:
+    """A consistent copy of the SQLite database at ``path`` through its online backup
+    API, never a raw copy."""
+    source = open_read_only(path, timeout=30)
+    target = sqlite3.connect(copy)
     try:
         source.backup(target)
     finally:
         target.close()
         source.close()
+
+
+def capture_data(item: Item, out: Path) -> dict[str, Any]:
+    """A consistent copy through SQLite's online backup API, never a raw copy."""
+    payload = out / f"{item['name']}.db"
+    backup_database(item["path"], payload)
     st = Path(item["path"]).stat()
     return {"payload": payload.name, "sha256": sha256_file(payload),
             "bytes": payload.stat().st_size, "mode": st.st_mode, "uid": st.st_uid,
