@@ -11,14 +11,26 @@ import click
 from rich.markup import escape
 
 from controller.cli.context import AppContext
-from controller.cli.output import JSON_OPTION, console, emit_json, progress_printer
+from controller.cli.output import (
+    JSON_OPTION,
+    console,
+    emit_json,
+    progress_printer,
+    write_output,
+)
 from controller.engine.continuity import Continuity, Outcome, failback, failover
 from controller.engine.drill import SCENARIOS, Drill
 from controller.engine.lab import Lab
 from controller.errors import InputError
 from controller.models.durations import parse_duration
+from controller.reports.drill_junit import drill_junit_xml
 
 PLAN_ENV = "RELCTL_CONTINUITY_PLAN"
+
+JUNIT_OPTION = click.option(
+    "--junit", type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the drill as JUnit XML: a test case per critical function and target "
+    "(RTO, RPO), failed requests, and the drill itself.")
 PLAN_OPTION = click.option(
     "--plan", "plan_path", type=click.Path(path_type=Path), envvar=PLAN_ENV, required=True,
     help=f"The continuity plan (YAML) [env {PLAN_ENV}]; e.g. "
@@ -158,17 +170,21 @@ def _scenario_command(name: str, text: str) -> click.Command:
     @click.command(name=name, help=f"Drill: {text}.\n\nThe drill runs a Locust load "
                    "through the LB for its whole length, injects the fault, detects it, "
                    "recovers, measures RTO, RPO and failed requests against the plan's "
-                   "targets, restores the lab, and writes its report and the DR plan. "
-                   "Exit 0 targets met, 10 missed, 9 recovery failed.")
+                   "targets, restores the lab, and writes its report (Markdown, JSON, JUnit "
+                   "XML) and the DR plan. Exit 0 targets met, 10 missed, 9 recovery failed.")
     @PLAN_OPTION
     @click.option("--no-restore", is_flag=True,
                   help="Leave the lab as the drill left it (e.g. failed over).")
+    @JUNIT_OPTION
     @JSON_OPTION
     @click.pass_obj
-    def command(app: AppContext, plan_path: Path, no_restore: bool, as_json: bool) -> None:
+    def command(app: AppContext, plan_path: Path, no_restore: bool, junit: Path | None,
+                as_json: bool) -> None:
         ctx = _open(app, plan_path, None, as_json)
         outcome = Drill(ctx, Lab(app.state_dir / "lab"), name, restore=not no_restore,
                         progress=progress_printer(as_json)).run()
+        if junit is not None and outcome.figures.get("id") is not None:
+            write_output(junit, drill_junit_xml(outcome.figures))
         if not as_json and outcome.report:
             console.print(outcome.report)
         _render(outcome, as_json)
@@ -183,16 +199,22 @@ drill.help = (drill.help or "") + "\n\n\b\nScenarios:\n" + "".join(
 
 @drill.command(name="report")
 @click.argument("drill_id", type=int)
+@JUNIT_OPTION
 @JSON_OPTION
 @click.pass_obj
-def drill_report(app: AppContext, drill_id: int, as_json: bool) -> None:
-    """Show drill DRILL_ID's report (Markdown; --json for the figures)."""
+def drill_report(app: AppContext, drill_id: int, junit: Path | None, as_json: bool) -> None:
+    """Show drill DRILL_ID's report (Markdown; --json for the figures; --junit FILE also
+    writes it as JUnit XML: a test case per critical function and target)."""
     try:
         record = app.journal().continuity_record(drill_id)
     except KeyError:
         record = None
     if record is None or record.kind != "drill":
         raise InputError(f"no drill {drill_id} in the journal", hint="relctl drill list")
+    if junit is not None:
+        if "report" not in record.detail:
+            raise InputError(f"drill {drill_id} has no report (state {record.state})")
+        write_output(junit, drill_junit_xml(record.detail["report"]))
     if as_json:
         emit_json(record.detail.get("report") or record.as_dict())
     else:

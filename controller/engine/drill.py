@@ -28,6 +28,7 @@ from controller.models.continuity import DrillSettings
 from controller.models.lab import LabState
 from controller.planning import continuity as plan_logic
 from controller.planning.continuity import Timeline
+from controller.reports.drill_junit import drill_junit_xml
 
 SCENARIOS = {
     "site-loss": "every primary host lost (sshd, PID 1 of the host, killed: the host is gone); "
@@ -213,12 +214,14 @@ class Drill:
             "targets": [t.__dict__ for t in targets], "timeline": self.timeline.events,
             "problems": self.problems, "restored": self.restore,
             "improvements": plan_logic.improvements(plan, targets, measures, self.problems),
+            "max_failure_ratio": plan.drill.max_failure_ratio if plan.drill else None,
         }
         markdown = plan_logic.drill_markdown(report)
         out = self.ctx.env.state_dir / "drills" / str(record)
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.md").write_text(markdown)
-        report["files"] = {"markdown": str(out / "report.md"),
+        (out / "report.xml").write_text(drill_junit_xml(report))
+        report["files"] = {"markdown": str(out / "report.md"), "junit": str(out / "report.xml"),
                            "dr_plan": str(self._write_dr_plan(report))}
         self.ctx.journal.end_continuity(record, "ok" if verdict == "pass" else "failed",
                                         {"report": report}, report=markdown)

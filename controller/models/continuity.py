@@ -125,6 +125,9 @@ class DrillSettings(_Model):
         None, min_length=3,
         description="Part of the service's command line (service-crash kills it).")
     flaps: Int = Field(3, ge=1, le=50, description="Down/up cycles of lb-backend-flap.")
+    max_failure_ratio: Number | None = Field(
+        None, ge=0, le=1, description="Share of the load's requests that may fail during the "
+        "drill (its JUnit case fails above it); unset: reported, not judged.")
 
 
 class ContinuityPlan(_Model):

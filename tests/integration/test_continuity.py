@@ -9,6 +9,7 @@ release) and whose backup site was deployed the same release ahead (a warm stand
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,8 +146,17 @@ def test_site_loss_drill_fails_over_and_measures(site: RunningLab) -> None:
     stored = relctl_json(site.state_dir, "drill", "report", str(report["id"]))
     assert stored["measures"]["rto_s"] == measures["rto_s"]
     assert Path(stored["files"]["dr_plan"]).read_text().count("record-transactions") >= 1
-    shown = relctl(site.state_dir, "drill", "report", str(report["id"]))
+    shown = relctl(site.state_dir, "drill", "report", str(report["id"]), "--junit",
+                   str(site.state_dir / "drill.xml"))
     assert "## Targets per critical function" in shown.stdout
+    # JUnit for CI: the drill's own file and --junit agree; every RTO and RPO case passed
+    junit = (site.state_dir / "drill.xml").read_text()
+    assert Path(stored["files"]["junit"]).read_text() == junit
+    cases = {c.get("name"): [k.tag for k in c if k.tag in ("failure", "error")]
+             for c in ET.fromstring(junit).iter("testcase")}
+    assert {"drill", "rto[record-transactions]", "rpo[record-transactions]",
+            "failed-requests"} <= set(cases)
+    assert all(not outcome for outcome in cases.values()), cases
 
 
 def test_failback_after_the_drill_brings_the_primary_back(site: RunningLab) -> None:
