@@ -283,20 +283,18 @@ class ReleaseEngine:
             return self._finish(release_id, "rollback_failed", ExitCode.ROLLBACK_FAILED,
                                 f"{reason}. Restore FAILED: {result.summary()}",
                                 touched, started)
-        for host in touched:  # "version after" is what the host runs now
-            self.journal.set_host_state(release_id, host, "restored",
-                                        version_after=snapshots.previous_version(host))
-        self._verify_restored(release_id, snapshots, touched)
+        runs_now = {host: snapshots.previous_version(host) for host in touched}
+        for host, version in runs_now.items():  # "version after" is what the host runs now
+            self.journal.set_host_state(release_id, host, "restored", version_after=version)
+        self._verify_restored(release_id, runs_now)
         self.journal.mark_bad(release_id, reason)
         return self._finish(release_id, "rolled_back", ExitCode.ROLLED_BACK,
                             f"rolled back: {reason}", touched, started)
 
-    def _verify_restored(self, release_id: int, snapshots: Snapshots,
-                         touched: list[str]) -> None:
+    def _verify_restored(self, release_id: int, runs_now: dict[str, str | None]) -> None:
         gates = GateRunner(self.env, self.journal, release_id, self.manifest)
         by_version: dict[str, list[str]] = {}
-        for host in touched:
-            previous = snapshots.previous_version(host)
+        for host, previous in runs_now.items():
             if previous:
                 by_version.setdefault(previous, []).append(host)
         for version, hosts in by_version.items():

@@ -138,10 +138,7 @@ class Snapshots:
 
     def previous_version(self, host: str) -> str | None:
         """The release an artifact's ``current`` link named when the snapshot was taken."""
-        for entry in self.index(host).values():
-            if entry.get("kind") == "artifact":
-                return version_from_link(entry.get("current"))
-        return None
+        return linked_version(self.index(host))
 
     def retained_releases(self) -> set[int]:
         """The releases of this service and environment whose snapshots retention keeps
@@ -211,10 +208,8 @@ class Snapshots:
                 self.release_id, host=host, item=name, kind=entry["kind"],
                 path=self.store.path(main) if main else self.store.root, sha256=main,
                 size_bytes=int(entry.get("bytes", 0)), meta=entry, verified=True)
-        current = next((e.get("current") for e in index.values() if e["kind"] == "artifact"),
-                       None)
         self.journal.set_host_state(self.release_id, host, "snapshotted",
-                                    version_before=version_from_link(current))
+                                    version_before=linked_version(index))
 
     def _restore_stdin(self, index: Index, objects: Mapping[str, str] | None = None) -> bytes:
         return self._program.stdin(restore_request(
@@ -253,3 +248,11 @@ def unpack_bundle(folder: Path, host: str) -> dict[str, Any]:
             raise SnapshotError(f"the copy of {name} fetched from {host} fails its sha256",
                                 hint="no host was changed")
     return index
+
+
+def linked_version(index: Index) -> str | None:
+    """The release the first artifact's ``current`` link named in a snapshot's index."""
+    for entry in index.values():
+        if entry.get("kind") == "artifact":
+            return version_from_link(entry.get("current"))
+    return None
