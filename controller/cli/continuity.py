@@ -19,7 +19,7 @@ from controller.cli.output import (
     write_output,
 )
 from controller.engine.continuity import Continuity, Outcome, failback, failover
-from controller.engine.drill import SCENARIOS, Drill
+from controller.engine.drill import SCENARIOS, Drill, DrillPlan, plan_drill, restore_drill
 from controller.engine.lab import Lab
 from controller.errors import InputError
 from controller.models.durations import parse_duration
@@ -48,10 +48,7 @@ def _open(app: AppContext, plan_path: Path, inventory: Path | None,
 
 def _render(outcome: Outcome, as_json: bool) -> None:
     if as_json:
-        emit_json({"ok": outcome.ok, "kind": outcome.kind, "id": outcome.record_id,
-                   "exit_code": outcome.exit_code, "message": outcome.message,
-                   "figures": outcome.figures, "timeline": outcome.timeline,
-                   "warnings": outcome.warnings})
+        emit_json(outcome.as_dict())
     else:
         colour = "green" if outcome.exit_code == 0 else "red"
         console.print(f"[bold {colour}]{outcome.kind} {outcome.record_id}[/]: "
@@ -158,43 +155,100 @@ class DrillGroup(click.Group):
     """``relctl drill SCENARIO`` runs a drill; ``relctl drill report ID`` shows one."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return ["report", "list", *SCENARIOS]
+        return [*SCENARIOS, *sorted(c for c in self.commands if c not in SCENARIOS)]
 
 
 @click.group(cls=DrillGroup)
 def drill() -> None:
-    """Run a DR drill on the staging lab, or read drill reports."""
+    """Run a DR drill on a staging inventory (or relctl's lab), or read drill reports.
+
+    A drill runs only where its continuity plan says `drills: allowed`; an environment
+    named production also needs --yes-production. --dry-run prints the hosts and the
+    faults and touches nothing.
+    """
 
 
 def _scenario_command(name: str, text: str) -> click.Command:
     @click.command(name=name, help=f"Drill: {text}.\n\nThe drill runs a Locust load "
-                   "through the LB for its whole length, injects the fault, detects it, "
-                   "recovers, measures RTO, RPO and failed requests against the plan's "
-                   "targets, restores the lab, and writes its report (Markdown, JSON, JUnit "
-                   "XML) and the DR plan. Exit 0 targets met, 10 missed, 9 recovery failed.")
+                   "through the LB for its whole length, journals and injects the fault, "
+                   "detects it, recovers, measures RTO, RPO and failed requests against the "
+                   "plan's targets, undoes the fault, and writes its report (Markdown, JSON, "
+                   "JUnit XML) and the DR plan. Exit 0 targets met, 10 missed, 9 recovery "
+                   "failed, 2 refused (nothing touched).")
     @PLAN_OPTION
+    @INVENTORY_OPTION
     @click.option("--no-restore", is_flag=True,
-                  help="Leave the lab as the drill left it (e.g. failed over).")
+                  help="Leave the hosts as the drill left them (e.g. failed over); undo "
+                  "later with relctl drill restore ID.")
+    @click.option("--dry-run", is_flag=True,
+                  help="Print the hosts, the faults and how each is undone; touch nothing.")
+    @click.option("--yes-production", is_flag=True,
+                  help="Allow a drill in an environment named production.")
     @JUNIT_OPTION
     @JSON_OPTION
     @click.pass_obj
-    def command(app: AppContext, plan_path: Path, no_restore: bool, junit: Path | None,
+    def command(app: AppContext, plan_path: Path, inventory: Path | None, no_restore: bool,
+                dry_run: bool, yes_production: bool, junit: Path | None,
                 as_json: bool) -> None:
-        ctx = _open(app, plan_path, None, as_json)
-        outcome = Drill(ctx, Lab(app.state_dir / "lab"), name, restore=not no_restore,
+        ctx = _open(app, plan_path, inventory, as_json)
+        planned = plan_drill(ctx, Lab(app.state_dir / "lab"), name,
+                             yes_production=yes_production)
+        if dry_run:
+            _print_dry_run(planned, as_json)
+            return
+        outcome = Drill(planned, restore=not no_restore,
                         progress=progress_printer(as_json)).run()
-        if junit is not None and outcome.figures.get("id") is not None:
-            write_output(junit, drill_junit_xml(outcome.figures))
+        if junit is not None and outcome.figures is not None:
+            write_output(junit, drill_junit_xml(outcome.figures.as_dict()))
         if not as_json and outcome.report:
             console.print(outcome.report)
         _render(outcome, as_json)
     return command
 
 
-for _name, _text in SCENARIOS.items():
-    drill.add_command(_scenario_command(_name, _text))
+def _print_dry_run(planned: DrillPlan, as_json: bool) -> None:
+    data = planned.as_dict()
+    if as_json:
+        emit_json({"ok": True, "dry_run": True, **data})
+        return
+    console.print(f"[bold]dry run[/]: {escape(data['scenario'])} on {escape(data['service'])} "
+                  f"in {escape(data['environment'])} ({data['mode']}: "
+                  f"{escape(data['inventory'])}); nothing is touched")
+    console.print(f"  load: {data['load']['users']} users through {escape(data['load']['url'])}")
+    for fault in data["faults"]:
+        undo = ", ".join(fault["undo"])
+        restore = f" ({fault['restore_command']})" if fault.get("restore_command") else ""
+        console.print(f"  {escape(fault['host'])}: {fault['channel']}: "
+                      f"{escape(fault['inject'])}; undone by {escape(undo + restore)}")
+
+
+for _name, _scenario in SCENARIOS.items():
+    drill.add_command(_scenario_command(_name, _scenario.summary))
 drill.help = (drill.help or "") + "\n\n\b\nScenarios:\n" + "".join(
-    f"  {name:<16} {text}\n" for name, text in SCENARIOS.items())
+    f"  {name:<16} {cls.summary}\n" for name, cls in SCENARIOS.items())
+
+
+@drill.command(name="restore")
+@click.argument("drill_id", type=int)
+@PLAN_OPTION
+@INVENTORY_OPTION
+@JSON_OPTION
+@click.pass_obj
+def drill_restore(app: AppContext, drill_id: int, plan_path: Path, inventory: Path | None,
+                  as_json: bool) -> None:
+    """Undo the faults drill DRILL_ID injected: after its controller died, or after a
+    drill run with --no-restore (restarts lost hosts, runs the declared restore commands,
+    fails back when the LB was switched). Exit 0 restored, 9 failed, 2 bad input."""
+    ctx = _open(app, plan_path, inventory, as_json)
+    try:
+        done = restore_drill(ctx, Lab(app.state_dir / "lab"), drill_id)
+    finally:
+        ctx.close()
+    if as_json:
+        emit_json({"ok": True, "id": drill_id, "done": done})
+    else:
+        for step in done:
+            console.print(f"[green]restored[/]: {escape(step)}")
 
 
 @drill.command(name="report")

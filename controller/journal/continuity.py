@@ -38,6 +38,12 @@ class ContinuityLog(JournalBase):
                     (state, self._now(), to_json(merged), report, record_id))
         return self.continuity_record(record_id)
 
+    def update_continuity(self, record_id: int, detail: Mapping[str, Any]) -> None:
+        """Merge ``detail`` into a record's detail now, whatever its state (a drill
+        journals each fault before it injects it)."""
+        merged = {**self.continuity_record(record_id).detail, **detail}
+        self._write("UPDATE continuity SET detail = ? WHERE id = ?", (to_json(merged), record_id))
+
     def continuity_record(self, record_id: int) -> ContinuityRecord:
         """One record by id; ``KeyError`` when there is none."""
         row = self._row("SELECT * FROM continuity WHERE id = ?", (record_id,))

@@ -4,12 +4,12 @@ the two sites, the load balancer in front of them and the data to replicate.
 Loaded like a release manifest (``controller.manifest_loader.load_yaml_model``): unknown
 keys are refused, errors name the file, line and field, and controller paths are
 relative to the plan's file. Host groups are checked against the inventory when the plan
-is used (``controller.engine.continuity.ContinuityContext``).
+is used (``controller.engine.continuity.Continuity.open``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -27,6 +27,7 @@ from controller.models.notify import NotifyConfig
 
 URL_PATH = r"^/[!-~]*$"  # printable ASCII, no space: it goes into an HTTP request line
 Method = Literal["GET", "POST", "PUT", "DELETE", "HEAD"]
+ScenarioName = Literal["site-loss", "host-loss", "service-crash", "lb-backend-flap", "latency"]
 
 
 class HttpCheck(_Model):
@@ -64,8 +65,9 @@ class Sites(_Model):
 
 
 class LoadBalancer(_Model):
-    """The HAProxy in front of both sites."""
+    """The load balancer in front of both sites (HAProxy, driven by its runtime API)."""
 
+    kind: Literal["haproxy"] = Field("haproxy", description="Load balancer type.")
     group: HostPattern = Field("lb", description="Inventory group of the LB host.")
     backend: str | None = Field(
         None, pattern=HAPROXY_NAME_PATTERN, max_length=100,
@@ -76,6 +78,10 @@ class LoadBalancer(_Model):
                                   description="TCP port of HAProxy's runtime API.")
     state_file: RemotePath = Field("/var/lib/haproxy/server-state",
                                    description="HAProxy server-state-file on the LB host.")
+    servers: dict[HostPattern, Annotated[str, Field(pattern=HAPROXY_NAME_PATTERN,
+                                                    max_length=100)]] = Field(
+        default_factory=dict,
+        description="Inventory host -> its server name in the LB, where they differ.")
 
 
 class ReplicatedData(_Model):
@@ -88,6 +94,14 @@ class ReplicatedData(_Model):
         None, description="Host that writes it (single writer); default: first primary.")
     every: Duration = Field(60, gt=0, le=86400,
                            description="Replication interval `relctl replicate --every` uses.")
+
+
+class FaultCommands(_Model):
+    """How a drill injects a fault and undoes it on an inventory relctl did not start:
+    commands run through Ansible (shell) on each of the scenario's hosts."""
+
+    inject: Command = Field(description="Command that injects the fault on a host.")
+    restore: Command = Field(description="Command that undoes it (run again on resume).")
 
 
 class Contact(_Model):
@@ -123,7 +137,21 @@ class DrillSettings(_Model):
                                  description="Consecutive failed polls that mean a fault.")
     process_match: str | None = Field(
         None, min_length=3,
-        description="Part of the service's command line (service-crash kills it).")
+        description="Part of the service's command line: service-crash kills it on the "
+        "staging lab (inside the host, found under its recorded PID 1).")
+    pid_file: RemotePath | None = Field(
+        None, description="The service's pid file on the hosts: service-crash kills that "
+        "pid (SIGKILL) through Ansible, on any inventory.")
+    systemd_unit: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9@._:-]+$", max_length=200,
+        description="The service's systemd unit: service-crash runs `systemctl kill "
+        "--signal=KILL` on it through Ansible.")
+    faults: dict[ScenarioName, FaultCommands] = Field(
+        default_factory=dict,
+        description="Per scenario, the commands that inject and undo its fault (they win "
+        "over relctl's own ways); needed for host-loss and site-loss off the lab.")
+    latency_ms: Int = Field(300, ge=1, le=60_000,
+                            description="Delay the latency scenario adds to the service.")
     flaps: Int = Field(3, ge=1, le=50, description="Down/up cycles of lb-backend-flap.")
     max_failure_ratio: Number | None = Field(
         None, ge=0, le=1, description="Share of the load's requests that may fail during the "
@@ -155,6 +183,9 @@ class ContinuityPlan(_Model):
     failover: FailoverPolicy = Field(default_factory=FailoverPolicy,
                                      description="Failover preflight and verification.")
     drill: DrillSettings | None = Field(None, description="Drill load settings.")
+    drills: Literal["allowed", "forbidden"] = Field(
+        "forbidden", description="allowed: relctl drill may inject real faults into this "
+        "plan's hosts (an environment named production also needs --yes-production).")
 
     @model_validator(mode="after")
     def _unique(self) -> ContinuityPlan:

@@ -9,6 +9,9 @@ release) and whose backup site was deployed the same release ahead (a warm stand
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +19,12 @@ from typing import Any
 
 import psutil
 import pytest
+import yaml
 
 from controller.adapters import http
 from controller.journal import Journal
 from tests.integration.conftest import RunningLab, start_lab, stop_lab
-from tests.relctl_cli import deploy_ledger, relctl, relctl_json
+from tests.relctl_cli import RELCTL, deploy_ledger, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,3 +199,159 @@ def test_failover_with_primary_unreachable_then_failback_catch_up(site: RunningL
     report = Path(outcome["figures"]["catch_up_report"]).read_text()
     assert all(f"| {tx['id']} | bob | {tx['amount_cents']} |" in report for tx in late)
     assert not list((site.state_dir / "lab" / "cp").glob("*")), "ssh masters left open"
+
+
+# -- drills on an inventory relctl did not write ------------------------------------------
+# The staging team's own inventory: its own file and group names (east, west, edge), the
+# lab's hosts reached over ssh like any servers. The plan declares how site-loss is
+# injected and undone (stop and start the service through Ansible) and kills the service
+# by its pid file for service-crash: no pid relctl recorded for its lab is used.
+LEDGERCTL = "/srv/ledger/current/bin/ledgerctl {} --config /etc/ledger/ledger.conf"
+
+
+def own_inventory(lab: RunningLab, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    status = relctl_json(lab.state_dir, "lab", "status")
+    lab_vars = yaml.safe_load(lab.inventory.read_text())["all"]["vars"]
+    groups = {"app_primary": "east", "app_backup": "west", "lb": "edge"}
+    lines = ["[all:vars]"] + [f"{k}={v}" for k, v in lab_vars.items()
+                              if k.startswith("ansible_") or k == "service_manager"]
+    for old, new in groups.items():
+        lines.append(f"\n[{new}]")
+        lines += [f"{h['name']} ansible_host={h['address']}" for h in status["hosts"]
+                  if h["group"] == old]
+    lines += ["\n[app:children]", "east", "west"]  # the group the service's playbooks target
+    inventory = folder / "staging.ini"
+    inventory.write_text("\n".join(lines) + "\n")
+    cfg = lab.ansible_cfg.read_text()
+    cfg = re.sub(r"(?m)^inventory = .*$", f"inventory = {inventory}", cfg)
+    cfg = re.sub(r"(?m)^control_path_dir = .*$", f"control_path_dir = {folder / 'cp'}", cfg)
+    (folder / "ansible.cfg").write_text(cfg)
+    return inventory
+
+
+def own_plan(lab: RunningLab, folder: Path, **changes: str) -> Path:
+    inventory = own_inventory(lab, folder)
+    text = (PLAN.read_text().replace("../../loadtests", str(ROOT / "loadtests"))
+            .replace("# inventory: omitted: the staging lab's (relctl lab up).",
+                     f"inventory: {inventory}")
+            .replace("primary: app_primary", "primary: east")
+            .replace("backup: app_backup", "backup: west")
+            .replace("  group: lb\n", "  group: edge\n")
+            .replace("  process_match: ledger.server",
+                     "  pid_file: /run/ledger/ledger.pid\n"
+                     "  faults:\n"
+                     f"    site-loss: {{inject: '{LEDGERCTL.format('stop')}', "
+                     f"restore: '{LEDGERCTL.format('start')}'}}\n"
+                     "  process_match: ledger.server"))
+    for old, new in changes.items():
+        text = text.replace(old, new)
+    plan = folder / "staging-continuity.yml"
+    plan.write_text(text)
+    return plan
+
+
+def lab_pids(lab: RunningLab) -> dict[str, int]:
+    return {h["name"]: h["pid"] for h in relctl_json(lab.state_dir, "lab", "status")["hosts"]}
+
+
+def drill_json(lab: RunningLab, plan: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    result = relctl(lab.state_dir, "drill", *args, "--plan", str(plan), "--json")
+    document = json.loads(result.stdout) if result.stdout.strip() else {}
+    return result.returncode, document, result.stderr
+
+
+def test_drills_need_consent_and_dry_run_touches_nothing(site: RunningLab,
+                                                         tmp_path: Path) -> None:
+    plan = own_plan(site, tmp_path)
+    records = len(relctl_json(site.state_dir, "drill", "list"))
+    runs = len(list((site.state_dir / "runs").iterdir()))
+    refused = own_plan(site, tmp_path / "refused", **{"drills: allowed": "drills: forbidden"})
+    code, _, stderr = drill_json(site, refused, "site-loss")
+    assert code == 2, stderr
+    assert f"{refused}:" in stderr and "drills" in stderr and "not allowed" in stderr
+    production = own_plan(site, tmp_path / "prod", **{"environment: lab": "environment: "
+                                                      "production"})
+    code, _, stderr = drill_json(site, production, "site-loss")
+    assert code == 2 and "--yes-production" in stderr, stderr
+    lab_only = own_plan(site, tmp_path / "lab-only", **{"    site-loss: {": "    latency: {"})
+    code, _, stderr = drill_json(site, lab_only, "site-loss")
+    assert code == 2 and "drill.faults.site-loss" in stderr, stderr
+
+    code, dry, stderr = drill_json(site, plan, "site-loss", "--dry-run")
+    assert code == 0, stderr
+    assert dry["mode"] == "inventory" and dry["primaries"] == ["primary-1", "primary-2"]
+    assert {(f["host"], f["channel"]) for f in dry["faults"]} == {
+        ("primary-1", "command"), ("primary-2", "command")}
+    # nothing touched: no drill journaled, no Ansible run, the primary still serves
+    assert len(relctl_json(site.state_dir, "drill", "list")) == records
+    assert len(list((site.state_dir / "runs").iterdir())) == runs
+    assert served_by(site) == "primary-1"
+
+
+def test_drills_on_a_staging_inventory_of_its_own(site: RunningLab, tmp_path: Path) -> None:
+    plan, pids = own_plan(site, tmp_path), lab_pids(site)
+    before = write(site, "staging-before", 303)
+
+    code, crash, stderr = drill_json(site, plan, "service-crash")
+    assert code == 0, stderr
+    report = crash["figures"]
+    assert report["verdict"] == "pass" and report["mode"] == "inventory"
+    assert [f["channel"] for f in report["faults"]] == ["pid-file"]
+    assert report["measures"]["served_by_after"] == ["primary-2"]
+    assert served_by(site) == "primary-1"  # restored: primary-1 serves again
+
+    code, loss, stderr = drill_json(site, plan, "site-loss")
+    assert code == 0, stderr
+    report = loss["figures"]
+    assert report["verdict"] == "pass" and report["measures"]["served_by_after"] == ["backup-1"]
+    assert {f["channel"] for f in report["faults"]} == {"command"}
+    assert any("failback" in what for _, what in report["timeline"])
+    # every host restored, the primary site serves, the data written before is there
+    assert served_by(site) == "primary-1"
+    assert read(site, before["id"]) == (200, before, "primary-1")
+    assert lab_pids(site) == pids  # no lab host was killed: the faults went through Ansible
+    assert not list((tmp_path / "cp").glob("*")), "ssh masters left open"
+
+
+def test_drill_restore_after_the_controller_was_killed(site: RunningLab,
+                                                       tmp_path: Path) -> None:
+    plan = own_plan(site, tmp_path)
+    journal_path = site.state_dir / "journal.sqlite"
+    with Journal(journal_path) as journal:
+        last = max((r.id for r in journal.continuity_records(limit=1)), default=0)
+    controller = subprocess.Popen(
+        [*RELCTL, "--state-dir", str(site.state_dir), "drill", "site-loss", "--plan",
+         str(plan), "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and served_by(site) != "backup-1":
+            assert controller.poll() is None, "the drill ended before it failed over"
+            time.sleep(0.1)
+        assert served_by(site) == "backup-1"
+    finally:
+        controller.kill()  # kill -9, mid-drill: failed over, faults in place
+        controller.wait()
+    with Journal(journal_path) as journal:
+        drill = next(r for r in journal.continuity_records("drill", limit=5) if r.id > last)
+    assert drill.state == "running" and drill.detail["faults_state"] == "injected"
+
+    code, restored, stderr = drill_json(site, plan, "restore", str(drill.id))
+    assert code == 0, stderr
+    assert any("failback" in step for step in restored["done"])
+    for host in ("primary-1", "primary-2"):
+        assert http.request("GET", f"http://{address_of(site, host)}:8080/health").status == 200
+    assert served_by(site) == "primary-1"
+    with Journal(journal_path) as journal:
+        record = journal.continuity_record(drill.id)
+    assert record.state == "failed" and record.detail["faults_state"] == "restored"
+    code, again, stderr = drill_json(site, plan, "restore", str(drill.id))
+    assert code == 0 and "already restored" in again["done"][0], stderr
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if "locust" in " ".join(p.info["cmdline"] or []) and
+                str(site.state_dir) in " ".join(p.info["cmdline"] or [])]
+
+
+def address_of(lab: RunningLab, host: str) -> str:
+    return next(str(h["address"]) for h in relctl_json(lab.state_dir, "lab", "status")["hosts"]
+                if h["name"] == host)

@@ -1,0 +1,301 @@
+"""A continuity plan bound to its inventory, load balancer and journal.
+
+The steps of failover and failback (``failover.py``, ``failback.py``) and drills use it
+for the topology, the probes through the LB and each host, replication, deploys and
+testinfra.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from controller.adapters import http
+from controller.adapters.ansible import (
+    Inventory,
+    PlaybookResult,
+    PlaybookRun,
+    failure_summary,
+    read_inventory,
+    run_playbook,
+)
+from controller.adapters.testinfra import CheckRun, run_checks
+from controller.agent import snapshot_agent
+from controller.engine.continuity.loadbalancer import LoadBalancer, lb_for
+from controller.engine.continuity.records import Progress
+from controller.engine.environment import Environment, environment_for
+from controller.engine.snapshots import SnapshotError, unpack_bundle
+from controller.errors import ContinuityError, RelctlError
+from controller.journal import ContinuityRecord, Journal, ReleaseRecord
+from controller.manifest_loader import (
+    ConfigError,
+    Problem,
+    YamlDocument,
+    check_as_released,
+    line_of,
+    load_manifest,
+    read_yaml,
+    validate_document,
+)
+from controller.models.continuity import ContinuityPlan, CriticalFunction
+from controller.models.manifest import Manifest
+from controller.notify import notify_event
+from controller.paths import bundled_playbook
+
+PLAN_HINT = "relctl init writes a starter continuity plan; the README lists its fields"
+
+
+@dataclass(frozen=True)
+class Verified:
+    """The critical functions verified through the LB: seconds at which each passed
+    (None: never within the timeout) and the servers that answered."""
+
+    passed_at: dict[str, float | None]
+    served_by: list[str]
+
+    @property
+    def all_passed(self) -> bool:
+        return all(at is not None for at in self.passed_at.values())
+
+
+def load_plan(path: Path) -> tuple[ContinuityPlan, YamlDocument]:
+    """The continuity plan at ``path`` and its document (lines for later errors)."""
+    doc = read_yaml(path)
+    return validate_document(doc, ContinuityPlan, hint=PLAN_HINT), doc
+
+
+@dataclass
+class Continuity:
+    """A continuity plan bound to its inventory, load balancer and journal."""
+
+    plan: ContinuityPlan
+    plan_path: Path
+    env: Environment
+    journal: Journal
+    inventory: Inventory
+    progress: Progress = lambda _msg: None
+    document: YamlDocument | None = None  # the plan's lines, for errors found later
+
+    # -- building ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, state_dir: Path, plan_path: Path, journal: Journal,
+             inventory: Path | None = None, progress: Progress = lambda _m: None) -> Continuity:
+        """Load and check the plan: its groups must exist in the inventory (exit 2)."""
+        plan, doc = load_plan(plan_path)
+        env = environment_for(state_dir, inventory or plan.inventory, "the continuity plan",
+                              plan.service)
+        found = read_inventory(env.inventory, env.ansible_cfg)
+        problems = []
+        for loc, group in ((("sites", "primary"), plan.sites.primary),
+                           (("sites", "backup"), plan.sites.backup),
+                           (("lb", "group"), plan.lb.group)):
+            if not found.groups.get(group):
+                known = ", ".join(sorted(g for g in found.groups if g not in ("all", "ungrouped")))
+                problems.append(Problem(str(plan_path), line_of(doc, loc), ".".join(loc),
+                                        f"no hosts in inventory group {group!r} of "
+                                        f"{env.inventory} (groups: {known or 'none'})"))
+        for index, data in enumerate(plan.data):
+            if data.source and data.source not in found.groups.get(plan.sites.primary, []):
+                problems.append(Problem(str(plan_path), line_of(doc, ("data", index, "source")),
+                                        f"data[{index}].source",
+                                        f"{data.source!r} is not a host of the primary site"))
+        if problems:
+            raise ConfigError(problems, hint=PLAN_HINT)
+        return cls(plan, plan_path, env, journal, found, progress, doc)
+
+    def refuse(self, loc: tuple[str | int, ...], message: str, hint: str | None = None
+               ) -> ConfigError:
+        """An error naming the plan's file, the line of ``loc`` and the field."""
+        line = line_of(self.document, loc) if self.document else None
+        return ConfigError([Problem(str(self.plan_path), line, ".".join(map(str, loc)),
+                                    message)], hint=hint)
+
+    # -- topology ------------------------------------------------------------------------
+
+    @property
+    def primaries(self) -> list[str]:
+        return self.inventory.groups[self.plan.sites.primary]
+
+    @property
+    def backups(self) -> list[str]:
+        return self.inventory.groups[self.plan.sites.backup]
+
+    @property
+    def lb_address(self) -> str:
+        return self.inventory.addresses[self.inventory.groups[self.plan.lb.group][0]]
+
+    @property
+    def lb_url(self) -> str:
+        return f"http://{self.lb_address}:{self.plan.lb.port}"
+
+    def host_url(self, host: str, path: str) -> str:
+        return f"http://{self.inventory.addresses[host]}:{self.plan.service_port}{path}"
+
+    def writer(self) -> str:
+        """The host whose data is replicated: declared, else the first primary."""
+        declared = [d.source for d in self.plan.data if d.source]
+        return declared[0] if declared else self.primaries[0]
+
+    def last_good(self) -> ReleaseRecord | None:
+        return self.journal.last_good_release(self.plan.service, self.plan.environment)
+
+    # -- probes --------------------------------------------------------------------------
+
+    def healthy(self, host: str, timeout: float = 0.5) -> bool:
+        return http.request("GET", self.host_url(host, self.plan.health_path),
+                            timeout=timeout).status == 200
+
+    def version(self, host: str) -> str | None:
+        if self.plan.version_path is None:
+            return None
+        answer = http.request("GET", self.host_url(host, self.plan.version_path), timeout=1)
+        body = answer.json() if answer.status == 200 else None
+        return str(body.get("version")) if isinstance(body, dict) else None
+
+    def check(self, function: CriticalFunction) -> http.Answer:
+        c = function.check
+        return http.request(c.method, self.lb_url + c.path, c.body, c.timeout)
+
+    def passes(self, function: CriticalFunction) -> tuple[bool, http.Answer]:
+        answer = self.check(function)
+        return answer.status == function.check.expect_status, answer
+
+    def wait_functions(self, started: float, timeout: float) -> Verified:
+        """Verify every critical function through the LB, most urgent first, until each
+        passes or ``timeout``; when (seconds since ``started``) each passed, and by whom."""
+        passed: dict[str, float | None] = {}
+        served_by: set[str] = set()
+        deadline = time.monotonic() + timeout
+        for function in self.plan.by_priority():
+            passed[function.name] = None
+            while time.monotonic() < deadline:
+                ok, answer = self.passes(function)
+                if ok:
+                    passed[function.name] = time.monotonic() - started
+                    served_by.add(answer.served_by)
+                    break
+                time.sleep(0.05)
+        return Verified(passed, sorted(s for s in served_by if s))
+
+    # -- replication ---------------------------------------------------------------------
+
+    def replicate(self) -> ContinuityRecord:
+        """Copy the writer's data to every backup host and record it (what RPO counts from)."""
+        source, names = self.writer(), [d.name for d in self.plan.data]
+        if not self.plan.data:
+            raise ContinuityError("the continuity plan declares no data to replicate")
+        record = self.journal.begin_continuity(
+            "replication", self.plan.service, self.plan.environment,
+            {"source": source, "items": names, "targets": self.backups})
+        store = self.env.state_dir / "replicas" / str(record)
+        captured_at = datetime.now(UTC)
+        try:
+            index = self.capture(source, store, f"rep{record}")
+            self.progress(f"replica of {', '.join(names)} taken on {source}, sha256 checked")
+            self.load(self.backups, store / source / "bundle.tar", f"rep{record}")
+        except RelctlError as error:
+            self.journal.end_continuity(record, "failed", {"error": error.message})
+            raise
+        self.progress(f"replica loaded on {', '.join(self.backups)}")
+        return self.journal.end_continuity(record, "ok", {
+            "captured_at": captured_at.isoformat(), "bundle": str(store / source / "bundle.tar"),
+            "loaded_on": self.backups,
+            "sha256": {n: m.get("sha256") for n, m in index.items()},
+            "digest": {n: m.get("digest") for n, m in index.items()},
+            "bytes": sum(int(m.get("bytes", 0)) for m in index.values())})
+
+    def capture(self, host: str, store: Path, tag: str) -> dict[str, Any]:
+        """A consistent copy of the plan's data on ``host``, fetched to ``store/host``."""
+        result = self._run("relctl_snapshot.yml", [host], tag, relctl_store=str(store),
+                           relctl_release=tag)
+        if not result.succeeded:
+            raise ContinuityError(f"cannot copy the data from {host}: {failure_summary(result)}")
+        try:
+            return unpack_bundle(store / host, host)
+        except SnapshotError as error:
+            raise ContinuityError(error.message) from error
+
+    def load(self, hosts: list[str], bundle: Path, tag: str) -> None:
+        """Load a fetched bundle's databases into ``hosts`` (online backup API)."""
+        result = self._run("relctl_replica_load.yml", hosts, tag, relctl_bundle=str(bundle),
+                           relctl_tag=tag)
+        if not result.succeeded:
+            raise ContinuityError(f"cannot load the data on {', '.join(result.failed_hosts)}: "
+                                  f"{failure_summary(result)}")
+
+    def _run(self, playbook: str, hosts: list[str], label: str, **extravars: Any) -> PlaybookResult:
+        items = [{"kind": "data", "name": d.name, "path": d.path, "engine": d.engine}
+                 for d in self.plan.data]
+        run = PlaybookRun(
+            playbook=bundled_playbook(playbook), inventory=self.env.inventory,
+            ansible_cfg=self.env.ansible_cfg, runs_dir=self.env.runs_dir,
+            limit=",".join(hosts), label=label,
+            extravars={"relctl_hosts": "all", "relctl_agent": snapshot_agent.__file__,
+                       "relctl_items_b64": base64.b64encode(json.dumps(items).encode()).decode(),
+                       **extravars})
+        return run_playbook(run)
+
+    # -- release on a site ---------------------------------------------------------------
+
+    def release_manifest(self, record: ReleaseRecord) -> Manifest:
+        """The manifest of the last good release, as it was when it was released."""
+        return check_as_released(load_manifest(Path(record.manifest_path)), record,
+                                 "restore the manifest as released, or release again")
+
+    def deploy(self, record: ReleaseRecord, hosts: list[str], tag: str) -> None:
+        """Put ``hosts`` on the release ``record`` with its own apply playbooks."""
+        manifest = self.release_manifest(record)
+        for playbook in manifest.playbooks.apply:
+            result = run_playbook(PlaybookRun(
+                playbook=playbook, inventory=self.env.inventory, ansible_cfg=self.env.ansible_cfg,
+                runs_dir=self.env.runs_dir, extravars=dict(manifest.extravars),
+                limit=",".join(hosts), label=tag))
+            if not result.succeeded:
+                raise ContinuityError(f"cannot deploy {record.name} on {', '.join(hosts)}: "
+                                      f"{failure_summary(result)}")
+
+    def testinfra(self, record: ReleaseRecord | None, hosts: list[str], tag: str) -> list[str]:
+        """The release's testinfra checks on ``hosts``; returns what failed."""
+        tests = [self.plan.failover.testinfra] if self.plan.failover.testinfra else []
+        env: dict[str, str] = {}
+        if record is not None:
+            manifest = self.release_manifest(record)
+            if not tests:
+                tests = [g.tests for g in manifest.gates.testinfra]
+            env = {k: v for g in manifest.gates.testinfra for k, v in g.env.items()}
+        if not tests:
+            return []
+        result = run_checks(CheckRun(tests=tests, hosts=hosts, inventory=self.env.inventory,
+                                     ansible_cfg=self.env.ansible_cfg,
+                                     junit=self.env.state_dir / "continuity" / f"{tag}.xml",
+                                     env=env, connections_dir=self.env.connections_dir))
+        if result.tests == 0:
+            return [f"no testinfra result (see {result.junit.with_suffix('.log')})"]
+        return result.failed
+
+    # -- load balancer -------------------------------------------------------------------
+
+    @property
+    def lb(self) -> LoadBalancer:
+        """The plan's load balancer (``lb.kind``) on the first host of ``lb.group``."""
+        return lb_for(self.plan, self.lb_address, self.env)
+
+    def announce(self, event: Any, reason: str) -> None:
+        """Tell the plan's channels (never fails the failover or failback)."""
+        plan = self.plan
+        contact = plan.contacts[0].channel if plan.contacts else "the operations team"
+        notify_event(plan.notify, event, {"service": plan.service,
+                                          "environment": plan.environment,
+                                          "reason": reason, "contact": contact},
+                     self.journal)
+
+    def close(self) -> None:
+        self.env.close_connections()
+
+

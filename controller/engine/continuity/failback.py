@@ -1,0 +1,163 @@
+"""Failback: bring the primary site back with the backup site's data.
+
+    capture     the old primary's data and the backup site's, each a consistent copy
+    deploy      the primaries on the last good release
+    load        the backup site's data loaded into the primaries
+    switch      the LB back to the primaries (they must answer first)
+    verify      every critical function through the LB
+    persist     the LB's server states saved
+then the catch-up report: rows the old primary got after the last replication that the
+backup lacks (to re-enter), and rows written on the backup site during the outage.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller.engine.continuity.context import Continuity, Verified
+from controller.engine.continuity.records import FailbackFigures, Outcome, Step, StepRunner
+from controller.errors import ContinuityError, RelctlError
+from controller.journal import ContinuityRecord
+from controller.planning import continuity as plan_logic
+from controller.planning.continuity import TableRows
+
+RETRY_HINT = ("the backup site still serves; bring the primary hosts back (relctl lab up) "
+              "and run failback again")
+
+
+@dataclass
+class _Failback:
+    """One failback as its steps fill it in."""
+
+    ctx: Continuity
+    run: StepRunner
+    store: Path
+    writer: str
+    active: str
+    tag: str
+    old: dict[str, Any] = field(default_factory=dict)
+    new: dict[str, Any] = field(default_factory=dict)
+    verified: Verified = field(default_factory=lambda: Verified({}, []))
+
+    def steps(self) -> list[Step]:
+        return [Step("capture", self.capture), Step("deploy", self.deploy),
+                Step("load", self.load), Step("switch", self.switch),
+                Step("verify", self.verify), Step("persist", self.persist)]
+
+    def capture(self) -> str:
+        self.old = self.ctx.capture(self.writer, self.store / "old-primary", f"{self.tag}-old")
+        self.run.mark(f"old primary data captured on {self.writer}")
+        self.new = self.ctx.capture(self.active, self.store / "backup", f"{self.tag}-backup")
+        return f"backup site data captured on {self.active}"
+
+    def deploy(self) -> str | None:
+        good = self.ctx.last_good()
+        if good is None:
+            return None
+        self.ctx.deploy(good, self.ctx.primaries, f"{self.tag}-deploy")
+        return f"{', '.join(self.ctx.primaries)} on {good.name}"
+
+    def load(self) -> str:
+        self.ctx.load(self.ctx.primaries, self.store / "backup" / self.active / "bundle.tar",
+                      f"{self.tag}-load")
+        return f"backup data loaded on {', '.join(self.ctx.primaries)}"
+
+    def switch(self) -> str:
+        down = [h for h in self.ctx.primaries if not self.ctx.healthy(h, timeout=2)]
+        if down:
+            raise ContinuityError(f"primary hosts not healthy: {', '.join(down)}; LB not "
+                                  "switched back")
+        self.ctx.lb.activate(active=self.ctx.primaries, standby=[])
+        return "LB: primary site ready again"
+
+    def verify(self) -> str:
+        self.verified = self.ctx.wait_functions(self.run.started,
+                                                self.ctx.plan.failover.verify_timeout)
+        return "critical functions verified: " + ", ".join(
+            f"{n} {'ok' if at is not None else 'FAILED'}"
+            for n, at in self.verified.passed_at.items())
+
+    def persist(self) -> str | None:
+        warning = self.ctx.lb.persist()
+        if warning:
+            self.run.warnings.append(warning)
+        return None
+
+
+def failback(ctx: Continuity) -> Outcome:
+    """Bring the primary site back with the backup's data; report what must be re-entered."""
+    plan = ctx.plan
+    runner = StepRunner("failback", ctx.progress)
+    record = ctx.journal.begin_continuity("failback", plan.service, plan.environment,
+                                          {"primaries": ctx.primaries})
+    store = ctx.env.state_dir / "continuity" / f"failback-{record}"
+    work = _Failback(ctx, runner, store, ctx.writer(), ctx.backups[0], f"fb{record}")
+    try:
+        runner.walk(work.steps())
+    except RelctlError as error:
+        ctx.journal.end_continuity(record, "failed", {"error": error.message,
+                                                      "timeline": runner.timeline.events})
+        raise ContinuityError(error.message, hint=error.hint or RETRY_HINT) from error
+    finally:
+        ctx.close()
+    replica = ctx.journal.last_replication(plan.service, plan.environment)
+    catch = plan_logic.catch_up(
+        _tables(store / "old-primary" / work.writer / "bundle", work.old),
+        _tables(store / "backup" / work.active / "bundle", work.new),
+        _replica_tables(replica))
+    report = plan_logic.catch_up_markdown(record, catch, replica.detail.get("captured_at")
+                                          if replica else None)
+    (store / "catch-up.md").write_text(report)
+    catch_json = {"missing_on_backup": catch.missing_on_backup,
+                  "only_on_backup": catch.only_on_backup,
+                  "after_replication": catch.after_replication}
+    (store / "catch-up.json").write_text(json.dumps(catch_json, indent=1, default=str))
+    ok = work.verified.all_passed
+    figures = FailbackFigures(round(runner.since_start(), 3), work.verified.served_by,
+                              catch_json, str(store / "catch-up.md"), catch.total_missing)
+    ctx.journal.end_continuity(record, "ok" if ok else "failed",
+                               {"figures": figures.as_dict(), "timeline": runner.timeline.events,
+                                "warnings": runner.warnings}, report=report)
+    message = (f"failed back to {', '.join(ctx.primaries)}; {catch.total_missing} rows to "
+               f"re-enter (catch-up report: {store / 'catch-up.md'})")
+    ctx.announce("failback", message)
+    return Outcome("failback", record, ok, 0 if ok else int(ContinuityError.exit_code),
+                   message, figures, runner.timeline.events, runner.warnings, report)
+
+
+def _tables(bundle: Path, index: dict[str, Any]) -> dict[str, TableRows]:
+    tables: dict[str, TableRows] = {}
+    for meta in index.values():
+        if meta.get("payload"):
+            tables.update(read_tables(bundle / meta["payload"]))
+    return tables
+
+
+def _replica_tables(replica: ContinuityRecord | None) -> dict[str, TableRows] | None:
+    if replica is None or not replica.detail.get("bundle"):
+        return None
+    bundle = Path(replica.detail["bundle"]).parent
+    if not (bundle / "bundle" / "index.json").exists():
+        return None
+    index = json.loads((bundle / "bundle" / "index.json").read_text())
+    return _tables(bundle / "bundle", index)
+
+
+def read_tables(path: Path) -> dict[str, TableRows]:
+    """Every table of a SQLite file, rows sorted (read-only)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        tables = {}
+        for name in names:
+            cursor = conn.execute(f'SELECT * FROM "{name}"')
+            columns = [c[0] for c in cursor.description]
+            tables[name] = TableRows(columns, sorted(tuple(r) for r in cursor.fetchall()))
+        return tables
+    finally:
+        conn.close()

@@ -1,0 +1,188 @@
+"""Failover: move the service to the backup site, the primary site reachable or not.
+
+    backups     answer and run the last good release (deployed if not); full preflight:
+                testinfra on them before anything switches (the primary is never touched)
+    replica     the newest replica is on every backup host (loaded if not)
+    switch      the LB: primaries to maintenance, backups ready (no reload)
+    verify      every critical function through the LB, most urgent first
+    after       fast preflight: testinfra on the backup site right after the switch
+    persist     the LB's server states saved (a reload keeps them)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from controller.engine.continuity.context import Continuity, Verified
+from controller.engine.continuity.records import (
+    FailoverFigures,
+    Outcome,
+    Step,
+    StepRunner,
+    rounded,
+)
+from controller.errors import ContinuityError, RelctlError
+from controller.journal import ContinuityRecord, ReleaseRecord
+
+
+@dataclass
+class _Failover:
+    """One failover as its steps fill it in."""
+
+    ctx: Continuity
+    mode: str
+    run: StepRunner
+    record: int
+    good: ReleaseRecord | None = None
+    replica: ContinuityRecord | None = None
+    switch_start: float = 0.0
+    switched: float = 0.0
+    verify_end: float = 0.0
+    verified: Verified = field(default_factory=lambda: Verified({}, []))
+
+    def steps(self) -> list[Step]:
+        return [Step("backups", self.backups), Step("replica", self.ensure_replica),
+                Step("switch", self.switch), Step("verify", self.verify),
+                Step("after", self.after), Step("persist", self.persist)]
+
+    def backups(self) -> str | None:
+        """Backups answer and run the last good release (deployed if not)."""
+        ctx, self.good = self.ctx, self.ctx.last_good()
+        wanted = self.good.version if self.good else None
+        if self.good is None:
+            self.run.warnings.append("no release is marked good in the journal: the "
+                                     "backups keep what they run")
+        stale = [h for h in ctx.backups if not ctx.healthy(h)
+                 or (wanted is not None and ctx.version(h) not in (wanted, None))]
+        if stale and self.good is not None:
+            self.run.mark(f"deploying {self.good.name} on {', '.join(stale)}")
+            ctx.deploy(self.good, stale, "failover-deploy")
+            stale = [h for h in stale if not ctx.healthy(h, timeout=2)]
+        if stale:
+            raise ContinuityError(f"backup hosts not healthy: {', '.join(stale)}; nothing "
+                                  "switched", hint="fix the backup site, or run relctl lab "
+                                  "up on the lab")
+        self.run.mark(f"backup site healthy on {wanted or 'its current release'}")
+        if self.mode == "full":
+            failed = ctx.testinfra(self.good, ctx.backups, "failover-preflight")
+            if failed:
+                raise ContinuityError("testinfra fails on the backup site: "
+                                      + "; ".join(failed[:5]) + "; nothing switched")
+            return "testinfra green on the backup site"
+        return None
+
+    def ensure_replica(self) -> str:
+        ctx = self.ctx
+        self.replica = ctx.journal.last_replication(ctx.plan.service, ctx.plan.environment)
+        if self.replica is None:
+            self.run.warnings.append("no replication on record: the backups serve their own "
+                                     "data")
+            return "no replica to load"
+        detail = self.replica.detail
+        missing = [h for h in ctx.backups if h not in detail.get("loaded_on", [])]
+        if missing:
+            ctx.load(missing, Path(detail["bundle"]), f"rep{self.replica.id}-late")
+            return f"replica {self.replica.id} loaded on {', '.join(missing)}"
+        return (f"replica {self.replica.id} of {detail.get('captured_at')} already on the "
+                "backup site")
+
+    def switch(self) -> str:
+        ctx = self.ctx
+        self.switch_start = time.monotonic()
+        ctx.lb.activate(active=ctx.backups, standby=ctx.primaries)
+        self.switched = time.monotonic()
+        return (f"LB: {', '.join(ctx.primaries)} in maintenance, {', '.join(ctx.backups)} "
+                "ready")
+
+    def verify(self) -> None:
+        self.verified = self.ctx.wait_functions(self.run.started,
+                                                self.ctx.plan.failover.verify_timeout)
+        self.verify_end = time.monotonic()
+        for name, at in self.verified.passed_at.items():
+            self.run.timeline.add(at if at is not None else self.verify_end - self.run.started,
+                                  f"{name}: {'verified' if at is not None else 'NOT verified'}")
+
+    def after(self) -> str | None:
+        if self.mode != "fast":
+            return None
+        failed = self.ctx.testinfra(self.good, self.ctx.backups, f"failover-{self.record}")
+        if failed:
+            self.run.warnings.append("testinfra after the switch failed: "
+                                     + "; ".join(failed[:5]))
+        return "testinfra on the backup site: " + ("green" if not failed else
+                                                    "FAILED: " + "; ".join(failed[:3]))
+
+    def persist(self) -> str:
+        warning = self.ctx.lb.persist()
+        if warning:
+            self.run.warnings.append(warning)
+        return "LB state persisted" if not warning else "LB state NOT persisted"
+
+    def figures(self, wall_start: datetime, fault_at: float | None,
+                detected_at: float | None) -> FailoverFigures:
+        started, passed = self.run.started, self.verified.passed_at
+        done = [at for at in passed.values() if at is not None]
+        last = max(done) if done and self.verified.all_passed else None
+        return FailoverFigures(
+            version=self.good.version if self.good else None, preflight=self.mode,
+            preflight_s=round(self.switch_start - started, 3),
+            switch_s=round(self.switched - self.switch_start, 3),
+            verify_s=round(self.verify_end - self.switched, 3),
+            rto_from_start_s=rounded(last),
+            rto_from_detection_s=rounded(last + started - detected_at
+                                         if last is not None and detected_at else None),
+            rto_from_fault_s=rounded(last + started - fault_at
+                                     if last is not None and fault_at else None),
+            functions_at_s=passed, served_by=self.verified.served_by,
+            replica_id=self.replica.id if self.replica else None,
+            replica_captured_at=(self.replica.detail.get("captured_at")
+                                 if self.replica else None),
+            rpo_s=_rpo(self.replica, wall_start, fault_at, started),
+            started_at=wall_start.isoformat())
+
+
+def failover(ctx: Continuity, *, preflight: str | None = None,
+             fault_at: float | None = None, detected_at: float | None = None) -> Outcome:
+    """Move the service to the backup site. ``fault_at``/``detected_at`` are
+    ``time.monotonic()`` readings (a drill knows them); RTO is counted from each."""
+    plan, wall_start = ctx.plan, datetime.now(UTC)
+    mode = preflight or plan.failover.preflight
+    runner = StepRunner("failover", ctx.progress)
+    record = ctx.journal.begin_continuity("failover", plan.service, plan.environment,
+                                          {"preflight": mode, "backups": ctx.backups})
+    runner.mark("failover started")
+    work = _Failover(ctx, mode, runner, record)
+    try:
+        runner.walk(work.steps())
+    except RelctlError as error:
+        ctx.journal.end_continuity(record, "failed", {"error": error.message,
+                                                      "timeline": runner.timeline.events})
+        raise
+    finally:
+        ctx.close()
+    figures = work.figures(wall_start, fault_at, detected_at)
+    ok = work.verified.all_passed
+    message = (f"failed over to {', '.join(ctx.backups)} in {figures.rto_from_start_s}s"
+               if ok else "failover switched the LB but some critical functions do not answer")
+    if ok and runner.warnings:
+        message += f" ({len(runner.warnings)} warnings)"
+    ctx.journal.end_continuity(record, "ok" if ok else "failed",
+                               {"figures": figures.as_dict(), "timeline": runner.timeline.events,
+                                "warnings": runner.warnings})
+    ctx.journal.log(None, f"failover {record}: {message}")
+    ctx.announce("failover", message)
+    return Outcome("failover", record, ok, 0 if ok else int(ContinuityError.exit_code),
+                   message, figures, runner.timeline.events, runner.warnings)
+
+
+def _rpo(replica: ContinuityRecord | None, wall_start: datetime, fault_at: float | None,
+         started: float) -> float | None:
+    """Age of the restored data when the fault hit (or when the failover started)."""
+    if replica is None or not replica.detail.get("captured_at"):
+        return None
+    fault_wall = wall_start.timestamp() - (started - fault_at if fault_at else 0.0)
+    captured = datetime.fromisoformat(replica.detail["captured_at"]).timestamp()
+    return round(max(0.0, fault_wall - captured), 3)

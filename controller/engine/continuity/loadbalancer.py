@@ -1,0 +1,101 @@
+"""The load balancer in front of both sites, behind one protocol.
+
+Continuity asks a load balancer for four things: which servers take the traffic
+(``activate``), a server's health forced down or up (drills), whether a server is seen up
+and which are in maintenance, and its state saved so a reload keeps it. HAProxy's
+runtime API does all of it without a reload; another load balancer plugs in as a class
+registered under its ``lb.kind`` in ``LOAD_BALANCERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from controller.adapters.ansible import PlaybookRun, failure_summary, run_playbook
+from controller.adapters.haproxy import RuntimeApi
+from controller.engine.environment import Environment
+from controller.errors import LabError
+from controller.models.continuity import ContinuityPlan
+from controller.paths import bundled_playbook
+
+
+class LoadBalancer(Protocol):
+    """What failover, failback and drills need from the load balancer."""
+
+    def activate(self, active: list[str], standby: list[str]) -> None:
+        """``active`` hosts take the traffic, ``standby`` ones none (at once, no reload)."""
+
+    def force_health(self, host: str, up: bool) -> None:
+        """Override the health checks' verdict on ``host`` (drills flap a backend)."""
+
+    def is_up(self, host: str) -> bool:
+        """Whether the load balancer sends ``host`` traffic now."""
+
+    def in_maintenance(self, hosts: list[str]) -> list[str]:
+        """Those of ``hosts`` the load balancer keeps out of service on purpose."""
+
+    def persist(self) -> str | None:
+        """Save the servers' states so a reload keeps them; returns a warning on failure."""
+
+
+@dataclass(frozen=True)
+class HaproxyRuntime:
+    """HAProxy through its runtime API (TCP), server names as the plan maps them."""
+
+    api: RuntimeApi
+    backend: str
+    servers: dict[str, str]  # inventory host -> HAProxy server name, when they differ
+    plan: ContinuityPlan
+    env: Environment
+
+    def server(self, host: str) -> str:
+        return self.servers.get(host, host)
+
+    def activate(self, active: list[str], standby: list[str]) -> None:
+        for host in active:
+            self.api.set_state(self.backend, self.server(host), "ready")
+        for host in standby:
+            self.api.set_state(self.backend, self.server(host), "maint")
+
+    def force_health(self, host: str, up: bool) -> None:
+        self.api.set_health(self.backend, self.server(host), "up" if up else "down")
+
+    def _status(self) -> dict[str, str]:
+        return {s.server: s.status for s in self.api.servers() if s.backend == self.backend}
+
+    def is_up(self, host: str) -> bool:
+        return self._status().get(self.server(host), "").startswith("UP")
+
+    def in_maintenance(self, hosts: list[str]) -> list[str]:
+        status = self._status()
+        return [h for h in hosts if status.get(self.server(h), "").startswith("MAINT")]
+
+    def persist(self) -> str | None:
+        try:
+            states = self.api.server_states()
+        except LabError as error:
+            return error.message
+        env, lb = self.env, self.plan.lb
+        result = run_playbook(PlaybookRun(
+            playbook=bundled_playbook("lb_persist_state.yml"), inventory=env.inventory,
+            ansible_cfg=env.ansible_cfg, runs_dir=env.runs_dir,
+            extravars={"relctl_lb_state": states, "relctl_state_file": lb.state_file,
+                       "lb_target": lb.group}, label="lb-persist"))
+        return None if result.succeeded else f"LB state not persisted: {failure_summary(result)}"
+
+
+def _haproxy(plan: ContinuityPlan, address: str, env: Environment) -> LoadBalancer:
+    return HaproxyRuntime(RuntimeApi(f"{address}:{plan.lb.runtime_api_port}"), plan.backend,
+                          dict(plan.lb.servers), plan, env)
+
+
+LOAD_BALANCERS: dict[str, Callable[[ContinuityPlan, str, Environment], LoadBalancer]] = {
+    "haproxy": _haproxy,
+}
+
+
+def lb_for(plan: ContinuityPlan, address: str, env: Environment) -> LoadBalancer:
+    """The load balancer of the plan's ``lb.kind`` at ``address``."""
+    return LOAD_BALANCERS[plan.lb.kind](plan, address, env)

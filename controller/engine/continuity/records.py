@@ -1,0 +1,151 @@
+"""Typed results of failovers, failbacks and drills, and the step runner they share.
+
+Each result is a dataclass read by attribute in relctl; ``as_dict()`` gives the JSON the
+journal keeps and ``--json`` prints (the same keys as the dataclass fields).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from controller.errors import ContinuityError, RelctlError
+from controller.planning.continuity import Timeline
+
+Progress = Callable[[str], None]
+
+
+def rounded(value: float | None) -> float | None:
+    """Seconds to the millisecond, as reports show them (None stays None)."""
+    return None if value is None else round(value, 3)
+
+
+class Figures(Protocol):
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class _AsDict:
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FailoverFigures(_AsDict):
+    """What a failover measured (seconds; RTO counted from its start, the detection of the
+    fault and the fault itself when a drill knows them)."""
+
+    version: str | None
+    preflight: str
+    preflight_s: float
+    switch_s: float
+    verify_s: float
+    rto_from_start_s: float | None
+    rto_from_detection_s: float | None
+    rto_from_fault_s: float | None
+    functions_at_s: dict[str, float | None]
+    served_by: list[str]
+    replica_id: int | None
+    replica_captured_at: str | None
+    rpo_s: float | None
+    started_at: str
+
+
+@dataclass(frozen=True)
+class FailbackFigures(_AsDict):
+    """What a failback did: its length, who serves, and the rows to re-enter."""
+
+    seconds: float
+    served_by: list[str]
+    catch_up: dict[str, Any]
+    catch_up_report: str
+    to_re_enter: int
+
+
+@dataclass(frozen=True)
+class DrillReport(_AsDict):
+    """One drill, as its Markdown, JUnit and HTML reports and ``--json`` show it."""
+
+    id: int
+    scenario: str
+    fault: str
+    service: str
+    environment: str
+    started: str
+    verdict: str  # pass | missed | fail
+    release: str | None
+    measures: dict[str, Any]
+    targets: list[dict[str, Any]]
+    timeline: list[tuple[float, str]]
+    problems: list[str]
+    restored: bool
+    improvements: list[str]
+    max_failure_ratio: float | None
+    mode: str = "lab"  # lab (recorded pids) or inventory (Ansible, declared commands)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    probe: dict[str, Any] = field(default_factory=dict)
+    moments: dict[str, float | None] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """How a failover, failback or drill ended, with its figures, for people and
+    pipelines."""
+
+    kind: str
+    record_id: int
+    ok: bool
+    exit_code: int
+    message: str
+    figures: Figures | None = None
+    timeline: list[tuple[float, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    report: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "kind": self.kind, "id": self.record_id,
+                "exit_code": self.exit_code, "message": self.message,
+                "figures": self.figures.as_dict() if self.figures else {},
+                "timeline": self.timeline, "warnings": self.warnings}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a failover or failback: ``run`` returns what to put on the timeline."""
+
+    name: str
+    run: Callable[[], str | None]
+
+
+@dataclass
+class StepRunner:
+    """Walks a plan of steps in order, timing each onto one timeline (as ``apply`` walks
+    its phases); the first failing step stops the walk with its name in the error."""
+
+    kind: str
+    progress: Progress
+    started: float = field(default_factory=time.monotonic)
+    timeline: Timeline = field(default_factory=Timeline)
+    warnings: list[str] = field(default_factory=list)
+
+    def mark(self, what: str) -> None:
+        self.timeline.add(time.monotonic() - self.started, what)
+        self.progress(what)
+
+    def walk(self, steps: list[Step]) -> None:
+        for step in steps:
+            try:
+                note = step.run()
+            except RelctlError as error:
+                self.mark(f"{step.name}: FAILED")
+                raise ContinuityError(f"{self.kind} failed at {step.name}: {error.message}",
+                                      hint=error.hint) from error
+            if note:
+                self.mark(note)
+
+    def since_start(self) -> float:
+        return time.monotonic() - self.started
