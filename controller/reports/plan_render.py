@@ -12,7 +12,8 @@ import json
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from controller.planning.runbook import ImplementationPlan, format_span
+from controller.planning.risks import format_span
+from controller.planning.runbook import ImplementationPlan
 from controller.reports.document import Block, Heading, Paragraph, Table, to_html, to_markdown
 
 Format = Literal["markdown", "html", "json"]

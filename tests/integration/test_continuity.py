@@ -258,7 +258,10 @@ def lab_pids(lab: RunningLab) -> dict[str, int]:
 def drill_json(lab: RunningLab, plan: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     result = relctl(lab.state_dir, "drill", *args, "--plan", str(plan), "--json")
     document = json.loads(result.stdout) if result.stdout.strip() else {}
-    return result.returncode, document, result.stderr
+    # what a failed assertion shows: the error, else the drill's problems and timeline
+    shown = result.stderr or json.dumps({k: document.get(k) for k in ("message", "warnings",
+                                                                      "timeline")}, indent=1)
+    return result.returncode, document, shown
 
 
 def test_drills_need_consent_and_dry_run_touches_nothing(site: RunningLab,
