@@ -152,6 +152,9 @@ class DrillSettings(_Model):
         "over relctl's own ways); needed for host-loss and site-loss off the lab.")
     latency_ms: Int = Field(300, ge=1, le=60_000,
                             description="Delay the latency scenario adds to the service.")
+    max_p95_ms: Number | None = Field(
+        None, gt=0, le=600_000, description="The latency scenario's performance threshold: "
+        "the p95 of the drill's load must stay under it (unset: reported, not judged).")
     flaps: Int = Field(3, ge=1, le=50, description="Down/up cycles of lb-backend-flap.")
     max_failure_ratio: Number | None = Field(
         None, ge=0, le=1, description="Share of the load's requests that may fail during the "

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -251,6 +253,16 @@ def own_plan(lab: RunningLab, folder: Path, **changes: str) -> Path:
     return plan
 
 
+@pytest.fixture
+def staging(tmp_path: Path) -> Iterator[Path]:
+    """A short folder for the staging files: ssh's ControlPath must fit a unix socket."""
+    folder = Path(tempfile.mkdtemp(prefix="rd-", dir="/tmp"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def lab_pids(lab: RunningLab) -> dict[str, int]:
     return {h["name"]: h["pid"] for h in relctl_json(lab.state_dir, "lab", "status")["hosts"]}
 
@@ -265,7 +277,8 @@ def drill_json(lab: RunningLab, plan: Path, *args: str) -> tuple[int, dict[str, 
 
 
 def test_drills_need_consent_and_dry_run_touches_nothing(site: RunningLab,
-                                                         tmp_path: Path) -> None:
+                                                         staging: Path) -> None:
+    tmp_path = staging
     plan = own_plan(site, tmp_path)
     records = len(relctl_json(site.state_dir, "drill", "list"))
     runs = len(list((site.state_dir / "runs").iterdir()))
@@ -292,7 +305,8 @@ def test_drills_need_consent_and_dry_run_touches_nothing(site: RunningLab,
     assert served_by(site) == "primary-1"
 
 
-def test_drills_on_a_staging_inventory_of_its_own(site: RunningLab, tmp_path: Path) -> None:
+def test_drills_on_a_staging_inventory_of_its_own(site: RunningLab, staging: Path) -> None:
+    tmp_path = staging
     plan, pids = own_plan(site, tmp_path), lab_pids(site)
     before = write(site, "staging-before", 303)
 
@@ -318,8 +332,8 @@ def test_drills_on_a_staging_inventory_of_its_own(site: RunningLab, tmp_path: Pa
 
 
 def test_drill_restore_after_the_controller_was_killed(site: RunningLab,
-                                                       tmp_path: Path) -> None:
-    plan = own_plan(site, tmp_path)
+                                                       staging: Path) -> None:
+    plan = own_plan(site, staging)
     journal_path = site.state_dir / "journal.sqlite"
     with Journal(journal_path) as journal:
         last = max((r.id for r in journal.continuity_records(limit=1)), default=0)

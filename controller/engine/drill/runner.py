@@ -172,7 +172,8 @@ class Drill:
             if locust is not None:
                 try:
                     stats = stop_load(load_run, locust)
-                    measures.update(load_requests=stats.requests, load_failures=stats.failures)
+                    measures.update(load_requests=stats.requests, load_failures=stats.failures,
+                                    load_p95_ms=stats.p95_ms)
                 except RelctlError as error:
                     self.problems.append(error.message)
             self._mark("load stopped")
@@ -208,7 +209,7 @@ class Drill:
                 measures: dict[str, Any]) -> Outcome:
         plan, chosen = self.ctx.plan, self.plan.scenario
         targets = plan_logic.judge_targets(plan, moments.per_function, measures.get("rpo_s"))
-        met = all(t.rto_met and t.rpo_met for t in targets)
+        met = all(t.rto_met and t.rpo_met for t in targets) and self._fast_enough(measures)
         verdict = ("fail" if self.problems or not moments.recovered
                    else "pass" if met else "missed")
         good = self.ctx.last_good()
@@ -241,6 +242,17 @@ class Drill:
                        f"{measures.get('rpo_s')}s, {measures.get('load_failures', 0)} failed "
                        "requests", report, self.timeline.events, self.problems, markdown)
 
+    def _fast_enough(self, measures: dict[str, Any]) -> bool:
+        """The latency scenario's threshold: the load's p95 under drill.max_p95_ms."""
+        limit = self.plan.settings.max_p95_ms
+        if self.plan.scenario.name != "latency" or limit is None:
+            return True
+        p95 = measures.get("load_p95_ms")
+        if p95 is None or p95 > limit:
+            self._mark(f"the load's p95 ({p95} ms) is over drill.max_p95_ms ({limit} ms)")
+            return False
+        return True
+
     def _write_dr_plan(self, report: dict[str, Any]) -> Path:
         ctx = self.ctx
         path = (ctx.env.state_dir / "continuity" /
@@ -266,7 +278,14 @@ def undo_faults(site: DrillSite, chosen: Scenario, faults: list[Fault], label: s
                 ) -> list[str]:
     """Undo ``faults`` and then what the scenario needs; returns what was done."""
     done = site.undo(faults, label)
-    return done + chosen.after_undo(site)
+    done += chosen.after_undo(site)
+    hosts = sorted({f.host for f in faults})
+    deadline = time.monotonic() + site.ctx.plan.failover.verify_timeout
+    while not all(site.ctx.lb.is_up(h) for h in hosts):
+        if time.monotonic() > deadline:
+            raise ContinuityError(f"the LB does not see {', '.join(hosts)} up again")
+        time.sleep(0.2)
+    return [*done, f"the LB sees {', '.join(hosts)} up again"]
 
 
 def restore_drill(ctx: Continuity, lab: Lab, drill_id: int) -> list[str]:
