@@ -1,11 +1,12 @@
 """Failover RTO on a lab of 2 primaries + 1 backup: relctl's site-loss drill versus
 HAProxy's own health-check failover (``inter 2s fall 3 rise 2``), against the goals.
 
-1. Lab at 127.0.60.10; ledger 1.0.0 on the primaries, ``relctl apply`` of 1.1.0 (the
-   journal's last good release), 1.1.0 on the backup (a warm standby).
-2. ``relctl drill site-loss`` RUNS times (each drill restores the lab itself); the
-   median, min and max of its measures: detection, preflight, switch, verify, RTO
-   (fault -> every critical function verified through the LB), RPO, failed requests.
+1. Lab at 127.0.60.10 (or $RELCTL_BENCH_BASE); ledger 1.0.0 on the primaries, ``relctl
+   apply`` of 1.1.0 (the journal's last good release), 1.1.0 on the backup (warm standby).
+2. ``relctl drill site-loss``, then ``host-loss``, RUNS times each (each drill restores the
+   lab itself); the median, min and max of its measures: detection, preflight, switch,
+   verify, RTO (fault -> every critical function verified through the LB), RPO, failed
+   requests split idempotent / not (goals: 0 idempotent, <= 0.5 % overall).
 3. RUNS times: every primary host's sshd (PID 1 of the host) killed, and nothing else
    done: seconds until ``GET /health`` through the LB answers 200 again (polled every
    50 ms). The primaries are then restarted, redeployed, and served from again.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -33,12 +35,17 @@ import psutil
 from _lab import LEDGER, RELCTL, ROOT, deploy_ledger, relctl
 
 STATE = Path("/var/tmp/relctl-bench-failover")
-BASE = "127.0.60.10"
+BASE = os.environ.get("RELCTL_BENCH_BASE", "127.0.60.10")  # a loopback address
 LB_URL = f"http://{BASE}:8000"
 PLAN = "examples/continuity/ledger-lab.yml"
 MEASURES = ("detection_s", "preflight_s", "switch_s", "verify_s", "rto_s",
-            "rto_from_detection_s", "rpo_s", "load_failures", "load_requests", "outage_s")
-COUNTS = ("load_failures", "load_requests", "failed_polls")
+            "rto_from_detection_s", "rpo_s", "load_failures", "load_requests",
+            "load_failures_idempotent", "load_requests_idempotent",
+            "load_failures_non_idempotent", "load_requests_non_idempotent", "outage_s")
+COUNTS = ("load_failures", "load_requests", "failed_polls", "load_failures_idempotent",
+          "load_requests_idempotent", "load_failures_non_idempotent",
+          "load_requests_non_idempotent")
+GOAL_IDEMPOTENT_FAILURES, GOAL_FAILURE_RATIO = 0, 0.005
 GOAL_SWITCH_S, GOAL_RESTORED_S = 1.0, 3.0
 POLL_S, WAIT_S = 0.05, 60.0
 # Straight to the lab: a proxy named in the environment must never see this traffic.
@@ -99,9 +106,9 @@ def lab_down() -> None:
 
 # -- relctl's failover: the site-loss drill -------------------------------------------------
 
-def drill(run: int) -> dict[str, Any]:
-    """One site-loss drill; its report's measures, with its verdict."""
-    result = run_relctl("drill", "site-loss", "--plan", PLAN, "--json")
+def drill(run: int, scenario: str = "site-loss") -> dict[str, Any]:
+    """One drill of ``scenario``; its report's measures, with its verdict."""
+    result = run_relctl("drill", scenario, "--plan", PLAN, "--json")
     try:
         document = json.loads(result.stdout)
     except json.JSONDecodeError:
@@ -113,7 +120,9 @@ def drill(run: int) -> dict[str, Any]:
                          f"stderr:\n{result.stderr}")
     report = document["figures"]
     measures: dict[str, Any] = report["measures"]
-    say(f"drill {run} (id {report['id']}): {report['verdict']}, rto {measures.get('rto_s')} s, "
+    say(f"{scenario} drill {run} (id {report['id']}): {report['verdict']}, rto "
+        f"{measures.get('rto_s')} s, failed {measures.get('load_failures')} of "
+        f"{measures.get('load_requests')} (idempotent {measures.get('load_failures_idempotent')}), "
         f"switch {measures.get('switch_s')} s, served after by "
         f"{measures.get('served_by_after')}")
     return {**measures, "verdict": report["verdict"]}
@@ -210,6 +219,23 @@ def verdict_line(name: str, value: float | None, goal: float) -> str:
             f"{'met' if value <= goal else 'MISSED'}")
 
 
+def failed_requests(name: str, drills: list[dict[str, Any]]) -> None:
+    """Failed requests of all runs together, split idempotent / not, against the goals."""
+    total = sum(d.get("load_requests") or 0 for d in drills)
+    failed = sum(d.get("load_failures") or 0 for d in drills)
+    idem = sum(d.get("load_failures_idempotent") or 0 for d in drills)
+    idem_total = sum(d.get("load_requests_idempotent") or 0 for d in drills)
+    other = sum(d.get("load_failures_non_idempotent") or 0 for d in drills)
+    other_total = sum(d.get("load_requests_non_idempotent") or 0 for d in drills)
+    ratio = failed / total if total else 0.0
+    print(f"failed requests, {name} (all {len(drills)} runs): {failed} of {total} "
+          f"({ratio:.2%}; goal <= {GOAL_FAILURE_RATIO:.1%}: "
+          f"{'met' if ratio <= GOAL_FAILURE_RATIO else 'MISSED'}); idempotent {idem} of "
+          f"{idem_total} (goal {GOAL_IDEMPOTENT_FAILURES}: "
+          f"{'met' if idem <= GOAL_IDEMPOTENT_FAILURES else 'MISSED'}); non-idempotent "
+          f"{other} of {other_total}", flush=True)
+
+
 def comparison(drills: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
     print(f"comparison (medians; goals: switch <= {GOAL_SWITCH_S:g} s, "
           f"fault to restored service <= {GOAL_RESTORED_S:g} s)")
@@ -237,6 +263,11 @@ def main() -> None:
         drills = [drill(run) for run in range(1, runs + 1)]
         table(f"relctl failover: drill site-loss x{len(drills)} (2 primaries, 1 backup); "
               f"verdicts {', '.join(d['verdict'] for d in drills)}", drills, MEASURES)
+        hosts = [drill(run, "host-loss") for run in range(1, runs + 1)]
+        table(f"drill host-loss x{len(hosts)} (HAProxy moves the traffic); verdicts "
+              f"{', '.join(d['verdict'] for d in hosts)}", hosts, MEASURES)
+        failed_requests("site-loss", drills)
+        failed_requests("host-loss", hosts)
         checks = []
         for run in range(1, runs + 1):
             checks.append(haproxy_failover(run))

@@ -115,11 +115,19 @@ def _stats(run: LoadRun, returncode: int) -> LoadStats:
 
 
 def parse_stats(path: Path) -> LoadStats:
-    """The 'Aggregated' row of a Locust ``*_stats.csv``."""
+    """The 'Aggregated' row of a Locust ``*_stats.csv``, and its rows per HTTP method."""
     with path.open() as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("Name") == "Aggregated"]
+        every = list(csv.DictReader(handle))
+    rows = [row for row in every if row.get("Name") == "Aggregated"]
     if not rows:
         return LoadStats(0, 0, 0.0, 0.0, 0.0, 0.0)
+    by_method: dict[str, tuple[int, int]] = {}
+    for line in every:
+        method = (line.get("Type") or "").upper()
+        if line.get("Name") != "Aggregated" and method:
+            requests, failures = by_method.get(method, (0, 0))
+            by_method[method] = (requests + int(line["Request Count"]),
+                                 failures + int(line["Failure Count"]))
     row = rows[0]
     return LoadStats(
         requests=int(row["Request Count"]),
@@ -128,6 +136,7 @@ def parse_stats(path: Path) -> LoadStats:
         p95_ms=_number(row["95%"]),
         p99_ms=_number(row["99%"]),
         rps=_number(row["Requests/s"]),
+        by_method=by_method,
     )
 
 

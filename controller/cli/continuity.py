@@ -286,6 +286,8 @@ def drill_list(app: AppContext, as_json: bool) -> None:
         return
     for r in records:
         summary: Any = r.detail.get("report", {}).get("verdict") or r.detail.get("scenario") or ""
+        if r.kind == "drill" and r.detail.get("faults_state") == "injected":
+            summary = f"{summary} [faults NOT undone: relctl drill restore {r.id}]"
         console.print(f"{r.id:>4} {r.kind:<12} {r.state:<8} {r.started:%Y-%m-%d %H:%M:%S} "
                       f"{summary}")
 

@@ -9,6 +9,10 @@ from typing import Literal
 Outcome = Literal["pass", "fail", "inconclusive"]
 
 
+IDEMPOTENT_METHODS = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE")
+"""RFC 9110 section 9.2.2: a request with one of these methods may be sent again."""
+
+
 @dataclass(frozen=True)
 class LoadStats:
     """Aggregated figures of one Locust run."""
@@ -19,10 +23,21 @@ class LoadStats:
     p95_ms: float
     p99_ms: float
     rps: float
+    by_method: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False)
+    """HTTP method -> (requests, failures), from Locust's per-request rows."""
 
     @property
     def failure_ratio(self) -> float:
         return self.failures / self.requests if self.requests else 0.0
+
+    def split(self) -> dict[str, int]:
+        """Requests and failures split into idempotent methods (safe to retry) and not."""
+        idem = [v for m, v in self.by_method.items() if m in IDEMPOTENT_METHODS]
+        other = [v for m, v in self.by_method.items() if m not in IDEMPOTENT_METHODS]
+        return {"load_requests_idempotent": sum(r for r, _ in idem),
+                "load_failures_idempotent": sum(f for _, f in idem),
+                "load_requests_non_idempotent": sum(r for r, _ in other),
+                "load_failures_non_idempotent": sum(f for _, f in other)}
 
     def figures(self) -> dict[str, float]:
         """The figures as a flat dict, for the journal and reports."""

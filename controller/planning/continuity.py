@@ -137,7 +137,11 @@ def drill_markdown(report: dict[str, Any]) -> str:
         f"- **RPO:** {_seconds(m.get('rpo_s'))} (age of the newest copy of the data when the "
         "fault hit)",
         f"- **Requests failed during the drill:** {m.get('load_failures', 0)} of "
-        f"{m.get('load_requests', 0)} (Locust); relctl's probe saw "
+        f"{m.get('load_requests', 0)} (Locust): idempotent (GET, PUT, ...; the LB may retry "
+        f"them) {m.get('load_failures_idempotent', '—')} of "
+        f"{m.get('load_requests_idempotent', '—')}, non-idempotent (POST, PATCH) "
+        f"{m.get('load_failures_non_idempotent', '—')} of "
+        f"{m.get('load_requests_non_idempotent', '—')}; relctl's probe saw "
         f"{m.get('probe_failures', 0)} failed of {m.get('probe_requests', 0)}, outage "
         f"{_seconds(m.get('outage_s'))}",
         f"- **Served after recovery by:** {', '.join(m.get('served_by_after') or []) or '—'}",

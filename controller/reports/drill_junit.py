@@ -80,7 +80,11 @@ def _requests_case(report: dict[str, Any], classname: str) -> ET.Element:
                                                                  or 0)
     case = _case(classname, "failed-requests")
     ET.SubElement(case, "system-out").text = (
-        f"{failed} of {total} requests failed under the drill's load; the probe saw "
+        f"{failed} of {total} requests failed under the drill's load (idempotent "
+        f"{measures.get('load_failures_idempotent', '?')} of "
+        f"{measures.get('load_requests_idempotent', '?')}, non-idempotent "
+        f"{measures.get('load_failures_non_idempotent', '?')} of "
+        f"{measures.get('load_requests_non_idempotent', '?')}); the probe saw "
         f"{measures.get('probe_failures', 0)} of {measures.get('probe_requests', 0)}")
     limit = report.get("max_failure_ratio")
     if limit is None:

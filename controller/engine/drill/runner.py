@@ -173,7 +173,7 @@ class Drill:
                 try:
                     stats = stop_load(load_run, locust)
                     measures.update(load_requests=stats.requests, load_failures=stats.failures,
-                                    load_p95_ms=stats.p95_ms)
+                                    load_p95_ms=stats.p95_ms, **stats.split())
                 except RelctlError as error:
                     self.problems.append(error.message)
             self._mark("load stopped")

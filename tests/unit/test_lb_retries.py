@@ -1,0 +1,72 @@
+"""Fewer lost requests: the HAProxy config relctl writes retries what is safe to retry,
+and drills count failed requests split into idempotent and not (from Locust's CSV)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from controller.adapters.locust import parse_stats
+from controller.paths import bundled_playbook
+
+HEADER = ("Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
+          "Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,"
+          "50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%")
+# As Locust 2 writes it: one row per (method, name), then the aggregate (no method).
+ROWS = [
+    "GET,GET /health,280,1,4,4.6,1.5,13.0,20.0,38.0,0.1,4,5,6,6,7,8,10,10,13,13,13",
+    "GET,GET /tx/<id>,120,0,6,6.9,2.3,44.9,114.6,17.3,0.0,6,8,9,9,11,13,16,19,45,45,45",
+    "POST,POST /tx,840,13,9,10.1,3.1,35.6,114.6,111.6,1.2,9,11,12,12,15,17,20,26,33,36,36",
+    ",Aggregated,1240,14,7,8.0,1.5,44.9,100.6,257.0,1.3,7,9,10,11,13,15,18,21,33,45,45",
+]
+
+
+def test_failed_requests_split_by_idempotence(tmp_path: Path) -> None:
+    csv = tmp_path / "load_stats.csv"
+    csv.write_text("\n".join([HEADER, *ROWS]) + "\n")
+    stats = parse_stats(csv)
+    assert (stats.requests, stats.failures, stats.p95_ms) == (1240, 14, 15.0)
+    assert stats.by_method == {"GET": (400, 1), "POST": (840, 13)}
+    assert stats.split() == {"load_requests_idempotent": 400, "load_failures_idempotent": 1,
+                             "load_requests_non_idempotent": 840,
+                             "load_failures_non_idempotent": 13}
+
+
+def render(tmp_path: Path) -> Path:
+    template = bundled_playbook("templates/haproxy.cfg.j2")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(template.parent),
+                             undefined=jinja2.StrictUndefined)
+    hosts = {"primary-1": "127.0.0.2", "primary-2": "127.0.0.3", "backup-1": "127.0.0.4"}
+    text = env.get_template(template.name).render(
+        ansible_host="127.0.0.1", lb_admin_port=9999,
+        lb_services=[{"name": "ledger", "port": 8080, "frontend_port": 8000,
+                      "health_path": "/health"}],
+        groups={"app_primary": ["primary-1", "primary-2"], "app_backup": ["backup-1"]},
+        hostvars={h: {"ansible_host": a} for h, a in hosts.items()})
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(text)
+    return path
+
+
+def test_haproxy_retries_only_what_is_safe(tmp_path: Path) -> None:
+    text = render(tmp_path).read_text()
+    assert "retry-on conn-failure empty-response response-timeout\n" in text
+    assert "option redispatch" in text
+    # a POST is never replayed once it may have reached the server
+    assert "acl relctl_idempotent method GET HEAD OPTIONS PUT DELETE TRACE" in text
+    assert "http-request disable-l7-retry if !relctl_idempotent" in text
+    # a bad release's 5xx answers are not retried away from the release gates
+    assert not any(code in text.split("retry-on", 1)[1].split("\n", 1)[0]
+                   for code in ("500", "502", "503", "504"))
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
+def test_haproxy_accepts_the_config(tmp_path: Path) -> None:
+    config = render(tmp_path)
+    checked = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True,
+                             text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
