@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from controller.cli.output import (
 )
 from controller.engine.continuity import Continuity, Outcome, failback, failover
 from controller.engine.drill import SCENARIOS, Drill, DrillPlan, plan_drill, restore_drill
+from controller.engine.drill.test_failover import run_test_failover
 from controller.engine.lab import Lab
 from controller.errors import InputError
 from controller.models.durations import parse_duration
@@ -224,8 +226,35 @@ def _print_dry_run(planned: DrillPlan, as_json: bool) -> None:
 
 for _name, _scenario in SCENARIOS.items():
     drill.add_command(_scenario_command(_name, _scenario.summary))
-drill.help = (drill.help or "") + "\n\n\b\nScenarios:\n" + "".join(
+drill.help = inspect.cleandoc(drill.help or "") + "\n\n\b\nScenarios:\n" + "".join(
     f"  {name:<16} {cls.summary}\n" for name, cls in SCENARIOS.items())
+
+
+@drill.command(name="test-failover")
+@PLAN_OPTION
+@INVENTORY_OPTION
+@JUNIT_OPTION
+@JSON_OPTION
+@click.pass_obj
+def drill_test_failover(app: AppContext, plan_path: Path, inventory: Path | None,
+                        junit: Path | None, as_json: bool) -> None:
+    """A test failover: prove the backup site without touching the primary or the LB.
+
+    \b
+    The backup hosts are brought up on the last good release (deployed where they run
+    another) and the newest replica (taken first if there is none), every critical
+    function is checked on each backup host directly, and the would-be RTO is measured;
+    the replica is tagged "tested at"; the replica is loaded again so the checks' writes
+    do not linger. The LB keeps serving from the primary site throughout.
+    Exit 0 every function answered within its RTO, 10 a target missed, 9 failed.
+    """
+    ctx = _open(app, plan_path, inventory, as_json)
+    outcome = run_test_failover(ctx)
+    if junit is not None and outcome.figures is not None:
+        write_output(junit, drill_junit_xml(outcome.figures.as_dict()))
+    if not as_json and outcome.report:
+        console.print(outcome.report)
+    _render(outcome, as_json)
 
 
 @drill.command(name="restore")

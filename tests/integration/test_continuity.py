@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -372,3 +373,39 @@ def test_drill_restore_after_the_controller_was_killed(site: RunningLab,
 def address_of(lab: RunningLab, host: str) -> str:
     return next(str(h["address"]) for h in relctl_json(lab.state_dir, "lab", "status")["hosts"]
                 if h["name"] == host)
+
+
+def test_test_failover_proves_the_backup_without_touching_the_primary(
+        site: RunningLab) -> None:
+    samples: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def probe() -> None:  # users, through the LB, every 50 ms
+        while not stop.is_set():
+            answer = http.request("GET", f"{site.url}/health", timeout=1)
+            samples.append((answer.status, answer.served_by))
+            stop.wait(0.05)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    try:
+        code, outcome, stderr = run(site, "drill", "test-failover")
+    finally:
+        stop.set()
+        prober.join(timeout=5)
+    assert code == 0, stderr
+    report = outcome["figures"]
+    assert report["scenario"] == "test-failover" and report["verdict"] == "pass"
+    measures = report["measures"]
+    assert set(measures["answered_by"]) == {"record-transactions", "service-health"}
+    assert all(hosts == ["backup-1"] for hosts in measures["answered_by"].values())
+    assert 0 < measures["rto_s"] <= 30
+    # users never noticed: every probe answered 200, by the primary
+    assert len(samples) > 20 and set(samples) == {(200, "primary-1")}, set(samples)
+    backends = relctl_json(site.state_dir, "lab", "status")["backends"]  # the runtime API's
+    states = {b["server"]: b["status"] for b in backends if b["backend"] == "ledger"}
+    assert states["primary-1"].startswith("UP") and states["primary-2"].startswith("UP")
+    with Journal(site.state_dir / "journal.sqlite") as journal:
+        replica = journal.continuity_record(measures["replica_id"])
+    assert replica.detail["tested"][-1]["test_failover"] == report["id"]
+    assert replica.detail["tested"][-1]["ok"] is True

@@ -49,25 +49,9 @@ class _Failover:
                 Step("after", self.after), Step("persist", self.persist)]
 
     def backups(self) -> str | None:
-        """Backups answer and run the last good release (deployed if not)."""
-        ctx, self.good = self.ctx, self.ctx.last_good()
-        wanted = self.good.version if self.good else None
-        if self.good is None:
-            self.run.warnings.append("no release is marked good in the journal: the "
-                                     "backups keep what they run")
-        stale = [h for h in ctx.backups if not ctx.healthy(h)
-                 or (wanted is not None and ctx.version(h) not in (wanted, None))]
-        if stale and self.good is not None:
-            self.run.mark(f"deploying {self.good.name} on {', '.join(stale)}")
-            ctx.deploy(self.good, stale, "failover-deploy")
-            stale = [h for h in stale if not ctx.healthy(h, timeout=2)]
-        if stale:
-            raise ContinuityError(f"backup hosts not healthy: {', '.join(stale)}; nothing "
-                                  "switched", hint="fix the backup site, or run relctl lab "
-                                  "up on the lab")
-        self.run.mark(f"backup site healthy on {wanted or 'its current release'}")
+        self.good = prepare_backups(self.ctx, self.run)
         if self.mode == "full":
-            failed = ctx.testinfra(self.good, ctx.backups, "failover-preflight")
+            failed = self.ctx.testinfra(self.good, self.ctx.backups, "failover-preflight")
             if failed:
                 raise ContinuityError("testinfra fails on the backup site: "
                                       + "; ".join(failed[:5]) + "; nothing switched")
@@ -142,6 +126,27 @@ class _Failover:
                                  if self.replica else None),
             rpo_s=_rpo(self.replica, wall_start, fault_at, started),
             started_at=wall_start.isoformat())
+
+
+def prepare_backups(ctx: Continuity, run: StepRunner) -> ReleaseRecord | None:
+    """The backup hosts answer and run the last good release (deployed where they do
+    not); returns that release. Never touches the primary site."""
+    good = ctx.last_good()
+    wanted = good.version if good else None
+    if good is None:
+        run.warnings.append("no release is marked good in the journal: the backups keep what "
+                            "they run")
+    stale = [h for h in ctx.backups if not ctx.healthy(h)
+             or (wanted is not None and ctx.version(h) not in (wanted, None))]
+    if stale and good is not None:
+        run.mark(f"deploying {good.name} on {', '.join(stale)}")
+        ctx.deploy(good, stale, f"{run.kind}-deploy")
+        stale = [h for h in stale if not ctx.healthy(h, timeout=2)]
+    if stale:
+        raise ContinuityError(f"backup hosts not healthy: {', '.join(stale)}; nothing switched",
+                              hint="fix the backup site, or run relctl lab up on the lab")
+    run.mark(f"backup site healthy on {wanted or 'its current release'}")
+    return good
 
 
 def failover(ctx: Continuity, *, preflight: str | None = None,
