@@ -25,6 +25,7 @@ from controller.engine.drill.test_failover import run_test_failover
 from controller.engine.lab import Lab
 from controller.errors import InputError
 from controller.models.durations import parse_duration
+from controller.reports.drill_html import drill_html
 from controller.reports.drill_junit import drill_junit_xml
 
 PLAN_ENV = "RELCTL_CONTINUITY_PLAN"
@@ -283,11 +284,17 @@ def drill_restore(app: AppContext, drill_id: int, plan_path: Path, inventory: Pa
 @drill.command(name="report")
 @click.argument("drill_id", type=int)
 @JUNIT_OPTION
+@click.option("--html", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the drill as one self-contained HTML page: targets, "
+              "measures, and the probe's timeline with the fault, detection, switch and "
+              "recovery marked.")
 @JSON_OPTION
 @click.pass_obj
-def drill_report(app: AppContext, drill_id: int, junit: Path | None, as_json: bool) -> None:
+def drill_report(app: AppContext, drill_id: int, junit: Path | None, html: Path | None,
+                 as_json: bool) -> None:
     """Show drill DRILL_ID's report (Markdown; --json for the figures; --junit FILE also
-    writes it as JUnit XML: a test case per critical function and target)."""
+    writes it as JUnit XML: a test case per critical function and target; --html FILE as
+    a page with the probe's timeline)."""
     try:
         record = app.journal().continuity_record(drill_id)
     except KeyError:
@@ -298,6 +305,10 @@ def drill_report(app: AppContext, drill_id: int, junit: Path | None, as_json: bo
         if "report" not in record.detail:
             raise InputError(f"drill {drill_id} has no report (state {record.state})")
         write_output(junit, drill_junit_xml(record.detail["report"]))
+    if html is not None:
+        if "report" not in record.detail:
+            raise InputError(f"drill {drill_id} has no report (state {record.state})")
+        write_output(html, drill_html(record.detail["report"]))
     if as_json:
         emit_json(record.detail.get("report") or record.as_dict())
     else:

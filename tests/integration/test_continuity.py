@@ -153,6 +153,10 @@ def test_site_loss_drill_fails_over_and_measures(site: RunningLab) -> None:
     stored = relctl_json(site.state_dir, "drill", "report", str(report["id"]))
     assert stored["measures"]["rto_s"] == measures["rto_s"]
     assert Path(stored["files"]["dr_plan"]).read_text().count("record-transactions") >= 1
+    page = Path(stored["files"]["html"]).read_text()  # the probe's timeline, moments marked
+    assert "<svg" in page and 'data-moment="fault"' in page and "backup-1" in page
+    assert measures["load_requests_idempotent"] + measures["load_requests_non_idempotent"] \
+        == measures["load_requests"]
     shown = relctl(site.state_dir, "drill", "report", str(report["id"]), "--junit",
                    str(site.state_dir / "drill.xml"))
     assert "## Targets per critical function" in shown.stdout

@@ -30,6 +30,7 @@ from controller.errors import ContinuityError, ExitCode, InputError, RelctlError
 from controller.models.continuity import DrillSettings
 from controller.planning import continuity as plan_logic
 from controller.planning.continuity import Timeline
+from controller.reports.drill_html import drill_html
 from controller.reports.drill_junit import drill_junit_xml
 
 PRODUCTION = ("production", "prod", "prd")
@@ -230,7 +231,9 @@ class Drill:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.md").write_text(markdown)
         (out / "report.xml").write_text(drill_junit_xml(data))
+        (out / "report.html").write_text(drill_html(data))
         files = {"markdown": str(out / "report.md"), "junit": str(out / "report.xml"),
+                 "html": str(out / "report.html"),
                  "dr_plan": str(self._write_dr_plan(data))}
         report = DrillReport(**{**data, "files": files})
         self.ctx.journal.end_continuity(record, "ok" if verdict == "pass" else "failed",
