@@ -55,7 +55,9 @@ def render(tmp_path: Path) -> Path:
 def test_haproxy_retries_only_what_is_safe(tmp_path: Path) -> None:
     text = render(tmp_path).read_text()
     assert "retry-on conn-failure empty-response response-timeout\n" in text
-    assert "option redispatch" in text
+    assert "option redispatch 1\n" in text and "retries 5\n" in text
+    # a server whose connections fail is marked down at once, not after 3 health checks
+    assert "observe layer4 error-limit 2 on-error mark-down" in text
     # a POST is never replayed once it may have reached the server
     assert "acl relctl_idempotent method GET HEAD OPTIONS PUT DELETE TRACE" in text
     assert "http-request disable-l7-retry if !relctl_idempotent" in text

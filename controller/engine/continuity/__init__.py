@@ -17,9 +17,10 @@ from controller.engine.continuity.records import (
     FailbackFigures,
     FailoverFigures,
     Outcome,
+    ReplicaRecord,
     rounded,
 )
 
 __all__ = ["LOAD_BALANCERS", "PLAN_HINT", "Continuity", "DrillReport", "FailbackFigures",
-           "FailoverFigures", "LoadBalancer", "Outcome", "Verified", "failback", "failover",
-           "lb_for", "load_plan", "read_tables", "rounded"]
+           "FailoverFigures", "LoadBalancer", "Outcome", "ReplicaRecord", "Verified",
+           "failback", "failover", "lb_for", "load_plan", "read_tables", "rounded"]

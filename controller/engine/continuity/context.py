@@ -27,7 +27,7 @@ from controller.adapters.ansible import (
 from controller.adapters.testinfra import CheckRun, run_checks
 from controller.agent import snapshot_agent
 from controller.engine.continuity.loadbalancer import LoadBalancer, lb_for
-from controller.engine.continuity.records import Progress
+from controller.engine.continuity.records import Progress, ReplicaRecord
 from controller.engine.environment import Environment, environment_for
 from controller.engine.snapshots import SnapshotError, unpack_bundle
 from controller.errors import ContinuityError, RelctlError
@@ -141,6 +141,11 @@ class Continuity:
         """The host whose data is replicated: declared, else the first primary."""
         declared = [d.source for d in self.plan.data if d.source]
         return declared[0] if declared else self.primaries[0]
+
+    def last_replica(self) -> ReplicaRecord | None:
+        """The newest successful replication of the plan's service and environment."""
+        found = self.journal.last_replication(self.plan.service, self.plan.environment)
+        return ReplicaRecord.of(found) if found else None
 
     def last_good(self) -> ReleaseRecord | None:
         return self.journal.last_good_release(self.plan.service, self.plan.environment)

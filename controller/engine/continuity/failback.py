@@ -19,9 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from controller.engine.continuity.context import Continuity, Verified
-from controller.engine.continuity.records import FailbackFigures, Outcome, Step, StepRunner
+from controller.engine.continuity.records import (
+    FailbackFigures,
+    Outcome,
+    ReplicaRecord,
+    Step,
+    StepRunner,
+)
 from controller.errors import ContinuityError, RelctlError
-from controller.journal import ContinuityRecord
 from controller.planning import continuity as plan_logic
 from controller.planning.continuity import TableRows
 
@@ -104,13 +109,13 @@ def failback(ctx: Continuity) -> Outcome:
         raise ContinuityError(error.message, hint=error.hint or RETRY_HINT) from error
     finally:
         ctx.close()
-    replica = ctx.journal.last_replication(plan.service, plan.environment)
+    replica = ctx.last_replica()
     catch = plan_logic.catch_up(
         _tables(store / "old-primary" / work.writer / "bundle", work.old),
         _tables(store / "backup" / work.active / "bundle", work.new),
         _replica_tables(replica))
-    report = plan_logic.catch_up_markdown(record, catch, replica.detail.get("captured_at")
-                                          if replica else None)
+    report = plan_logic.catch_up_markdown(record, catch,
+                                          replica.captured_iso if replica else None)
     (store / "catch-up.md").write_text(report)
     catch_json = {"missing_on_backup": catch.missing_on_backup,
                   "only_on_backup": catch.only_on_backup,
@@ -137,14 +142,13 @@ def _tables(bundle: Path, index: dict[str, Any]) -> dict[str, TableRows]:
     return tables
 
 
-def _replica_tables(replica: ContinuityRecord | None) -> dict[str, TableRows] | None:
-    if replica is None or not replica.detail.get("bundle"):
+def _replica_tables(replica: ReplicaRecord | None) -> dict[str, TableRows] | None:
+    if replica is None or replica.bundle is None:
         return None
-    bundle = Path(replica.detail["bundle"]).parent
-    if not (bundle / "bundle" / "index.json").exists():
+    bundle = replica.bundle.parent / "bundle"
+    if not (bundle / "index.json").exists():
         return None
-    index = json.loads((bundle / "bundle" / "index.json").read_text())
-    return _tables(bundle / "bundle", index)
+    return _tables(bundle, json.loads((bundle / "index.json").read_text()))
 
 
 def read_tables(path: Path) -> dict[str, TableRows]:

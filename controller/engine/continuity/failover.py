@@ -14,18 +14,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from controller.engine.continuity.context import Continuity, Verified
 from controller.engine.continuity.records import (
     FailoverFigures,
     Outcome,
+    ReplicaRecord,
     Step,
     StepRunner,
     rounded,
 )
 from controller.errors import ContinuityError, RelctlError
-from controller.journal import ContinuityRecord, ReleaseRecord
+from controller.journal import ReleaseRecord
 
 
 @dataclass
@@ -37,7 +37,7 @@ class _Failover:
     run: StepRunner
     record: int
     good: ReleaseRecord | None = None
-    replica: ContinuityRecord | None = None
+    replica: ReplicaRecord | None = None
     switch_start: float = 0.0
     switched: float = 0.0
     verify_end: float = 0.0
@@ -60,18 +60,16 @@ class _Failover:
 
     def ensure_replica(self) -> str:
         ctx = self.ctx
-        self.replica = ctx.journal.last_replication(ctx.plan.service, ctx.plan.environment)
-        if self.replica is None:
+        self.replica = replica = ctx.last_replica()
+        if replica is None or replica.bundle is None:
             self.run.warnings.append("no replication on record: the backups serve their own "
                                      "data")
             return "no replica to load"
-        detail = self.replica.detail
-        missing = [h for h in ctx.backups if h not in detail.get("loaded_on", [])]
+        missing = [h for h in ctx.backups if h not in replica.loaded_on]
         if missing:
-            ctx.load(missing, Path(detail["bundle"]), f"rep{self.replica.id}-late")
-            return f"replica {self.replica.id} loaded on {', '.join(missing)}"
-        return (f"replica {self.replica.id} of {detail.get('captured_at')} already on the "
-                "backup site")
+            ctx.load(missing, replica.bundle, f"rep{replica.id}-late")
+            return f"replica {replica.id} loaded on {', '.join(missing)}"
+        return f"replica {replica.id} of {replica.captured_iso} already on the backup site"
 
     def switch(self) -> str:
         ctx = self.ctx
@@ -122,8 +120,7 @@ class _Failover:
                                      if last is not None and fault_at else None),
             functions_at_s=passed, served_by=self.verified.served_by,
             replica_id=self.replica.id if self.replica else None,
-            replica_captured_at=(self.replica.detail.get("captured_at")
-                                 if self.replica else None),
+            replica_captured_at=self.replica.captured_iso if self.replica else None,
             rpo_s=_rpo(self.replica, wall_start, fault_at, started),
             started_at=wall_start.isoformat())
 
@@ -183,11 +180,10 @@ def failover(ctx: Continuity, *, preflight: str | None = None,
                    message, figures, runner.timeline.events, runner.warnings)
 
 
-def _rpo(replica: ContinuityRecord | None, wall_start: datetime, fault_at: float | None,
+def _rpo(replica: ReplicaRecord | None, wall_start: datetime, fault_at: float | None,
          started: float) -> float | None:
     """Age of the restored data when the fault hit (or when the failover started)."""
-    if replica is None or not replica.detail.get("captured_at"):
+    if replica is None or replica.captured_at is None:
         return None
     fault_wall = wall_start.timestamp() - (started - fault_at if fault_at else 0.0)
-    captured = datetime.fromisoformat(replica.detail["captured_at"]).timestamp()
-    return round(max(0.0, fault_wall - captured), 3)
+    return round(max(0.0, fault_wall - replica.captured_at.timestamp()), 3)

@@ -10,9 +10,12 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from controller.errors import ContinuityError, RelctlError
+from controller.journal import ContinuityRecord
 from controller.planning.continuity import Timeline
 
 Progress = Callable[[str], None]
@@ -31,6 +34,31 @@ class Figures(Protocol):
 class _AsDict:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ReplicaRecord:
+    """A replication as the journal keeps it: what a failover loads and RPO counts from."""
+
+    id: int
+    captured_at: datetime | None
+    bundle: Path | None  # the fetched bundle on the controller
+    loaded_on: list[str]
+    bytes: int
+    tested: list[dict[str, Any]]  # test failovers that used it: at, test_failover, ok
+
+    @classmethod
+    def of(cls, record: ContinuityRecord) -> ReplicaRecord:
+        detail = record.detail
+        captured = detail.get("captured_at")
+        return cls(record.id, datetime.fromisoformat(captured) if captured else None,
+                   Path(detail["bundle"]) if detail.get("bundle") else None,
+                   list(detail.get("loaded_on", [])), int(detail.get("bytes", 0)),
+                   list(detail.get("tested", [])))
+
+    @property
+    def captured_iso(self) -> str | None:
+        return self.captured_at.isoformat() if self.captured_at else None
 
 
 @dataclass(frozen=True)

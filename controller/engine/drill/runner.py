@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 
 from controller.adapters.locust import LoadRun, start_load, stop_load
-from controller.engine.continuity import Continuity, DrillReport, Outcome
+from controller.engine.continuity import Continuity, DrillReport, Outcome, ReplicaRecord
 from controller.engine.drill.faults import DrillSite, Fault
 from controller.engine.drill.probe import Moments, Probe
 from controller.engine.drill.scenarios import Scenario, scenario
@@ -140,11 +140,10 @@ class Drill:
         probe, locust, measures = Probe(ctx), None, dict[str, Any]()
         try:
             if ctx.plan.data:
-                replica = ctx.replicate()
-                moments.replica_wall = datetime.fromisoformat(
-                    replica.detail["captured_at"]).timestamp()
-                self._mark(f"replicated ({replica.detail.get('bytes')} bytes) to the backup "
-                           "site")
+                replica = ReplicaRecord.of(ctx.replicate())
+                assert replica.captured_at is not None
+                moments.replica_wall = replica.captured_at.timestamp()
+                self._mark(f"replicated ({replica.bytes} bytes) to the backup site")
             locust = start_load(load_run)
             probe.start()
             self._mark(f"load started: Locust, {settings.users} users, through {ctx.lb_url}")

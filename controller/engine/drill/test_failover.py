@@ -16,15 +16,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from controller.adapters import http
 from controller.engine.continuity import Continuity, DrillReport, Outcome, rounded
 from controller.engine.continuity.failover import prepare_backups
-from controller.engine.continuity.records import StepRunner
+from controller.engine.continuity.records import ReplicaRecord, StepRunner
 from controller.errors import ContinuityError, ExitCode, RelctlError
-from controller.journal import ContinuityRecord
 from controller.models.continuity import CriticalFunction
 from controller.planning import continuity as plan_logic
 
@@ -68,8 +66,7 @@ class FailoverTest:
                                          else None),
                         "answered_by": self.answered_by, "functions_at_s": self.answered,
                         "replica_id": replica.id if replica else None,
-                        "replica_captured_at": (replica.detail.get("captured_at")
-                                                if replica else None)}
+                        "replica_captured_at": replica.captured_iso if replica else None}
             if replica is not None:
                 self._clean_up(replica)
                 self._tag(replica, record, measures["rto_s"] is not None)
@@ -81,19 +78,19 @@ class FailoverTest:
         return self._finish(record, wall_start, good.name if good else None, measures,
                             problems)
 
-    def _replica(self) -> ContinuityRecord | None:
+    def _replica(self) -> ReplicaRecord | None:
         ctx = self.ctx
         if not ctx.plan.data:
             self.run.mark("the plan declares no data: the backups keep their own")
             return None
-        replica = ctx.journal.last_replication(ctx.plan.service, ctx.plan.environment)
-        if replica is None:
-            replica = ctx.replicate()  # reads the writer's data; changes nothing there
+        replica = ctx.last_replica()
+        if replica is None or replica.bundle is None:
+            replica = ReplicaRecord.of(ctx.replicate())  # reads the writer; changes nothing
             self.run.mark(f"no replica yet: replica {replica.id} taken")
             return replica
-        ctx.load(ctx.backups, Path(replica.detail["bundle"]), f"test{replica.id}")
-        self.run.mark(f"replica {replica.id} of {replica.detail.get('captured_at')} loaded "
-                      f"on {', '.join(ctx.backups)}")
+        ctx.load(ctx.backups, replica.bundle, f"test{replica.id}")
+        self.run.mark(f"replica {replica.id} of {replica.captured_iso} loaded on "
+                      f"{', '.join(ctx.backups)}")
         return replica
 
     def _check_functions(self) -> None:
@@ -120,12 +117,13 @@ class FailoverTest:
                               check.timeout)
         return answer.status == check.expect_status
 
-    def _clean_up(self, replica: ContinuityRecord) -> None:
-        self.ctx.load(self.ctx.backups, Path(replica.detail["bundle"]), f"test{replica.id}-clean")
+    def _clean_up(self, replica: ReplicaRecord) -> None:
+        assert replica.bundle is not None
+        self.ctx.load(self.ctx.backups, replica.bundle, f"test{replica.id}-clean")
         self.run.mark("cleaned up: the replica loaded again (the checks' writes are gone)")
 
-    def _tag(self, replica: ContinuityRecord, record: int, ok: bool) -> None:
-        tested = [*replica.detail.get("tested", []),
+    def _tag(self, replica: ReplicaRecord, record: int, ok: bool) -> None:
+        tested = [*replica.tested,
                   {"at": datetime.now(UTC).isoformat(timespec="seconds"),
                    "test_failover": record, "ok": ok}]
         self.ctx.journal.update_continuity(replica.id, {"tested": tested})
