@@ -6,7 +6,8 @@ HAProxy's own health-check failover (``inter 2s fall 3 rise 2``), against the go
 2. ``relctl drill site-loss``, then ``host-loss``, RUNS times each (each drill restores the
    lab itself); the median, min and max of its measures: detection, preflight, switch,
    verify, RTO (fault -> every critical function verified through the LB), RPO, failed
-   requests split idempotent / not (goals: 0 idempotent, <= 0.5 % overall).
+   requests split idempotent / not (goals: 0 idempotent, <= 0.5 % overall); then
+   ``relctl drill test-failover`` RUNS times: the would-be RTO.
 3. RUNS times: every primary host's sshd (PID 1 of the host) killed, and nothing else
    done: seconds until ``GET /health`` through the LB answers 200 again (polled every
    50 ms). The primaries are then restarted, redeployed, and served from again.
@@ -126,6 +127,19 @@ def drill(run: int, scenario: str = "site-loss") -> dict[str, Any]:
         f"switch {measures.get('switch_s')} s, served after by "
         f"{measures.get('served_by_after')}")
     return {**measures, "verdict": report["verdict"]}
+
+
+def test_failover(run: int) -> dict[str, Any]:
+    """One test failover: its would-be RTO (start -> every function answered on the
+    backup), preparation and verification seconds."""
+    result = run_relctl("drill", "test-failover", "--plan", PLAN, "--json")
+    document = json.loads(result.stdout) if result.stdout.strip() else {}
+    if result.returncode != 0:
+        raise SystemExit(f"test failover {run} failed (exit {result.returncode}): "
+                         f"{document.get('message')}\n{result.stderr}")
+    measures: dict[str, Any] = document["figures"]["measures"]
+    say(f"test failover {run}: would-be RTO {measures.get('rto_s')} s")
+    return measures
 
 
 # -- HAProxy's own failover: health checks only ---------------------------------------------
@@ -268,6 +282,9 @@ def main() -> None:
               f"{', '.join(d['verdict'] for d in hosts)}", hosts, MEASURES)
         failed_requests("site-loss", drills)
         failed_requests("host-loss", hosts)
+        tests = [test_failover(run) for run in range(1, runs + 1)]
+        table(f"drill test-failover x{len(tests)} (the LB and the primaries untouched)", tests,
+              ("rto_s", "prepare_s", "verify_s"))
         checks = []
         for run in range(1, runs + 1):
             checks.append(haproxy_failover(run))

@@ -19,12 +19,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
 import yaml
 
 from controller.adapters import http
+from controller.adapters.haproxy import RuntimeApi
 from controller.journal import Journal
 from tests.integration.conftest import RunningLab, start_lab, stop_lab
 from tests.relctl_cli import RELCTL, deploy_ledger, relctl, relctl_json
@@ -345,12 +347,18 @@ def test_drill_restore_after_the_controller_was_killed(site: RunningLab,
     controller = subprocess.Popen(
         [*RELCTL, "--state-dir", str(site.state_dir), "drill", "site-loss", "--plan",
          str(plan), "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runtime = RuntimeApi(f"{urlsplit(site.url).hostname}:9999")
+
+    def switched() -> bool:  # relctl's failover put the primaries in maintenance
+        states = {s.server: s.status for s in runtime.servers() if s.backend == "ledger"}
+        return all(states[h].startswith("MAINT") for h in ("primary-1", "primary-2"))
+
     try:
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and served_by(site) != "backup-1":
+        while time.monotonic() < deadline and not switched():
             assert controller.poll() is None, "the drill ended before it failed over"
-            time.sleep(0.1)
-        assert served_by(site) == "backup-1"
+            time.sleep(0.05)
+        assert switched() and served_by(site) == "backup-1"
     finally:
         controller.kill()  # kill -9, mid-drill: failed over, faults in place
         controller.wait()
