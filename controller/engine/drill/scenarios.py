@@ -64,9 +64,15 @@ class _ActiveHost:
     def hosts(self, site: DrillSite) -> list[str]:
         return site.ctx.primaries[:1]
 
-    def declared_faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault] | None:
+    def faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
+        """The plan's declared commands for the scenario win; else relctl's own way."""
         commands = settings.faults.get(self.name)  # type: ignore[call-overload]
-        return [declared(h, commands) for h in self.hosts(site)] if commands else None
+        if commands:
+            return [declared(h, commands) for h in self.hosts(site)]
+        return self.own_faults(site, settings)
+
+    def own_faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
+        raise NotImplementedError
 
     def refuse(self, site: DrillSite, how: str) -> InputError:
         return InputError(
@@ -108,10 +114,7 @@ class HostLoss(_ActiveHost):
     summary = ("the active primary host lost; the LB moves the traffic to the next primary "
                "(lab: its PID 1 killed; elsewhere: the plan's declared commands)")
 
-    def faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
-        found = self.declared_faults(site, settings)
-        if found is not None:
-            return found
+    def own_faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
         if site.mode != "lab":
             raise self.refuse(site, "only relctl's own lab hosts can be killed by pid")
         return [Fault(h, "lab-host", "kill PID 1 (sshd) of the host", ("lab-up", "restart"))
@@ -126,9 +129,9 @@ class SiteLoss(HostLoss):
     def hosts(self, site: DrillSite) -> list[str]:
         return site.ctx.primaries
 
-    def faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
-        return [Fault(f.host, f.channel, f.inject, ("lab-up",)) if f.channel == "lab-host"
-                else f for f in super().faults(site, settings)]
+    def own_faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
+        return [Fault(f.host, f.channel, f.inject, ("lab-up",))  # failback restarts it
+                for f in super().own_faults(site, settings)]
 
     def recover(self, site: DrillSite, settings: DrillSettings, fault_at: float,
                 detected_at: float | None) -> Recovery:
@@ -155,10 +158,7 @@ class ServiceCrash(_ActiveHost):
     summary = ("the service process on the active primary killed (pid file, systemd unit, "
                "or the lab's process match); the LB moves the traffic, relctl restarts it")
 
-    def faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
-        found = self.declared_faults(site, settings)
-        if found is not None:
-            return found
+    def own_faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
         hosts = self.hosts(site)
         if settings.pid_file:
             return [Fault(h, "pid-file", f"SIGKILL the pid in {settings.pid_file}",
@@ -179,7 +179,7 @@ class LbBackendFlap(_ActiveHost):
                "the LB keeps the traffic on healthy servers")
     data_at_risk = False
 
-    def faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
+    def own_faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
         return [Fault(h, "lb-health", f"LB health flapped {settings.flaps} times",
                       ("lb-health-up",)) for h in self.hosts(site)]
 
@@ -221,12 +221,9 @@ class Latency(_ActiveHost):
                "its check's timeout")
     data_at_risk = False
 
-    def faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
-        found = self.declared_faults(site, settings)
-        if found is None:
-            raise self.refuse(site, f"e.g. tc qdisc add dev IFACE root netem delay "
-                              f"{settings.latency_ms}ms / tc qdisc del dev IFACE root")
-        return found
+    def own_faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
+        raise self.refuse(site, f"e.g. tc qdisc add dev IFACE root netem delay "
+                          f"{settings.latency_ms}ms / tc qdisc del dev IFACE root")
 
     def detect(self, site: DrillSite, settings: DrillSettings) -> float | None:
         return None  # a slow service still answers its health checks
