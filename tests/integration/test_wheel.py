@@ -186,3 +186,29 @@ def test_two_releases_then_a_broken_one_rolled_back_byte_exact(user: UserRepo) -
     assert _served(user) == "1.1.0"
     with urllib.request.urlopen(f"{url}/notes/release-day", timeout=5) as answer:
         assert json.load(answer)["body"] == "kept"
+
+
+def test_a_service_crash_drill_on_the_second_service(user: UserRepo) -> None:
+    """The continuity plan `relctl init` wrote, edited as its user would: the service's
+    pid file for service-crash, no data to replicate (the backup site is cold). The
+    service is killed through Ansible by its pid, the LB moves to primary-2, the plan's
+    restart command (notesctl start) brings it back, and primary-1 serves again."""
+    plan = user.repo / "relctl" / "notes-continuity.yml"
+    doc = yaml.safe_load(plan.read_text())
+    assert doc["drills"] == "allowed"  # init: a lab environment may be drilled
+    doc["drill"]["pid_file"] = "/run/notes/notes.pid"
+    doc["data"] = []
+    edited = user.repo / "relctl" / "notes-drill.yml"
+    edited.write_text(yaml.safe_dump(doc, sort_keys=False))
+    dry = user.run("drill", "service-crash", "--plan", str(edited), "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert [f["channel"] for f in json.loads(dry.stdout)["faults"]] == ["pid-file"]
+
+    done = user.run("drill", "service-crash", "--plan", str(edited), "--json")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout)["figures"]
+    assert report["verdict"] == "pass" and report["measures"]["served_by_after"] == ["primary-2"]
+    assert any("restart command" in what for _, what in report["timeline"])
+    with urllib.request.urlopen(f"{user.lab_status()['url']}/version", timeout=5) as answer:
+        assert answer.headers["X-Served-By"] == "primary-1"
+        assert json.load(answer)["version"] == "1.1.0"
