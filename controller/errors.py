@@ -5,6 +5,7 @@
     ├── PrerequisiteError            exit 6   this machine lacks what the job needs
     ├── LabError                     exit 7   the staging lab could not be brought up or used
     │   └── AddressInUseError        exit 7   a lab address/port is already taken
+    ├── DataUnreachableError         exit 7   a data item's database server did not answer
     │   (exit 7 also: journal.errors.JournalUnreachableError, the journal's database
     │    server cannot be reached: exit 7 means "a system relctl needs is unreachable")
     ├── PlaybookError                exit 8   an Ansible playbook run failed
@@ -72,6 +73,13 @@ class LabError(RelctlError):
 
 class AddressInUseError(LabError):
     """A loopback address and port the lab wants is already bound by something else."""
+
+
+class DataUnreachableError(RelctlError):
+    """A data item's database server cannot be reached (refused, timed out): nothing was
+    touched."""
+
+    exit_code = ExitCode.UNREACHABLE
 
 
 class PlaybookError(RelctlError):

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -49,6 +50,21 @@ class ObjectStore:
         partial.write_bytes(data)
         partial.replace(path)
 
+    def put_file(self, source: Path) -> str:
+        """Move the file ``source`` into the store under its sha256 (read once, in
+        blocks: a database dump may be large); its name."""
+        sha = file_sha256(source)
+        path = self.path(sha)
+        if self.has(sha):
+            os.utime(path)
+            source.unlink()
+            return sha
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{sha}.{os.getpid()}.partial")
+        shutil.move(source, partial)
+        partial.replace(path)
+        return sha
+
     def put_b64(self, objects: dict[str, str]) -> None:
         """Store objects as the agent sends them (sha -> base64)."""
         for sha, data in objects.items():
@@ -79,7 +95,7 @@ class ObjectStore:
 
     def intact(self, sha: str) -> bool:
         """The object is there and its bytes hash to its name."""
-        return self.has(sha) and hashlib.sha256(self.read(sha)).hexdigest() == sha
+        return self.has(sha) and file_sha256(self.path(sha)) == sha
 
     def names(self) -> set[str]:
         if not self.root.is_dir():
@@ -102,3 +118,12 @@ class ObjectStore:
     def size(self) -> int:
         """Bytes the objects take."""
         return sum(self.path(sha).stat().st_size for sha in self.names())
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

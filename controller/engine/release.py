@@ -92,6 +92,7 @@ class ReleaseEngine:
                                     wait_s=self.approval_wait)
         plan = self._plan()
         m = self.manifest
+        self._check_databases(plan)
         self.journal.acquire_lock(m.environment, m.release)
         release_id = self.journal.start_release(
             name=m.release, version=m.version, service=m.service, environment=m.environment,
@@ -115,6 +116,7 @@ class ReleaseEngine:
     def dry_run(self) -> ReleaseOutcome:
         """The apply playbooks in check mode with diff: nothing on any host changes."""
         plan = self._plan()
+        self._check_databases(plan)
         failed = []
         for playbook in self.manifest.playbooks.apply:
             result = run_playbook(self._playbook(playbook, plan.hosts, "dry-run", check=True),
@@ -163,8 +165,9 @@ class ReleaseEngine:
         self._state(release_id, "snapshotting")
         with self._phase(release_id, "snapshot"):
             snapshots.take(plan.hosts, self._on_event)
-        self.progress(f"snapshot of {len(plan.agent_items)} items on {len(plan.hosts)} "
-                      f"hosts taken and verified ({snapshots.store.root})")
+        databases = (f" and {len(plan.server_data)} databases" if plan.server_data else "")
+        self.progress(f"snapshot of {len(plan.agent_items)} items on {len(plan.hosts)} hosts"
+                      f"{databases} taken and verified ({snapshots.store.root})")
         return self._roll_out(release_id, plan, gates, baseline, 1, started)
 
     def _roll_out(self, release_id: int, plan: ReleasePlan, gates: GateRunner,
@@ -276,8 +279,9 @@ class ReleaseEngine:
             result = snapshots.restore(touched, self._on_event) if touched else None
             phase["hosts"] = touched
             if result is not None:
-                phase["restored"] = {h: result.how(h) for h in touched if h not in
-                                     result.failed_hosts}
+                phase["restored"] = {h: result.how(h) for h in touched if h in
+                                     result.replies and h not in result.failed_hosts}
+                phase["databases"] = result.databases
                 phase["uploaded_objects"] = result.uploaded
         if result is not None and not result.succeeded:
             return self._finish(release_id, "rollback_failed", ExitCode.ROLLBACK_FAILED,
@@ -305,6 +309,10 @@ class ReleaseEngine:
                           f"{verdict.outcome}")
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _check_databases(self, plan: ReleasePlan) -> None:
+        """Log in to every server-side data item: a clear error before anything runs."""
+        Snapshots(self.env, self.journal, 0, plan).server_data.check(self.progress)
 
     def _plan(self) -> ReleasePlan:
         return plan_release(self.manifest, self.env.hosts(self.manifest.targets))

@@ -74,6 +74,11 @@ def forward_refusal(journal: Journal, record: ReleaseRecord, manifest: Manifest,
         if not wanted <= taken:
             missing = ", ".join(sorted(wanted - taken))
             return f"the snapshot is incomplete: {host} has no verified copy of {missing}"
+    databases = {item.name for item in plan.server_data}
+    taken = {s.item for item in plan.server_data
+             for s in journal.snapshots(record.id, item.location) if s.verified}
+    if not databases <= taken:
+        return f"the snapshot is incomplete: no verified dump of {', '.join(databases - taken)}"
     if manifest.gates.locust is not None and stop.baseline is None:
         return "no baseline load figures were recorded, so the load gate could not judge"
     return None

@@ -27,6 +27,7 @@ from controller.adapters.snapshot_store import ObjectMismatchError, ObjectStore
 from controller.agent import snapshot_agent
 from controller.engine.children import JournalChildren
 from controller.engine.environment import Environment
+from controller.engine.server_data import ServerData
 from controller.errors import RelctlError
 from controller.journal import Journal
 from controller.planning.release import ReleasePlan, version_from_link
@@ -55,10 +56,12 @@ class RestoreResult:
     replies: dict[str, AgentReply]
     uploaded: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    databases: dict[str, str] = field(default_factory=dict)  # server-side item -> how
+    database_error: str | None = None  # a database did not restore: hosts left as they were
 
     @property
     def succeeded(self) -> bool:
-        return all(reply.ok for reply in self.replies.values())
+        return self.database_error is None and all(r.ok for r in self.replies.values())
 
     @property
     def failed_hosts(self) -> list[str]:
@@ -66,6 +69,8 @@ class RestoreResult:
 
     def summary(self) -> str:
         """The failed hosts' errors, for people."""
+        if self.database_error:
+            return f"{self.database_error} (the hosts were left as they were)"[:1500]
         return "; ".join(f"{h}: {self.replies[h].error}" for h in self.failed_hosts)[:1500]
 
     def how(self, host: str) -> dict[str, str]:
@@ -103,6 +108,7 @@ class Snapshots:
             raise SnapshotError(f"snapshot failed: {_join(failed)}", hint="no host was changed")
         for host in hosts:
             self._record(host, self._keep_objects(host, replies[host].data))
+        self.server_data.take()
         self.apply_retention()
 
     def restore(self, hosts: list[str], on_event: EventCallback | None = None) -> RestoreResult:
@@ -110,6 +116,11 @@ class Snapshots:
         per host; a host whose copy lacks objects gets them uploaded and runs once more."""
         started = time.monotonic()
         indexes = {host: self.index(host) for host in hosts}
+        try:  # the databases first: the previous code must find the previous data
+            databases = self.server_data.restore()
+        except RelctlError as error:
+            return RestoreResult({}, seconds=time.monotonic() - started,
+                                 database_error=error.message)
         label = f"r{self.release_id}-restore"
         replies = self._agents.run(label, {h: self._restore_stdin(indexes[h]) for h in hosts})
         uploads: dict[str, dict[str, str]] = {}
@@ -123,7 +134,7 @@ class Snapshots:
             replies |= self._agents.run(f"{label}-upload", {
                 h: self._restore_stdin(indexes[h], objects) for h, objects in uploads.items()})
         return RestoreResult(replies, {h: len(o) for h, o in uploads.items()},
-                             time.monotonic() - started)
+                             time.monotonic() - started, databases)
 
     def index(self, host: str) -> Index:
         """``host``'s snapshot as the journal holds it: item name -> the agent's entry."""
@@ -161,6 +172,12 @@ class Snapshots:
             if main_object(row.meta) and self.store.has(main_object(row.meta)):
                 needed |= entry_objects(row.meta, self.store.members)
         self.store.drop_except(needed)
+
+    @property
+    def server_data(self) -> ServerData:
+        """The data items on their own servers (PostgreSQL), snapshotted by the controller."""
+        return ServerData(self.journal, self.release_id, self.plan.server_data, self.store,
+                          self.env.state_dir / "snapshots" / "scratch")
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -45,6 +45,11 @@ ItemName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
 Version = Annotated[str, Field(pattern=VERSION_PATTERN, max_length=100)]
 HostPattern = Annotated[str, Field(pattern=HOST_PATTERN, max_length=1000)]
 Command = Annotated[str, Field(min_length=1, max_length=4096)]
+# A database or role name, an environment variable's name, a server's address: each
+# reaches a command line as one argument, never through a shell.
+DbName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$-]*$", max_length=63)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=255)]
+HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", max_length=253)]
 Int = Annotated[int, Strict()]
 """An integer written as one: ``true`` or ``8.0`` is refused."""
 Number = Annotated[float, Strict()]

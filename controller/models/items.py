@@ -12,8 +12,12 @@ from pydantic import Field, model_validator
 
 from controller.models.base import (
     Command,
+    DbName,
+    EnvName,
     ExistingFile,
     Flag,
+    HostName,
+    Int,
     ItemName,
     RemotePath,
     Version,
@@ -86,20 +90,65 @@ class ServiceItem(_Item):
     )
 
 
+class PostgresDatabase(_Model):
+    """Where a PostgreSQL database lives and how relctl logs in to it. The password comes
+    from an environment variable or a file on the controller: never from the manifest,
+    and it never reaches the journal, logs or reports."""
+
+    host: HostName = Field(description="Server address or name, as the controller reaches it.")
+    port: Int = Field(5432, ge=1, le=65535, description="Server port.")
+    database: DbName = Field(description="Database name.")
+    user: DbName = Field(description="Role relctl logs in as (owner of the database's "
+                                     "objects, so that a restore can drop and recreate them).")
+    password_env: EnvName | None = Field(
+        None, description="Environment variable on the controller that holds the password.")
+    password_file: ExistingFile | None = Field(
+        None, description="File on the controller whose first line is the password.")
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> PostgresDatabase:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        return self
+
+    @property
+    def address(self) -> str:
+        """The database without its secret, for people: ``postgresql://user@host:port/db``."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
 class DataItem(_Item):
-    """Application data, e.g. a SQLite database, snapshotted consistently."""
+    """Application data: a SQLite database on every target (snapshotted there with its
+    online backup API), or a PostgreSQL database (snapshotted once by the controller)."""
 
     kind: Literal["data"] = Field(description="Item kind: application data.")
-    path: RemotePath = Field(description="Absolute path of the data on the host.")
-    engine: Literal["sqlite"] = Field(
-        "sqlite", description="Data engine; sqlite is snapshotted with its online backup API."
-    )
+    engine: Literal["sqlite", "postgresql"] = Field(
+        "sqlite", description="Data engine: sqlite (a file on each target) or postgresql "
+                              "(one database, reached from the controller).")
+    path: RemotePath | None = Field(
+        None, description="sqlite: absolute path of the database on each target.")
+    postgresql: PostgresDatabase | None = Field(
+        None, description="postgresql: the server, database and role.")
     conversion: ExistingFile | None = Field(
         None, description="Playbook that converts the data for this release (must exist)."
     )
     reversible: Flag = Field(
         True, description="false: once converted, rolling back cannot restore the old data."
     )
+
+    @property
+    def location(self) -> str:
+        """Where the data lives, for people (never with a password)."""
+        return self.postgresql.address if self.postgresql is not None else str(self.path)
+
+    @model_validator(mode="after")
+    def _fields_of_engine(self) -> DataItem:
+        if self.engine == "sqlite" and (self.path is None or self.postgresql is not None):
+            raise ValueError("a sqlite data item needs 'path' (and no 'postgresql')")
+        if self.engine == "postgresql" and (self.postgresql is None or self.path is not None):
+            raise ValueError("a postgresql data item needs a 'postgresql' block (host, "
+                             "database, user, password_env or password_file) and no 'path'")
+        return self
 
 
 ConfigItem = Annotated[

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from controller.models.manifest import ArtifactItem, ConfigItem, Manifest
+from controller.data import engine_for
+from controller.models.manifest import ArtifactItem, ConfigItem, DataItem, Manifest
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class ReleasePlan:
     hosts: list[str]
     batches: list[list[str]]
     agent_items: list[dict[str, Any]]
+    # Data items the controller snapshots once, on their server (``controller/data``).
+    server_data: list[DataItem] = field(default_factory=list)
 
     @property
     def agent_items_b64(self) -> str:
@@ -32,12 +35,15 @@ class ReleasePlan:
 
 
 def plan_release(manifest: Manifest, hosts: list[str]) -> ReleasePlan:
-    """Batches (canary first) and the agent's view of every configuration item."""
+    """Batches (canary first), the agent's view of every item it snapshots on the hosts,
+    and the data items the controller snapshots on their servers."""
+    server = [item for item in manifest.items_of(DataItem) if engine_for(item) is not None]
     return ReleasePlan(
         manifest=manifest,
         hosts=hosts,
         batches=manifest.strategy.batches(hosts),
-        agent_items=[agent_item(item) for item in manifest.items],
+        agent_items=[agent_item(item) for item in manifest.items if item not in server],
+        server_data=server,
     )
 
 

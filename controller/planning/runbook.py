@@ -266,10 +266,10 @@ def describe_change(item: ConfigItem, version: str, current: str | None) -> tupl
         return "stopped, then started on the new release", item.check or item.start
     if isinstance(item, DataItem):
         if not item.reversible:
-            return "converted in place: POINT OF NO RETURN", item.path
+            return "converted in place: POINT OF NO RETURN", item.location
         if item.conversion is not None:
-            return f"converted by {item.conversion.name}", item.path
-        return "kept (snapshotted before the apply)", item.path
+            return f"converted by {item.conversion.name}", item.location
+        return "kept (snapshotted before the apply)", item.location
     return "as the playbooks write it (snapshotted before the apply)", item.path
 
 

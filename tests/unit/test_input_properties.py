@@ -97,11 +97,13 @@ def mutated(draw: st.DrawFn, originals: dict[str, tuple[Path, Any]]) -> tuple[st
             parent = parent[step]
         action = draw(st.sampled_from(["swap", "swap", "drop", "add"]))
         if action == "swap":
-            parent[where[-1]] = draw(st.sampled_from(HOSTILE) | st.text(max_size=20))
+            # a copy: a hostile list or mapping must not carry one case's changes to the next
+            parent[where[-1]] = copy.deepcopy(draw(st.sampled_from(HOSTILE) | st.text(max_size=20)))
         elif action == "drop":
             del parent[where[-1]]
         elif isinstance(parent, dict):
-            parent[draw(st.text(min_size=1, max_size=12))] = draw(st.sampled_from(HOSTILE))
+            parent[draw(st.text(min_size=1, max_size=12))] = copy.deepcopy(
+                draw(st.sampled_from(HOSTILE)))
         if not isinstance(data, dict):
             break
     return name, data

@@ -1,0 +1,250 @@
+"""PostgreSQL data items: ``pg_dump -Fc`` before the change, one-transaction restore after.
+
+The controller reaches the database itself (host, port, database, role from the
+manifest; the password from an environment variable or a file on the controller, handed
+to the client tools through ``PGPASSWORD`` in their environment: never an argument, a
+log line or a journal row).
+
+- **Capture**: one repeatable-read transaction exports its snapshot; ``pg_dump -Fc
+  --snapshot`` dumps exactly that snapshot, and the logical digest is computed in the same
+  transaction, so the digest describes the dump even while the service keeps writing.
+- **Logical digest**: the schema as ``pg_dump --schema-only`` prints it (comments and
+  ``\\restrict`` keys dropped), each table's row count and an order-independent hash of
+  its rows, and each sequence's position.
+- **Restore**: in one ``psql --single-transaction``: drop every object of the database's
+  own schemas (extensions' objects kept), then the dump's SQL (``pg_restore -f -``).
+  Objects a migration added after the snapshot go too, which ``pg_restore --clean`` alone
+  would leave behind; a failure anywhere leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+from controller.data.engine import Capture
+from controller.errors import DataUnreachableError, InputError, PrerequisiteError
+from controller.models.items import DataItem, PostgresDatabase
+
+CONNECT_TIMEOUT_S = 5
+TOOL_TIMEOUT_S = 3600
+PG_LIB = Path(os.environ.get("RELCTL_PG_LIB", "/usr/lib/postgresql"))
+# SQLSTATE classes of a refused login or a wrong database: the manifest or its secret.
+BAD_LOGIN = ("28", "3D")
+NOISE = re.compile(r"^(--.*|\\(un)?restrict .*|)$")
+
+# Drops every object of the database's own schemas, keeping what extensions own.
+CLEAR = r"""
+DO $relctl$
+DECLARE
+  name text;
+BEGIN
+  FOR name IN SELECT quote_ident(n.nspname) FROM pg_namespace n
+      WHERE n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'public')
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = n.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE 'DROP SCHEMA IF EXISTS ' || name || ' CASCADE';
+  END LOOP;
+  FOR name IN SELECT CASE c.relkind WHEN 'v' THEN 'VIEW ' WHEN 'm' THEN 'MATERIALIZED VIEW '
+                WHEN 'S' THEN 'SEQUENCE ' WHEN 'f' THEN 'FOREIGN TABLE ' ELSE 'TABLE ' END
+                || 'IF EXISTS public.' || quote_ident(c.relname)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                        AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i'))
+  LOOP
+    EXECUTE 'DROP ' || name || ' CASCADE';
+  END LOOP;
+  FOR name IN SELECT 'ROUTINE IF EXISTS ' || p.oid::regprocedure::text
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = 'public' AND p.prokind <> 'a'
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE 'DROP ' || name || ' CASCADE';
+  END LOOP;
+  FOR name IN SELECT 'TYPE IF EXISTS public.' || quote_ident(t.typname)
+      FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+      WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd', 'r', 'm')
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = t.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE 'DROP ' || name || ' CASCADE';
+  END LOOP;
+END
+$relctl$;
+"""
+
+TABLES = """
+SELECT format('%I.%I', n.nspname, c.relname), c.relkind FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'S') AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+ ORDER BY 1
+"""
+
+
+class PostgresEngine:
+    """A PostgreSQL database named by a data item."""
+
+    def __init__(self, item: DataItem) -> None:
+        assert item.postgresql is not None, "a postgresql item has its database block"
+        self.item = item
+        self.db: PostgresDatabase = item.postgresql
+
+    # -- the seam ----------------------------------------------------------------------
+
+    def check(self) -> str:
+        with self._connect() as conn:
+            version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+        self._tool("pg_dump", version)
+        return version
+
+    def capture(self, folder: Path) -> Capture:
+        started = time.monotonic()
+        dump = folder / f"{self.item.name}.pgdump"
+        with self._connect() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+            snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+            self._run(self._tool("pg_dump", version), "-Fc", "--no-password",
+                      f"--snapshot={snapshot}", "-f", str(dump), *self._target())
+            digest = self._digest(conn, version, snapshot)
+        return Capture(dump, digest, version, time.monotonic() - started)
+
+    def restore(self, dump: Path) -> None:
+        version = self.check()
+        with tempfile.TemporaryDirectory(prefix="relctl-pg-") as tmp:
+            script = Path(tmp) / "restore.sql"
+            self._run(self._tool("pg_restore", version), "-f", str(script), str(dump))
+            clear = Path(tmp) / "clear.sql"
+            clear.write_text(CLEAR)
+            self._run(self._tool("psql", version), "-X", "-q", "--no-password",
+                      "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f", str(clear),
+                      "-f", str(script), *self._target())
+
+    def digest(self) -> str:
+        with self._connect() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+            snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+            return self._digest(conn, version, snapshot)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _digest(self, conn: psycopg.Connection[tuple[object, ...]], version: str,
+                snapshot: str) -> str:
+        """Schema, rows and sequences as the transaction holding ``snapshot`` sees them."""
+        schema = self._run(self._tool("pg_dump", version), "--schema-only", "--no-password",
+                           f"--snapshot={snapshot}", *self._target())
+        digest = hashlib.sha256()
+        for line in schema.splitlines():
+            if not NOISE.match(line):
+                digest.update(line.encode() + b"\n")
+        for name, kind in conn.execute(TABLES).fetchall():
+            if kind == "S":
+                row = conn.execute(f"SELECT last_value, is_called FROM {name}").fetchone()
+            else:
+                row = conn.execute(
+                    f"SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' ORDER BY "
+                    f"md5(t::text)), '')) FROM {name} t").fetchone()
+            digest.update(f"{name}|{row}\n".encode())
+        return digest.hexdigest()
+
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+        try:
+            conn = psycopg.connect(host=self.db.host, port=self.db.port,
+                                   dbname=self.db.database, user=self.db.user,
+                                   password=self._password(), connect_timeout=CONNECT_TIMEOUT_S,
+                                   application_name="relctl", autocommit=True)
+        except psycopg.OperationalError as error:
+            raise self._login_error(error) from None
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _login_error(self, error: psycopg.OperationalError) -> Exception:
+        text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        text = text or type(error).__name__
+        state = error.sqlstate or ""
+        refused = state.startswith(BAD_LOGIN) or "authentication failed" in text or (
+            "does not exist" in text) or "no password supplied" in text
+        where = f"data item {self.item.name!r} ({self.db.address})"
+        if refused:
+            return InputError(f"{where}: the server refused the login: {text}",
+                              hint="check user, database and the password source "
+                                   "(password_env / password_file); nothing was touched")
+        return DataUnreachableError(f"{where}: the database server cannot be reached: {text}",
+                                    hint="is it running and listening there? nothing was "
+                                         "touched")
+
+    def _password(self) -> str | None:
+        if self.db.password_env:
+            value = os.environ.get(self.db.password_env)
+            if value is None:
+                raise InputError(f"data item {self.item.name!r}: the environment variable "
+                                 f"{self.db.password_env} (postgresql.password_env) is not "
+                                 "set", hint="export it before running relctl")
+            return value
+        if self.db.password_file:
+            try:
+                lines = self.db.password_file.read_text(encoding="utf-8").splitlines()
+            except OSError as error:
+                raise InputError(f"data item {self.item.name!r}: cannot read "
+                                 f"postgresql.password_file {self.db.password_file}: "
+                                 f"{error.strerror}") from None
+            return lines[0] if lines else ""
+        return None  # libpq's own sources: ~/.pgpass, a trusted local server
+
+    def _target(self) -> list[str]:
+        return ["-h", self.db.host, "-p", str(self.db.port), "-U", self.db.user,
+                "-d", self.db.database]
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        password = self._password()
+        if password is not None:
+            env["PGPASSWORD"] = password
+        env["PGCONNECT_TIMEOUT"] = str(CONNECT_TIMEOUT_S)
+        env["PGAPPNAME"] = "relctl"
+        return env
+
+    def _run(self, tool: Path, *args: str) -> str:
+        try:
+            done = subprocess.run([str(tool), *args], capture_output=True, text=True,
+                                  env=self._environment(), timeout=TOOL_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired:
+            raise DataUnreachableError(f"data item {self.item.name!r}: {tool.name} did not "
+                                       f"finish in {TOOL_TIMEOUT_S} s") from None
+        if done.returncode != 0:
+            detail = done.stderr.strip().splitlines()[-3:] or [f"exit {done.returncode}"]
+            raise InputError(f"data item {self.item.name!r} ({self.db.address}): "
+                             f"{tool.name} failed: {' | '.join(detail)}"[:1500])
+        return done.stdout
+
+    @staticmethod
+    def _tool(name: str, server_version: str) -> Path:
+        """The client tool of the server's major version, else the newest one installed
+        (a pg_dump older than the server refuses to dump it)."""
+        leading = re.match(r"\d+", server_version.strip())
+        major = int(leading.group()) if leading else 0
+        versions = sorted((int(p.name) for p in PG_LIB.glob("[0-9]*") if p.name.isdigit()),
+                          reverse=True)
+        for candidate in [major, *versions]:
+            path = PG_LIB / str(candidate) / "bin" / name
+            if candidate >= major and path.exists():
+                return path
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+        raise PrerequisiteError(f"{name} for PostgreSQL {major} is not installed on the "
+                                "controller", hint=f"install postgresql-client-{major}")
