@@ -2,8 +2,9 @@
 # Install the Debian packages relctl's lab and tests need, only when something is missing.
 set -euo pipefail
 # chromium: headless, renders the HTML reports in a test (screenshot of the charts).
-# postgresql: the tests start their own cluster on loopback (the shared PostgreSQL journal).
-packages=(openssh-server openssh-client haproxy python3 sqlite3 util-linux procps chromium postgresql)
+# postgresql: the tests start their own cluster on loopback (the shared PostgreSQL journal,
+# PostgreSQL data items); python3-psycopg: the sample ledger in its PostgreSQL mode.
+packages=(openssh-server openssh-client haproxy python3 sqlite3 util-linux procps chromium postgresql python3-psycopg)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

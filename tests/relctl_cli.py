@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,13 @@ def relctl_json(state_dir: Path, *args: str) -> dict[str, Any]:
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
-def deploy_ledger(state_dir: Path, version: str, limit: str = "app_primary"
-                  ) -> subprocess.CompletedProcess[str]:
-    """Deploy the sample service with its plain playbook (examples/ledger/deploy.sh)."""
+def deploy_ledger(state_dir: Path, version: str, limit: str = "app_primary",
+                  extra: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """Deploy the sample service with its plain playbook (examples/ledger/deploy.sh);
+    ``extra``: more of its options (``-e VAR=VALUE``)."""
     return subprocess.run(
         [str(ROOT / "examples" / "ledger" / "deploy.sh"), "--state-dir", str(state_dir),
-         "--limit", limit, version],
+         "--limit", limit, *extra, version],
         capture_output=True, text=True, timeout=600, env={**os.environ, "PATH": tools_path()},
         check=False,
     )

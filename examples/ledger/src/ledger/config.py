@@ -27,7 +27,7 @@ class Config:
     path: Path
     bind: str
     port: int
-    db: Path
+    db: Path | str  # a SQLite file, or a postgresql:// URL (see db.py)
     log: Path
     pidfile: Path
 
@@ -62,7 +62,7 @@ def load(path: str | Path = DEFAULT_CONFIG) -> Config:
         path=Path(path),
         bind=section["bind"],
         port=port,
-        db=Path(section["db"]),
+        db=section["db"] if section["db"].startswith("postgresql://") else Path(section["db"]),
         log=Path(section["log"]),
         pidfile=Path(section["pidfile"]),
     )

@@ -1,4 +1,8 @@
-"""SQLite access shared by all versions: connections and schema checks."""
+"""Database access shared by all versions: connections and schema checks.
+
+``db`` in the config is a SQLite file, or a ``postgresql://`` URL (``pg.py``): every
+function here takes either.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,12 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-from . import schema
+from . import pg, schema
+
+Target = Path | str  # a SQLite file, or a postgresql:// URL
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -17,8 +24,15 @@ class SchemaMismatchError(RuntimeError):
     """The database schema is not the one this release's code expects."""
 
 
-def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
+def is_server(target: Target) -> bool:
+    """True for a database server's URL (PostgreSQL mode)."""
+    return isinstance(target, str) and target.startswith("postgresql://")
+
+
+def connect(path: Target, *, create: bool = False) -> Any:
     """Open ``path`` (never creating it unless ``create``) with sane pragmas."""
+    if is_server(path):
+        return pg.Connection(str(path))
     mode = "rwc" if create else "rw"
     uri = f"file:{quote(str(path))}?mode={mode}"
     conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
@@ -40,9 +54,9 @@ def is_blank(conn: sqlite3.Connection) -> bool:
     return user_version(conn) == 0 and tables == 0
 
 
-def stored_schema(path: Path) -> int | None:
+def stored_schema(path: Target) -> int | None:
     """Schema version of the database at ``path``; None if absent or blank."""
-    if not path.exists():
+    if not is_server(path) and not Path(path).exists():
         return None
     conn = connect(path)
     try:
@@ -51,7 +65,7 @@ def stored_schema(path: Path) -> int | None:
         conn.close()
 
 
-def mismatch_message(path: Path, found: int) -> str:
+def mismatch_message(path: Target, found: int) -> str:
     """Human-readable explanation of a schema mismatch."""
     return (
         f"database {path} is at schema {found} but this release expects "
@@ -60,16 +74,17 @@ def mismatch_message(path: Path, found: int) -> str:
     )
 
 
-def check_schema(conn: sqlite3.Connection, path: Path) -> None:
+def check_schema(conn: sqlite3.Connection, path: Target) -> None:
     """Raise SchemaMismatchError unless the database is at the expected schema."""
     found = user_version(conn)
     if found != schema.SCHEMA:
         raise SchemaMismatchError(mismatch_message(path, found))
 
 
-def initialize(path: Path) -> bool:
+def initialize(path: Target) -> bool:
     """Create the schema in a new database, else verify it. True if created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not is_server(path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path, create=True)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -89,7 +104,7 @@ def initialize(path: Path) -> bool:
 
 
 @contextmanager
-def session(path: Path) -> Iterator[sqlite3.Connection]:
+def session(path: Target) -> Iterator[sqlite3.Connection]:
     """One schema-checked connection and transaction (commit on success)."""
     conn = connect(path)
     try:

@@ -29,9 +29,10 @@ def plan(current: int | None) -> str:
     return "migrate" if current < schema.SCHEMA else "downgrade"
 
 
-def backup(path: Path, current: int) -> Path:
+def backup(path: Path | str, current: int) -> Path:
     """Copy the database with SQLite's online backup API; return the copy."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = Path(path)
     target = path.with_name(f"{path.name}.schema{current}-{stamp}.bak")
     src = db.connect(path)
     dst = sqlite3.connect(target)
@@ -43,7 +44,7 @@ def backup(path: Path, current: int) -> Path:
     return target
 
 
-def run_step(path: Path, current: int) -> str:
+def run_step(path: Path | str, current: int) -> str:
     """Convert the database from ``current`` to ``current + 1`` atomically."""
     step = migrations.STEPS.get(current)
     if step is None:
@@ -66,7 +67,7 @@ def run_step(path: Path, current: int) -> str:
         conn.close()
 
 
-def migrate(path: Path, make_backup: bool = True) -> int:
+def migrate(path: Path | str, make_backup: bool = True) -> int:
     """Apply all steps up to schema.SCHEMA, printing progress."""
     current = db.stored_schema(path)
     action = plan(current)
@@ -85,7 +86,9 @@ def migrate(path: Path, make_backup: bool = True) -> int:
             file=sys.stderr,
         )
         return EXIT_DOWNGRADE
-    if make_backup:
+    if make_backup and db.is_server(path):
+        print("no backup copy of a database server: take one with pg_dump first")
+    elif make_backup:
         print(f"backup written to {backup(path, current)}")
     start = current
     while current < schema.SCHEMA:
@@ -96,7 +99,7 @@ def migrate(path: Path, make_backup: bool = True) -> int:
     return 0
 
 
-def check(path: Path) -> int:
+def check(path: Path | str) -> int:
     """Print a JSON report of the database versus this release's schema."""
     current = db.stored_schema(path)
     report = {

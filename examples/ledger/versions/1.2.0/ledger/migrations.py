@@ -32,6 +32,8 @@ def schema_1_to_2(conn: sqlite3.Connection) -> str:
     )
     conn.execute("DROP TABLE tx")
     conn.execute("ALTER TABLE tx_new RENAME TO tx")
+    if hasattr(conn, "reset_ids"):  # PostgreSQL mode: copied ids are never handed out again
+        conn.reset_ids("tx")
     conn.execute(schema.INDEX_DDL)
     after = totals(conn)
     if after != before:

@@ -1,0 +1,242 @@
+"""PostgreSQL data items on the real lab: ledger in its PostgreSQL mode, two hosts sharing
+one database server (a real cluster on 127.0.72.100), relctl logging in from the
+controller with a password file.
+
+- ledger 1.2.0 migrates the schema (1 -> 2: a new table, a rebuilt ``tx``) and fails its
+  load gate: relctl rolls back, and the database is the snapshot's again (logical digest,
+  and, read independently of relctl, the dump restored into a scratch database: tables,
+  rows, schema version); ledger 1.1.0 serves through HAProxy and keeps writing.
+- Bad input: a wrong password, a server that does not answer, a missing password file, an
+  unset password variable: a clear error naming the item, exit 2 or 7, no host changed.
+- The password is in no journal row, log, report or output.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from controller.adapters import http
+from controller.data import engine_for
+from controller.journal import Journal
+from controller.models.items import DataItem
+from tests.integration.conftest import RunningLab, _skip_without_lab
+from tests.integration.ledger_http import served_versions
+from tests.pg_cluster import PG_BIN, PgCluster, free_port, missing_binaries, start_cluster
+from tests.relctl_cli import LEDGER_SERVICE, ROOT, deploy_ledger, relctl, relctl_json
+
+pytestmark = pytest.mark.lab
+EXAMPLES = ROOT / "examples" / "releases"
+DB_ADDRESS = "127.0.72.100"
+
+
+@dataclass
+class Setup:
+    lab: RunningLab
+    cluster: PgCluster
+    folder: Path  # manifests and secrets, outside the state directory
+    password_file: Path
+    passfile: Path
+    outputs: list[str] = field(default_factory=list)  # every relctl output, for the grep
+
+    @property
+    def database(self) -> str:
+        return f"postgresql://relctl@{self.cluster.address}:{self.cluster.port}/ledger"
+
+    def conninfo(self, database: str = "ledger") -> str:
+        return self.cluster.url(database)
+
+    def apply(self, manifest: Path) -> subprocess.CompletedProcess[str]:
+        result = relctl(self.lab.state_dir, "apply", str(manifest), "--yes", "--json")
+        self.outputs += [result.stdout, result.stderr]
+        return result
+
+
+@pytest.fixture(scope="module")
+def setup() -> Iterator[Setup]:
+    """Two primaries at 127.0.72.10 on ledger 1.1.0 in PostgreSQL mode, a cluster with
+    database ``ledger`` (owned by relctl's role) on 127.0.72.100."""
+    _skip_without_lab()
+    why = missing_binaries()
+    if why is not None:
+        pytest.skip(why)
+    cluster = start_cluster(DB_ADDRESS)
+    state = Path("/var/tmp/relctl-pg-tests") / uuid.uuid4().hex[:8]
+    state.mkdir(parents=True)
+    folder = Path(tempfile.mkdtemp(prefix="relctl-pg-items-"))
+    try:
+        cluster.sql("CREATE DATABASE ledger OWNER relctl")
+        up = relctl(state, "lab", "up", "--primary", "2", "--backup", "0",
+                    "--base-address", "127.0.72.10", "--service", LEDGER_SERVICE)
+        assert up.returncode == 0, up.stderr
+        lab = RunningLab(state, relctl_json(state, "lab", "status"))
+        password_file = folder / "relctl.password"
+        password_file.write_text(cluster.password + "\n")
+        passfile = folder / "ledger.pgpass"
+        passfile.write_text(f"{cluster.address}:{cluster.port}:ledger:relctl:{cluster.password}\n")
+        ready = Setup(lab, cluster, folder, password_file, passfile)
+        deploy = deploy_ledger(state, "1.1.0", extra=[
+            "-e", f"ledger_database={ready.database}", "-e", f"ledger_db_passfile={passfile}"])
+        assert deploy.returncode == 0, deploy.stdout[-3000:]
+        wait_served(lab, "1.1.0")
+        yield ready
+    finally:
+        relctl(state, "lab", "down")
+        cluster.stop()
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def ledger_http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    answer = http.request(method, url, body=body, timeout=10)
+    return answer.status, (answer.json() if answer.status in (200, 201) else None)
+
+
+def wait_served(lab: RunningLab, version: str) -> None:
+    deadline = time.monotonic() + 30  # HAProxy's checks see the started servers
+    while ledger_http("GET", f"{lab.url}/version") != (200, {"version": version}):
+        assert time.monotonic() < deadline, "ledger is not served through HAProxy"
+        time.sleep(0.5)
+
+
+def manifest(setup: Setup, version: str, name: str, **database: Any) -> Path:
+    """The example manifest of ``version`` with its SQLite item swapped for the shared
+    PostgreSQL database (``database`` overrides the item's postgresql block), and a load
+    gate no release can pass (10^6 requests per second)."""
+    data = yaml.safe_load((EXAMPLES / f"ledger-{version}.yml").read_text())
+    block = {"host": setup.cluster.address, "port": setup.cluster.port, "database": "ledger",
+             "user": "relctl", "password_file": str(setup.password_file), **database}
+    data["items"] = [item for item in data["items"] if item["kind"] != "data"] + [
+        {"kind": "data", "name": "ledger-db", "engine": "postgresql",
+         "postgresql": {k: v for k, v in block.items() if v is not None}}]
+    for item in data["items"]:
+        if "source" in item:
+            item["source"] = str((EXAMPLES / item["source"]).resolve())
+    data["playbooks"]["apply"] = [str((EXAMPLES / p).resolve())
+                                  for p in data["playbooks"]["apply"]]
+    for gate in data["gates"]["testinfra"]:
+        gate["tests"] = str((EXAMPLES / gate["tests"]).resolve())
+    data["gates"]["locust"]["locustfile"] = str(
+        (EXAMPLES / data["gates"]["locust"]["locustfile"]).resolve())
+    data["gates"]["locust"]["thresholds"]["min_rps"] = 1_000_000
+    data["extravars"] |= {"ledger_database": setup.database,
+                          "ledger_db_passfile": str(setup.passfile)}
+    data.pop("risks", None)
+    path = setup.folder / f"{name}.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def rows(conninfo: str) -> dict[str, Any]:
+    """What a user of the database sees: its tables, schema version and transactions."""
+    with psycopg.connect(conninfo) as conn:
+        tables = sorted(r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+        version = conn.execute("SELECT version FROM ledger_schema").fetchone()
+        columns = [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'tx' "
+            "ORDER BY ordinal_position")]
+        tx = [tuple(r) for r in conn.execute("SELECT * FROM tx ORDER BY id")]
+    return {"tables": tables, "schema": version, "columns": columns, "tx": tx}
+
+
+def snapshot_of(setup: Setup, release: str) -> tuple[dict[str, Any], Path]:
+    """The journal's row for the database's snapshot in ``release``, and its dump."""
+    with Journal(setup.lab.state_dir / "journal.sqlite") as journal:
+        record = journal.find_release(release)
+        assert record is not None
+        snaps = [s for s in journal.snapshots(record.id) if s.item == "ledger-db"]
+    assert len(snaps) == 1 and snaps[0].host == setup.database
+    return snaps[0].meta, snaps[0].path
+
+
+def test_a_failed_release_brings_the_database_back(setup: Setup) -> None:
+    lab = setup.lab
+    written = [ledger_http("POST", f"{lab.url}/tx", {"account": "ada", "amount_cents": n})
+               for n in (100, 250, -75)]
+    assert all(status == 201 for status, _ in written)
+    before = rows(setup.conninfo())
+    assert before["tables"] == ["ledger_schema", "tx"] and before["schema"] == (1,)
+
+    result = setup.apply(manifest(setup, "1.2.0", "ledger-1.2.0-pg"))
+
+    assert result.returncode == 3, result.stderr[-3000:]
+    outcome = json.loads(result.stdout)
+    assert outcome["state"] == "rolled_back"
+    assert any(g["kind"] == "locust" and g["verdict"] == "fail" for g in outcome["gates"])
+    meta, dump = snapshot_of(setup, outcome["release"])
+    assert meta["engine"] == "postgresql" and meta["server_version"].startswith("15")
+    # relctl's own claim: the logical digest equals the snapshot's ...
+    item = DataItem.model_validate({"kind": "data", "name": "ledger-db", "engine": "postgresql",
+                                    "postgresql": {"host": DB_ADDRESS,
+                                                   "port": setup.cluster.port,
+                                                   "database": "ledger", "user": "relctl",
+                                                   "password_file": setup.password_file}})
+    engine = engine_for(item)
+    assert engine is not None and engine.digest() == meta["digest"]
+    # ... and, read without relctl: the dump restored into a scratch database holds what
+    # the live one holds again: schema 1, no accounts table, every transaction.
+    setup.cluster.sql("CREATE DATABASE scratch OWNER relctl")
+    restored = subprocess.run(
+        [str(PG_BIN / "pg_restore"), "--no-owner", "-d", setup.conninfo("scratch"), str(dump)],
+        capture_output=True, text=True, check=False)
+    assert restored.returncode == 0, restored.stderr
+    now = rows(setup.conninfo())
+    assert now == rows(setup.conninfo("scratch"))
+    assert now["tables"] == ["ledger_schema", "tx"] and now["schema"] == (1,)
+    assert "account_id" not in now["columns"]
+    assert {tx["id"] for _, tx in written} <= {row[0] for row in now["tx"]}
+    # the previous release serves again, and writes after the rollback get fresh ids
+    assert served_versions(lab) == {"1.1.0"}
+    status, tx = ledger_http("POST", f"{lab.url}/tx", {"account": "ada", "amount_cents": 1})
+    assert status == 201 and tx["id"] > max(row[0] for row in now["tx"])
+
+
+@pytest.mark.parametrize(("case", "database", "code", "words"), [
+    ("wrong-password", {"password_file": "WRONG"}, 2, "refused the login"),
+    ("no-server", {"port": "FREE"}, 7, "cannot be reached"),
+    ("unset-variable", {"password_file": None, "password_env": "RELCTL_TEST_UNSET_PW"}, 2,
+     "RELCTL_TEST_UNSET_PW"),
+    ("missing-file", {"password_file": "/nonexistent/relctl.pw"}, 2, "password_file"),
+])
+def test_bad_database_input_touches_nothing(setup: Setup, case: str, database: dict[str, Any],
+                                            code: int, words: str) -> None:
+    lab = setup.lab
+    if database.get("password_file") == "WRONG":
+        wrong = setup.folder / "wrong.password"
+        wrong.write_text("not-the-password\n")
+        database = {"password_file": str(wrong)}
+    if database.get("port") == "FREE":
+        database = {"port": free_port(DB_ADDRESS)}
+    releases_before = relctl_json(lab.state_dir, "history")
+    digest_before = rows(setup.conninfo())
+
+    result = setup.apply(manifest(setup, "1.2.0", f"bad-{case}", **database))
+
+    assert result.returncode == code, result.stderr[-2000:]
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert "ledger-db" in result.stderr or "bad-missing-file.yml" in result.stderr
+    assert relctl_json(lab.state_dir, "history") == releases_before  # no release started
+    assert rows(setup.conninfo()) == digest_before
+    assert served_versions(lab) == {"1.1.0"}
+
+
+def test_the_password_is_nowhere(setup: Setup) -> None:
+    secret = setup.cluster.password.encode()
+    assert setup.outputs, "the tests above ran relctl"
+    assert all(secret not in text.encode() for text in setup.outputs)
+    leaks = [path for path in setup.lab.state_dir.rglob("*")
+             if path.is_file() and secret in path.read_bytes()]
+    assert leaks == []
