@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import psycopg
 
@@ -122,13 +123,25 @@ class PostgresEngine:
     def restore(self, dump: Path) -> None:
         version = self.check()
         with tempfile.TemporaryDirectory(prefix="relctl-pg-") as tmp:
-            script = Path(tmp) / "restore.sql"
-            self._run(self._tool("pg_restore", version), "-f", str(script), str(dump))
             clear = Path(tmp) / "clear.sql"
             clear.write_text(CLEAR)
-            self._run(self._tool("psql", version), "-X", "-q", "--no-password",
-                      "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f", str(clear),
-                      "-f", str(script), *self._target())
+            errors = Path(tmp) / "pg_restore.err"
+            # pg_restore writes the dump's SQL to psql's stdin: no copy of it on disk
+            with errors.open("wb") as log, subprocess.Popen(
+                    [str(self._tool("pg_restore", version)), "-f", "-", str(dump)],
+                    stdout=subprocess.PIPE, stderr=log, env=self._environment()) as source:
+                try:
+                    self._run(self._tool("psql", version), "-X", "-q", "--no-password",
+                              "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f",
+                              str(clear), "-f", "-", *self._target(), stdin=source.stdout)
+                except BaseException:
+                    source.kill()  # psql stopped reading: pg_restore must not wait on it
+                    raise
+                finally:
+                    source.wait()
+            if source.returncode != 0:
+                raise InputError(f"data item {self.item.name!r}: pg_restore could not read "
+                                 f"the dump {dump}: {errors.read_text()[-500:]}")
 
     def digest(self) -> str:
         with self._connect() as conn, conn.transaction():
@@ -218,10 +231,11 @@ class PostgresEngine:
         env["PGAPPNAME"] = "relctl"
         return env
 
-    def _run(self, tool: Path, *args: str) -> str:
+    def _run(self, tool: Path, *args: str, stdin: IO[bytes] | None = None) -> str:
         try:
-            done = subprocess.run([str(tool), *args], capture_output=True, text=True,
-                                  env=self._environment(), timeout=TOOL_TIMEOUT_S, check=False)
+            done = subprocess.run([str(tool), *args], stdin=stdin, capture_output=True,
+                                  text=True, env=self._environment(), timeout=TOOL_TIMEOUT_S,
+                                  check=False)
         except subprocess.TimeoutExpired:
             raise DataUnreachableError(f"data item {self.item.name!r}: {tool.name} did not "
                                        f"finish in {TOOL_TIMEOUT_S} s") from None
