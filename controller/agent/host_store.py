@@ -351,6 +351,17 @@ def restore(request: dict[str, Any]) -> dict[str, Any]:
                if mismatches else {})}
 
 
+def services(request: dict[str, Any]) -> dict[str, Any]:
+    """Stop (or start) every service item: a rollback whose data lives on a server of its
+    own stops the code first, restores the data, then the host (``restore``), which starts
+    the code again; when the data cannot come back, the code is started as it was."""
+    running = bool(request["running"])
+    found = [i for i in request["items"] if i["kind"] == "service"]
+    for service in found:
+        set_service(service, running=running)
+    return {"ok": True, "services": [s["name"] for s in found], "running": running}
+
+
 def verify(request: dict[str, Any]) -> dict[str, Any]:
     index: dict[str, Entry] = request["index"]
     mismatches = [i["name"] for i in request["items"] if not entry_matches(i, index[i["name"]])]
@@ -359,7 +370,7 @@ def verify(request: dict[str, Any]) -> dict[str, Any]:
 
 def serve() -> int:
     """Read one JSON request from stdin, print one JSON reply; exit 0 when it is ok."""
-    handlers = {"capture": capture, "restore": restore, "verify": verify}
+    handlers = {"capture": capture, "restore": restore, "verify": verify, "services": services}
     try:
         request = json.loads(sys.stdin.buffer.read())
         reply = handlers[request["command"]](request)

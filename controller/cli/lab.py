@@ -46,11 +46,14 @@ def lab() -> None:
 @click.option("--service", "services", multiple=True, metavar="NAME:PORT[/PATH]",
               help="A service the load balancer fronts (repeatable): its name, the port it "
               "listens on on each host, and an HTTP health path (else a TCP check).")
+@click.option("--postgresql/--no-postgresql", default=None,
+              help="Each app host also runs its own PostgreSQL cluster on its address "
+              "(role postgres, password in LAB_DIR/keys/postgresql.password) [off].")
 @JSON_OPTION
 @click.pass_context
 def up(ctx: click.Context, primary: int | None, backup: int | None, base_address: str | None,
        ssh_port: int | None, lb_port: int | None, services: tuple[str, ...],
-       as_json: bool) -> None:
+       postgresql: bool | None, as_json: bool) -> None:
     """Start the lab (idempotent: a healthy lab is kept as it is, dead hosts restarted).
 
     Options not given keep the running lab's values (after a drill, plain
@@ -67,7 +70,8 @@ def up(ctx: click.Context, primary: int | None, backup: int | None, base_address
     existing = the_lab.load()
     given = {"primary": primary, "backup": backup, "base_address": base_address,
              "ssh_port": ssh_port, "lb_port": lb_port,
-             "services": _parse_services(services) if services else None}
+             "services": _parse_services(services) if services else None,
+             "postgresql": postgresql}
     base = existing.spec.model_dump() if existing else {}
     try:
         spec = LabSpec(**{**base, **{k: v for k, v in given.items() if v is not None}})
@@ -150,6 +154,7 @@ def _status_json(result: LabStatus) -> dict[str, object]:
         ],
         "backends": [vars(b) for b in result.backends],
         "lb_error": result.lb_error,
+        "postgresql": result.postgresql,
     }
 
 
@@ -176,4 +181,8 @@ def _print_status(result: LabStatus) -> None:
                       markup=False)
     for service in result.services:
         console.print(f"service {service.name}: {service.url}")
+    if result.postgresql:
+        console.print(f"PostgreSQL on every app host's address, port "
+                      f"{result.postgresql['port']}, role postgres, password in "
+                      f"{result.postgresql['password_file']}", markup=False)
     console.print(f"inventory: {result.inventory}")

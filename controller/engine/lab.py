@@ -8,6 +8,7 @@ saved after every host started so that a crash never loses a pid.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,13 +21,14 @@ from controller.adapters import processes, ssh
 from controller.adapters.ansible import PlaybookRun, failure_summary, run_playbook
 from controller.adapters.haproxy import BackendServer, RuntimeApi
 from controller.adapters.system import check_lab_prerequisites, check_overlay, ensure_mountpoints
-from controller.errors import InputError, LabError, PlaybookError
+from controller.errors import InputError, LabError, PlaybookError, PrerequisiteError
 from controller.models.lab import FrontedService, HostProcess, LabHost, LabSpec, LabState
 from controller.paths import bundled_playbook
 from controller.planning import lab as plan
 
 Progress = Callable[[str], None]
 BOOT_TIMEOUT = 30.0
+POSTGRESQL_LIB = Path("/usr/lib/postgresql")
 
 
 @dataclass
@@ -58,6 +60,7 @@ class LabStatus:
     ansible_cfg: Path
     services: list[FrontedService]
     hosts: list[HostStatus]
+    postgresql: dict[str, object] | None
     backends: list[BackendServer]
     lb_error: str | None
 
@@ -104,6 +107,9 @@ class Lab:
         self._write_ansible_files(state)
         progress("configuring HAProxy on the load balancer (relctl lb_setup.yml)")
         self._configure_lb(state)
+        if spec.postgresql:
+            progress("starting PostgreSQL on every app host (relctl lab_postgresql.yml)")
+            self._start_postgresql(state)
         report.seconds = time.monotonic() - started_at
         return report
 
@@ -141,6 +147,9 @@ class Lab:
             ansible_cfg=self.layout.ansible_cfg,
             services=state.services,
             hosts=hosts,
+            postgresql=({"port": state.spec.postgresql_port, "user": "postgres",
+                         "password_file": str(self.layout.postgresql_password)}
+                        if state.spec.postgresql else None),
             backends=backends,
             lb_error=lb_error,
         )
@@ -261,6 +270,22 @@ class Lab:
                 hint=f"artifacts in {result.artifact_dir}",
             )
 
+    def _start_postgresql(self, state: LabState) -> None:
+        """A cluster per app host, inside the host (it dies with the host's PID 1)."""
+        binaries = postgresql_binaries()
+        password = self.layout.postgresql_password
+        if not password.exists():
+            password.write_text(secrets.token_urlsafe(18) + "\n")
+        password.chmod(0o600)
+        result = run_playbook(self.playbook_run(
+            "lab_postgresql.yml", label="lab-postgresql",
+            extravars={"relctl_pg_bin": str(binaries), "relctl_pg_port": state.spec.postgresql_port,
+                       "relctl_pg_password_file": str(password)}))
+        if not result.succeeded:
+            raise PlaybookError(
+                f"lab_postgresql.yml failed ({result.status}): {failure_summary(result)}",
+                hint=f"artifacts in {result.artifact_dir}")
+
     def _host_status(self, state: LabState, host: LabHost) -> HostStatus:
         proc = state.processes.get(host.name)
         running = proc is not None and processes.is_running(proc)
@@ -276,6 +301,17 @@ class Lab:
         tmp = self.layout.state_file.with_suffix(".tmp")
         tmp.write_text(state.model_dump_json(indent=2))
         tmp.replace(self.layout.state_file)
+
+
+def postgresql_binaries() -> Path:
+    """The newest PostgreSQL server installed (Debian's layout)."""
+    found = sorted((p for p in POSTGRESQL_LIB.glob("*/bin/postgres")),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
+                   else 0)
+    if not found:
+        raise PrerequisiteError(f"no PostgreSQL server under {POSTGRESQL_LIB} for lab up "
+                                "--postgresql", hint="install the Debian package postgresql")
+    return found[-1].parent
 
 
 def _addressing(spec: LabSpec) -> tuple[str, int, int, int]:

@@ -40,6 +40,7 @@ from controller.planning.snapshots import (
     restore_request,
     retained,
     scope_of,
+    services_request,
 )
 
 Index = dict[str, dict[str, Any]]
@@ -57,7 +58,7 @@ class RestoreResult:
     uploaded: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     databases: dict[str, str] = field(default_factory=dict)  # server-side item -> how
-    database_error: str | None = None  # a database did not restore: hosts left as they were
+    database_error: str | None = None  # a database did not restore: the hosts kept their files
 
     @property
     def succeeded(self) -> bool:
@@ -70,7 +71,7 @@ class RestoreResult:
     def summary(self) -> str:
         """The failed hosts' errors, for people."""
         if self.database_error:
-            return f"{self.database_error} (the hosts were left as they were)"[:1500]
+            return self.database_error[:1500]
         return "; ".join(f"{h}: {self.replies[h].error}" for h in self.failed_hosts)[:1500]
 
     def how(self, host: str) -> dict[str, str]:
@@ -116,12 +117,21 @@ class Snapshots:
         per host; a host whose copy lacks objects gets them uploaded and runs once more."""
         started = time.monotonic()
         indexes = {host: self.index(host) for host in hosts}
-        try:  # the databases first: the previous code must find the previous data
-            databases = self.server_data.restore()
-        except RelctlError as error:
-            return RestoreResult({}, seconds=time.monotonic() - started,
-                                 database_error=error.message)
         label = f"r{self.release_id}-restore"
+        databases: dict[str, str] = {}
+        if self.plan.server_data:  # code stopped, data back, then the hosts as snapshotted
+            stopped = self._services(hosts, f"{label}-stop", running=False)
+            if not all(reply.ok for reply in stopped.values()):
+                return RestoreResult(stopped, seconds=time.monotonic() - started)
+            try:
+                databases = self.server_data.restore()
+            except RelctlError as error:
+                restarted = self._services(hosts, f"{label}-restart", running=True)
+                again = ("the release runs again on its untouched data" if
+                         all(r.ok for r in restarted.values()) else
+                         "the release could not be started again: it is stopped")
+                return RestoreResult(restarted, seconds=time.monotonic() - started,
+                                     database_error=f"{error.message}; {again}")
         replies = self._agents.run(label, {h: self._restore_stdin(indexes[h]) for h in hosts})
         uploads: dict[str, dict[str, str]] = {}
         for host, reply in list(replies.items()):
@@ -227,6 +237,11 @@ class Snapshots:
                 size_bytes=int(entry.get("bytes", 0)), meta=entry, verified=True)
         self.journal.set_host_state(self.release_id, host, "snapshotted",
                                     version_before=linked_version(index))
+
+    def _services(self, hosts: list[str], label: str, *, running: bool
+                  ) -> dict[str, AgentReply]:
+        request = self._program.stdin(services_request(self.plan.agent_items, running))
+        return self._agents.run(label, dict.fromkeys(hosts, request))
 
     def _restore_stdin(self, index: Index, objects: Mapping[str, str] | None = None) -> bytes:
         return self._program.stdin(restore_request(

@@ -60,6 +60,11 @@ class LabSpec(BaseModel):
     lb_admin_port: int = Field(9999, ge=1, le=65535, description="HAProxy runtime API port.")
     services: tuple[LabService, ...] = Field(
         (), description="Services the load balancer fronts, each on its own frontend port.")
+    postgresql: bool = Field(
+        False, description="Each app host also runs its own PostgreSQL cluster on its own "
+                           "address (data in its own /var/lib/postgresql/lab).")
+    postgresql_port: int = Field(5432, ge=1, le=65535,
+                                 description="Port of every host's PostgreSQL cluster.")
 
     @field_validator("base_address")
     @classmethod
@@ -85,6 +90,8 @@ class LabSpec(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError(f"services named twice: {', '.join(names)}")
         fixed = {self.ssh_port: "the ssh port", self.lb_admin_port: "the runtime API port"}
+        if self.postgresql:
+            fixed[self.postgresql_port] = "the PostgreSQL port"
         for service, frontend in zip(self.services, self.frontend_ports, strict=True):
             if frontend > 65535:
                 raise ValueError(f"service {service.name}: frontend port {frontend} > 65535")

@@ -50,6 +50,11 @@ class LabLayout:
         return self.keys / "authorized_keys"
 
     @property
+    def postgresql_password(self) -> Path:
+        """The password of the ``postgres`` role on every host's cluster (0600)."""
+        return self.keys / "postgresql.password"
+
+    @property
     def known_hosts(self) -> Path:
         return self.root / "known_hosts"
 

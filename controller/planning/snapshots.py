@@ -87,6 +87,11 @@ def restore_request(items: list[dict[str, Any]], host_dir: str, scope: str, snap
             "snapshot": snapshot, "index": dict(index), "objects": dict(objects or {})}
 
 
+def services_request(items: list[dict[str, Any]], running: bool) -> dict[str, Any]:
+    """What the agent reads to stop (or start) the services among ``items``."""
+    return {"command": "services", "items": items, "running": running}
+
+
 @dataclass(frozen=True)
 class AgentProgram:
     """The agent as one ``python -c`` program that reads its sources, then a request,

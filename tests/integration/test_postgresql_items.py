@@ -1,6 +1,6 @@
 """PostgreSQL data items on the real lab: ledger in its PostgreSQL mode, two hosts sharing
-one database server (a real cluster on 127.0.72.100), relctl logging in from the
-controller with a password file.
+one database server (the cluster the lab runs inside primary-1, ``lab up --postgresql``),
+relctl logging in from the controller with a password file.
 
 - ledger 1.2.0 migrates the schema (1 -> 2: a new table, a rebuilt ``tx``) and fails its
   load gate: relctl rolls back, and the database is the snapshot's again (logical digest,
@@ -34,18 +34,33 @@ from controller.journal import Journal
 from controller.models.items import DataItem
 from tests.integration.conftest import RunningLab, _skip_without_lab
 from tests.integration.ledger_http import served_versions
-from tests.pg_cluster import PG_BIN, PgCluster, free_port, missing_binaries, start_cluster
+from tests.pg_cluster import PG_BIN, free_port, missing_binaries
 from tests.relctl_cli import LEDGER_SERVICE, ROOT, deploy_ledger, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
 EXAMPLES = ROOT / "examples" / "releases"
-DB_ADDRESS = "127.0.72.100"
+
+
+@dataclass(frozen=True)
+class LabDatabase:
+    """primary-1's cluster, as the lab reports it."""
+
+    address: str
+    port: int
+    password: str
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres:{self.password}@{self.address}:{self.port}/{database}"
+
+    def sql(self, statement: str) -> None:
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(statement)  # type: ignore[arg-type]
 
 
 @dataclass
 class Setup:
     lab: RunningLab
-    cluster: PgCluster
+    cluster: LabDatabase
     folder: Path  # manifests and secrets, outside the state directory
     password_file: Path
     passfile: Path
@@ -53,7 +68,7 @@ class Setup:
 
     @property
     def database(self) -> str:
-        return f"postgresql://relctl@{self.cluster.address}:{self.cluster.port}/ledger"
+        return f"postgresql://postgres@{self.cluster.address}:{self.cluster.port}/ledger"
 
     def conninfo(self, database: str = "ledger") -> str:
         return self.cluster.url(database)
@@ -66,26 +81,29 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup() -> Iterator[Setup]:
-    """Two primaries at 127.0.72.10 on ledger 1.1.0 in PostgreSQL mode, a cluster with
-    database ``ledger`` (owned by relctl's role) on 127.0.72.100."""
+    """Two primaries at 127.0.72.10 with a PostgreSQL cluster each (the lab's), on ledger
+    1.1.0 in PostgreSQL mode sharing database ``ledger`` on primary-1's cluster."""
     _skip_without_lab()
     why = missing_binaries()
     if why is not None:
         pytest.skip(why)
-    cluster = start_cluster(DB_ADDRESS)
     state = Path("/var/tmp/relctl-pg-tests") / uuid.uuid4().hex[:8]
     state.mkdir(parents=True)
     folder = Path(tempfile.mkdtemp(prefix="relctl-pg-items-"))
     try:
-        cluster.sql("CREATE DATABASE ledger OWNER relctl")
-        up = relctl(state, "lab", "up", "--primary", "2", "--backup", "0",
+        up = relctl(state, "lab", "up", "--primary", "2", "--backup", "0", "--postgresql",
                     "--base-address", "127.0.72.10", "--service", LEDGER_SERVICE)
         assert up.returncode == 0, up.stderr
         lab = RunningLab(state, relctl_json(state, "lab", "status"))
+        reported = lab.status["postgresql"]
+        cluster = LabDatabase(lab.hosts("app_primary")[0]["address"], reported["port"],
+                              Path(reported["password_file"]).read_text().strip())
+        cluster.sql("CREATE DATABASE ledger")
         password_file = folder / "relctl.password"
         password_file.write_text(cluster.password + "\n")
         passfile = folder / "ledger.pgpass"
-        passfile.write_text(f"{cluster.address}:{cluster.port}:ledger:relctl:{cluster.password}\n")
+        passfile.write_text(f"{cluster.address}:{cluster.port}:ledger:postgres:"
+                            f"{cluster.password}\n")
         ready = Setup(lab, cluster, folder, password_file, passfile)
         deploy = deploy_ledger(state, "1.1.0", extra=[
             "-e", f"ledger_database={ready.database}", "-e", f"ledger_db_passfile={passfile}"])
@@ -94,7 +112,6 @@ def setup() -> Iterator[Setup]:
         yield ready
     finally:
         relctl(state, "lab", "down")
-        cluster.stop()
         shutil.rmtree(state, ignore_errors=True)
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -117,7 +134,7 @@ def manifest(setup: Setup, version: str, name: str, **database: Any) -> Path:
     gate no release can pass (10^6 requests per second)."""
     data = yaml.safe_load((EXAMPLES / f"ledger-{version}.yml").read_text())
     block = {"host": setup.cluster.address, "port": setup.cluster.port, "database": "ledger",
-             "user": "relctl", "password_file": str(setup.password_file), **database}
+             "user": "postgres", "password_file": str(setup.password_file), **database}
     data["items"] = [item for item in data["items"] if item["kind"] != "data"] + [
         {"kind": "data", "name": "ledger-db", "engine": "postgresql",
          "postgresql": {k: v for k, v in block.items() if v is not None}}]
@@ -134,6 +151,7 @@ def manifest(setup: Setup, version: str, name: str, **database: Any) -> Path:
     data["extravars"] |= {"ledger_database": setup.database,
                           "ledger_db_passfile": str(setup.passfile)}
     data.pop("risks", None)
+    data["release"] = name  # each its own release: a rolled-back one is marked bad
     path = setup.folder / f"{name}.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -172,7 +190,7 @@ def test_a_failed_release_brings_the_database_back(setup: Setup) -> None:
 
     result = setup.apply(manifest(setup, "1.2.0", "ledger-1.2.0-pg"))
 
-    assert result.returncode == 3, result.stderr[-3000:]
+    assert result.returncode == 3, json.loads(result.stdout or "{}").get("message", result.stderr)
     outcome = json.loads(result.stdout)
     assert outcome["state"] == "rolled_back"
     assert any(g["kind"] == "locust" and g["verdict"] == "fail" for g in outcome["gates"])
@@ -180,15 +198,15 @@ def test_a_failed_release_brings_the_database_back(setup: Setup) -> None:
     assert meta["engine"] == "postgresql" and meta["server_version"].startswith("15")
     # relctl's own claim: the logical digest equals the snapshot's ...
     item = DataItem.model_validate({"kind": "data", "name": "ledger-db", "engine": "postgresql",
-                                    "postgresql": {"host": DB_ADDRESS,
+                                    "postgresql": {"host": setup.cluster.address,
                                                    "port": setup.cluster.port,
-                                                   "database": "ledger", "user": "relctl",
+                                                   "database": "ledger", "user": "postgres",
                                                    "password_file": setup.password_file}})
     engine = engine_for(item)
     assert engine is not None and engine.digest() == meta["digest"]
     # ... and, read without relctl: the dump restored into a scratch database holds what
     # the live one holds again: schema 1, no accounts table, every transaction.
-    setup.cluster.sql("CREATE DATABASE scratch OWNER relctl")
+    setup.cluster.sql("CREATE DATABASE scratch")
     restored = subprocess.run(
         [str(PG_BIN / "pg_restore"), "--no-owner", "-d", setup.conninfo("scratch"), str(dump)],
         capture_output=True, text=True, check=False)
@@ -219,7 +237,7 @@ def test_bad_database_input_touches_nothing(setup: Setup, case: str, database: d
         wrong.write_text("not-the-password\n")
         database = {"password_file": str(wrong)}
     if database.get("port") == "FREE":
-        database = {"port": free_port(DB_ADDRESS)}
+        database = {"port": free_port(setup.cluster.address)}
     releases_before = relctl_json(lab.state_dir, "history")
     digest_before = rows(setup.conninfo())
 
@@ -234,9 +252,14 @@ def test_bad_database_input_touches_nothing(setup: Setup, case: str, database: d
 
 
 def test_the_password_is_nowhere(setup: Setup) -> None:
+    """Not in relctl's output, journal, run artifacts, snapshots or reports. (The lab's
+    own key folder and its hosts' disks hold it by design: a host's /etc/ledger/pgpass.)"""
     secret = setup.cluster.password.encode()
     assert setup.outputs, "the tests above ran relctl"
     assert all(secret not in text.encode() for text in setup.outputs)
-    leaks = [path for path in setup.lab.state_dir.rglob("*")
-             if path.is_file() and secret in path.read_bytes()]
-    assert leaks == []
+    lab_dir = Path(setup.lab.status["lab_dir"])
+    owned = (lab_dir / "keys", lab_dir / "hosts")
+    searched = [path for path in setup.lab.state_dir.rglob("*") if path.is_file()
+                and not any(folder in path.parents for folder in owned)]
+    assert any(path.name == "journal.sqlite" for path in searched)
+    assert [path for path in searched if secret in path.read_bytes()] == []
