@@ -1,9 +1,11 @@
 # relctl: two commands for a newcomer.
 #   make demo   bring up the staging lab and run the main job end to end
+#               (make demo DB=postgresql: ledger on a shared PostgreSQL database)
 #   make test   lint, type-check and run the whole test suite on a real lab
 VENV      ?= .venv
 PYTHON    ?= python3
 DEMO_DIR  ?= /var/tmp/relctl-demo
+DB        ?= sqlite
 RELCTL     = $(VENV)/bin/relctl --state-dir $(DEMO_DIR)
 
 .PHONY: demo test deps venv lint unit integration artifacts bench clean
@@ -23,7 +25,7 @@ artifacts: venv
 	$(VENV)/bin/python examples/ledger/build.py --out build/artifacts
 
 demo: deps venv artifacts
-	@DEMO_DIR=$(DEMO_DIR) VENV=$(VENV) bash scripts/demo.sh
+	@DEMO_DIR=$(DEMO_DIR) VENV=$(VENV) bash scripts/demo$(if $(filter postgresql,$(DB)),_postgresql).sh
 
 lint: venv
 	$(VENV)/bin/ruff check controller tests examples bench

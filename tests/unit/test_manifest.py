@@ -28,6 +28,7 @@ from controller.models.manifest import (
     ServiceItem,
     Strategy,
 )
+from controller.planning.release import plan_release
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "releases"
 REFERENCED = [
@@ -388,3 +389,18 @@ def test_load_yaml_model_is_reusable_for_other_configs(tmp_path: Path) -> None:
         f"{tmp_path}/bad.yml:1: runbook: required field missing",
         f"{tmp_path}/bad.yml:2: runbok: unknown field (did you mean 'runbook'?)",
     ]
+
+
+@pytest.mark.parametrize("version", ["1.1.0", "1.2.0", "2.0.0"])
+def test_postgresql_examples_snapshot_the_database_once(tree: Path, version: str) -> None:
+    shutil.copytree(EXAMPLES / "postgresql", tree / "examples" / "releases" / "postgresql")
+    manifest = load_manifest(tree / "examples" / "releases" / "postgresql" /
+                             f"ledger-{version}.yml")
+    database = manifest.item("ledger-db")
+    assert isinstance(database, DataItem) and database.engine == "postgresql"
+    assert database.location == "postgresql://postgres@127.0.0.11:5432/ledger"
+    assert manifest.irreversible_items() == []  # the dump brings schema 1 back
+    plan = plan_release(manifest, ["primary-1", "primary-2"])
+    assert plan.server_data == [database]
+    assert "ledger-db" not in {item["name"] for item in plan.agent_items}
+    assert manifest.extravars["ledger_database"] == database.location
