@@ -1,18 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on the built-in staging lab. Called by `make demo`.
 set -euo pipefail
-: "${DEMO_DIR:=/var/tmp/relctl-demo}" "${VENV:=.venv}" "${KEEP_LAB:=0}"
-relctl() { "$VENV/bin/relctl" --state-dir "$DEMO_DIR" "$@"; }
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-http() { "$VENV/bin/python" - "$@" <<'PY'
-import json, sys, urllib.request
-method, url, *body = sys.argv[1:]
-data = body[0].encode() if body else None
-req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-with urllib.request.urlopen(req, timeout=5) as resp:
-    print(resp.status, resp.read().decode().strip())
-PY
-}
+source "$(dirname "$0")/demo_lib.sh"
 
 step "1. Bring up the staging lab: HAProxy + 3 primary hosts + 2 backup hosts"
 relctl lab down >/dev/null 2>&1 || true   # a clean start: the demo is a fresh release train

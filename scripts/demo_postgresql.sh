@@ -3,18 +3,7 @@
 # shares one database (primary-1's cluster), which relctl snapshots from the controller
 # and restores on a rollback. Called by `make demo DB=postgresql`.
 set -euo pipefail
-: "${DEMO_DIR:=/var/tmp/relctl-demo}" "${VENV:=.venv}" "${KEEP_LAB:=0}"
-relctl() { "$VENV/bin/relctl" --state-dir "$DEMO_DIR" "$@"; }
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-http() { "$VENV/bin/python" - "$@" <<'PY'
-import json, sys, urllib.request
-method, url, *body = sys.argv[1:]
-data = body[0].encode() if body else None
-req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-with urllib.request.urlopen(req, timeout=5) as resp:
-    print(resp.status, resp.read().decode().strip())
-PY
-}
+source "$(dirname "$0")/demo_lib.sh"
 sql() {  # one statement on primary-1's cluster, as the lab's postgres role
   "$VENV/bin/python" - "$@" <<'PY'
 import os, sys, psycopg

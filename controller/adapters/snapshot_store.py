@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from controller.agent.snapshot_agent import sha256_file
+
 
 class ObjectMismatchError(ValueError):
     """Bytes offered under a name they do not hash to."""
@@ -53,7 +55,7 @@ class ObjectStore:
     def put_file(self, source: Path) -> str:
         """Move the file ``source`` into the store under its sha256 (read once, in
         blocks: a database dump may be large); its name."""
-        sha = file_sha256(source)
+        sha = sha256_file(source)
         path = self.path(sha)
         if self.has(sha):
             os.utime(path)
@@ -95,7 +97,7 @@ class ObjectStore:
 
     def intact(self, sha: str) -> bool:
         """The object is there and its bytes hash to its name."""
-        return self.has(sha) and file_sha256(self.path(sha)) == sha
+        return self.has(sha) and sha256_file(self.path(sha)) == sha
 
     def names(self) -> set[str]:
         if not self.root.is_dir():
@@ -118,12 +120,3 @@ class ObjectStore:
     def size(self) -> int:
         """Bytes the objects take."""
         return sum(self.path(sha).stat().st_size for sha in self.names())
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
