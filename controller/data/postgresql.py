@@ -11,6 +11,9 @@ log line or a journal row).
 - **Logical digest**: the schema as ``pg_dump --schema-only`` prints it (comments and
   ``\\restrict`` keys dropped), each table's row count and an order-independent hash of
   its rows, and each sequence's position.
+- **A killed controller** takes its client tools with it (``setpriv --pdeathsig``): a dump
+  is not half-stored (objects are stored whole, by sha256), a restore's transaction rolls
+  back, and ``relctl resume`` does the step again.
 - **Restore**: in one ``psql --single-transaction``: drop every object of the database's
   own schemas (extensions' objects kept), then the dump's SQL (``pg_restore -f -``).
   Objects a migration added after the snapshot go too, which ``pg_restore --clean`` alone
@@ -42,6 +45,10 @@ TOOL_TIMEOUT_S = 3600
 PG_LIB = Path(os.environ.get("RELCTL_PG_LIB", "/usr/lib/postgresql"))
 # SQLSTATE classes of a refused login or a wrong database: the manifest or its secret.
 BAD_LOGIN = ("28", "3D")
+# A client tool gets SIGTERM when relctl dies (util-linux's setpriv sets its parent-death
+# signal, then runs it): a kill -9 of the controller leaves no pg_dump or psql running, and
+# a restore's transaction rolls back on the server.
+DIES_WITH_US = (["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else [])
 NOISE = re.compile(r"^(--.*|\\(un)?restrict .*|)$")
 
 # Drops every object of the database's own schemas, keeping what extensions own.
@@ -128,8 +135,9 @@ class PostgresEngine:
             errors = Path(tmp) / "pg_restore.err"
             # pg_restore writes the dump's SQL to psql's stdin: no copy of it on disk
             with errors.open("wb") as log, subprocess.Popen(
-                    [str(self._tool("pg_restore", version)), "-f", "-", str(dump)],
-                    stdout=subprocess.PIPE, stderr=log, env=self._environment()) as source:
+                    [*DIES_WITH_US, str(self._tool("pg_restore", version)), "-f", "-",
+                     str(dump)], stdout=subprocess.PIPE, stderr=log,
+                    env=self._environment()) as source:
                 try:
                     self._run(self._tool("psql", version), "-X", "-q", "--no-password",
                               "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f",
@@ -233,9 +241,9 @@ class PostgresEngine:
 
     def _run(self, tool: Path, *args: str, stdin: IO[bytes] | None = None) -> str:
         try:
-            done = subprocess.run([str(tool), *args], stdin=stdin, capture_output=True,
-                                  text=True, env=self._environment(), timeout=TOOL_TIMEOUT_S,
-                                  check=False)
+            done = subprocess.run([*DIES_WITH_US, str(tool), *args], stdin=stdin,
+                                  capture_output=True, text=True, env=self._environment(),
+                                  timeout=TOOL_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired:
             raise DataUnreachableError(f"data item {self.item.name!r}: {tool.name} did not "
                                        f"finish in {TOOL_TIMEOUT_S} s") from None
