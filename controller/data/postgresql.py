@@ -99,6 +99,16 @@ SELECT format('%I.%I', n.nspname, c.relname), c.relkind FROM pg_class c
 """
 
 
+Connection = psycopg.Connection[tuple[object, ...]]
+
+
+def _value(conn: Connection, query: str) -> str:
+    """The one value ``query`` returns, as text."""
+    row = conn.execute(query).fetchone()
+    assert row is not None, query
+    return str(row[0])
+
+
 class PostgresEngine:
     """A PostgreSQL database named by a data item."""
 
@@ -111,17 +121,14 @@ class PostgresEngine:
 
     def check(self) -> str:
         with self._connect() as conn:
-            version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+            version = _value(conn, "SHOW server_version")
         self._tool("pg_dump", version)
         return version
 
     def capture(self, folder: Path) -> Capture:
         started = time.monotonic()
         dump = folder / f"{self.item.name}.pgdump"
-        with self._connect() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-            snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        with self._snapshot() as (conn, version, snapshot):
             self._run(self._tool("pg_dump", version), "-Fc", "--no-password",
                       f"--snapshot={snapshot}", "-f", str(dump), *self._target())
             digest = self._digest(conn, version, snapshot)
@@ -152,16 +159,21 @@ class PostgresEngine:
                                  f"the dump {dump}: {errors.read_text()[-500:]}")
 
     def digest(self) -> str:
-        with self._connect() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-            snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        with self._snapshot() as (conn, version, snapshot):
             return self._digest(conn, version, snapshot)
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _digest(self, conn: psycopg.Connection[tuple[object, ...]], version: str,
-                snapshot: str) -> str:
+    @contextmanager
+    def _snapshot(self) -> Iterator[tuple[Connection, str, str]]:
+        """A read-only repeatable-read transaction, the server's version and the id of
+        the snapshot it exported (other sessions, pg_dump's, can see exactly its data)."""
+        with self._connect() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn, _value(conn, "SHOW server_version"), _value(
+                conn, "SELECT pg_export_snapshot()")
+
+    def _digest(self, conn: Connection, version: str, snapshot: str) -> str:
         """Schema, rows and sequences as the transaction holding ``snapshot`` sees them."""
         schema = self._run(self._tool("pg_dump", version), "--schema-only", "--no-password",
                            f"--snapshot={snapshot}", *self._target())
@@ -180,7 +192,7 @@ class PostgresEngine:
         return digest.hexdigest()
 
     @contextmanager
-    def _connect(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    def _connect(self) -> Iterator[Connection]:
         try:
             conn = psycopg.connect(host=self.db.host, port=self.db.port,
                                    dbname=self.db.database, user=self.db.user,

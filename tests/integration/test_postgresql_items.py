@@ -14,7 +14,9 @@ relctl logging in from the controller with a password file.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 import yaml
@@ -34,8 +37,9 @@ from controller.journal import Journal
 from controller.models.items import DataItem
 from tests.integration.conftest import RunningLab, _skip_without_lab
 from tests.integration.ledger_http import served_versions
+from tests.integration.test_crash import _wait_for_child
 from tests.pg_cluster import PG_BIN, free_port, missing_binaries
-from tests.relctl_cli import LEDGER_SERVICE, ROOT, deploy_ledger, relctl, relctl_json
+from tests.relctl_cli import LEDGER_SERVICE, RELCTL, ROOT, deploy_ledger, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
 EXAMPLES = ROOT / "examples" / "releases"
@@ -170,6 +174,18 @@ def rows(conninfo: str) -> dict[str, Any]:
     return {"tables": tables, "schema": version, "columns": columns, "tx": tx}
 
 
+def live_digest(setup: Setup) -> str:
+    """The database's logical digest now, computed as relctl computes a snapshot's."""
+    item = DataItem.model_validate({"kind": "data", "name": "ledger-db", "engine": "postgresql",
+                                    "postgresql": {"host": setup.cluster.address,
+                                                   "port": setup.cluster.port,
+                                                   "database": "ledger", "user": "postgres",
+                                                   "password_file": setup.password_file}})
+    engine = engine_for(item)
+    assert engine is not None
+    return engine.digest()
+
+
 def snapshot_of(setup: Setup, release: str) -> tuple[dict[str, Any], Path]:
     """The journal's row for the database's snapshot in ``release``, and its dump."""
     with Journal(setup.lab.state_dir / "journal.sqlite") as journal:
@@ -197,13 +213,7 @@ def test_a_failed_release_brings_the_database_back(setup: Setup) -> None:
     meta, dump = snapshot_of(setup, outcome["release"])
     assert meta["engine"] == "postgresql" and meta["server_version"].startswith("15")
     # relctl's own claim: the logical digest equals the snapshot's ...
-    item = DataItem.model_validate({"kind": "data", "name": "ledger-db", "engine": "postgresql",
-                                    "postgresql": {"host": setup.cluster.address,
-                                                   "port": setup.cluster.port,
-                                                   "database": "ledger", "user": "postgres",
-                                                   "password_file": setup.password_file}})
-    engine = engine_for(item)
-    assert engine is not None and engine.digest() == meta["digest"]
+    assert live_digest(setup) == meta["digest"]
     # ... and, read without relctl: the dump restored into a scratch database holds what
     # the live one holds again: schema 1, no accounts table, every transaction.
     setup.cluster.sql("CREATE DATABASE scratch")
@@ -220,6 +230,41 @@ def test_a_failed_release_brings_the_database_back(setup: Setup) -> None:
     assert served_versions(lab) == {"1.1.0"}
     status, tx = ledger_http("POST", f"{lab.url}/tx", {"account": "ada", "amount_cents": 1})
     assert status == 201 and tx["id"] > max(row[0] for row in now["tx"])
+
+
+def test_a_controller_killed_in_the_rollback_is_resumed(setup: Setup) -> None:
+    """kill -9 of the controller once the rollback stopped the services (the database is
+    being restored, or about to be): no client tool outlives it, and ``resume`` finishes
+    the rollback, database included."""
+    lab = setup.lab
+    name = "ledger-1.2.0-pg-killed"
+    command = [*RELCTL, "--state-dir", str(lab.state_dir), "apply",
+               str(manifest(setup, "1.2.0", name)), "--yes", "--json"]
+    controller = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True, start_new_session=True)
+    try:
+        _wait_for_child(lab.state_dir / "journal.sqlite", "rollback", "-restore-stop",
+                        controller)
+        time.sleep(0.4)  # the stop pass ends; the database restore begins
+    finally:
+        if controller.poll() is None:
+            os.kill(controller.pid, signal.SIGKILL)
+        setup.outputs.append(controller.communicate()[1])
+    time.sleep(0.5)
+    tools = [p.info for p in psutil.process_iter(["name", "cmdline"])
+             if p.info["name"] in ("pg_dump", "pg_restore", "psql")
+             and str(setup.cluster.port) in " ".join(p.info["cmdline"] or [])]
+    assert tools == []
+
+    resumed = relctl(lab.state_dir, "resume", "--json")
+    setup.outputs += [resumed.stdout, resumed.stderr]
+
+    assert resumed.returncode == 3, resumed.stderr
+    assert "stopped in phase rollback" in resumed.stderr
+    meta, _ = snapshot_of(setup, name)
+    assert live_digest(setup) == meta["digest"]
+    assert rows(setup.conninfo())["schema"] == (1,)
+    assert served_versions(lab) == {"1.1.0"}
 
 
 @pytest.mark.parametrize(("case", "database", "code", "words"), [
