@@ -30,6 +30,7 @@ from controller.models.manifest import (
 )
 from controller.planning.release import ReleasePlan, plan_release
 from controller.planning.risks import PlanRisk, declared_risks, detected_risks
+from controller.planning.rollback import RollbackItem, rollback_items
 
 MINUTE = 60.0
 DEFAULT_SECONDS: dict[str, float] = {
@@ -144,17 +145,6 @@ class Step:
     @property
     def minutes(self) -> int:
         return int((self.end - self.start).total_seconds() // MINUTE)
-
-
-@dataclass(frozen=True)
-class RollbackItem:
-    """How one configuration item returns to its previous stable state."""
-
-    item: str
-    kind: str
-    restore: str
-    snapshot: str
-    point_of_no_return: bool
 
 
 @dataclass(frozen=True)
@@ -313,9 +303,11 @@ def _runbook(manifest: Manifest, release: ReleasePlan, history: History, store: 
     if locust is not None:
         specs.append(_load_spec("baseline", "Locust baseline through the load balancer",
                                 locust, manager, history))
-    specs.append(_Spec("snapshot", f"Snapshot {len(manifest.items)} items on "
-                                   f"{len(release.hosts)} hosts into `{store}/<release-id>/` "
-                                   "(sha256 verified)", manager,
+    databases = (f", and {len(release.server_data)} database(s) once from the controller "
+                 "(pg_dump)" if release.server_data else "")
+    specs.append(_Spec("snapshot", f"Snapshot {len(release.agent_items)} items on "
+                                   f"{len(release.hosts)} hosts{databases} into "
+                                   f"`{store}/<release-id>/` (sha256 verified)", manager,
                        estimate(history.durations("snapshot"), DEFAULT_SECONDS["snapshot"])))
     specs += [_batch_spec(manifest, release, n, hosts, history)
               for n, hosts in enumerate(release.batches, start=1)]
@@ -366,34 +358,3 @@ def load_criteria(gate: LocustGate) -> str:
 
 
 # --- rollback ---------------------------------------------------------------------------
-
-RESTORE_HOW: dict[str, str] = {
-    "file": "bytes, mode and owner put back from the snapshot copy",
-    "directory": "tree replaced by the snapshot tar (owners and modes kept)",
-    "artifact": "release tree restored from the snapshot tar: `current` points back to "
-                "{previous}",
-    "package": "previous version reinstalled with {manager}, as the snapshot recorded it",
-    "service": "stopped before the restore, then returned to the state the snapshot "
-               "recorded (running or not)",
-    "data": "SQLite online-backup copy restored (stale -wal/-shm files removed)",
-}
-PAYLOAD_SUFFIX = {"file": ".file", "directory": ".tar", "artifact": ".tar", "data": ".db"}
-NO_RETURN = ("NOT rolled back once converted: relctl refuses the rollback; roll forward "
-             "with a fixed release (the snapshot allows a manual restore, losing later writes)")
-
-
-def rollback_items(manifest: Manifest, store: str,
-                   versions: dict[str, str]) -> list[RollbackItem]:
-    """How every item is restored from the snapshot taken before the apply."""
-    known = sorted(set(versions.values()))
-    previous = f"releases/{', '.join(known)}" if known else "the previous release"
-    rows = []
-    for item in manifest.items:
-        suffix = PAYLOAD_SUFFIX.get(item.kind)  # packages, services: state in index.json
-        payload = f"{item.name}{suffix}" if suffix else "index.json"
-        how = RESTORE_HOW[item.kind].format(previous=previous,
-                                            manager=getattr(item, "manager", ""))
-        final = isinstance(item, DataItem) and not item.reversible
-        rows.append(RollbackItem(item.name, item.kind, NO_RETURN if final else how,
-                                 f"{store}/<release-id>/<host>/bundle/{payload}", final))
-    return rows

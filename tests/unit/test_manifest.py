@@ -29,6 +29,7 @@ from controller.models.manifest import (
     Strategy,
 )
 from controller.planning.release import plan_release
+from controller.planning.rollback import rollback_items
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "releases"
 REFERENCED = [
@@ -404,3 +405,6 @@ def test_postgresql_examples_snapshot_the_database_once(tree: Path, version: str
     assert plan.server_data == [database]
     assert "ledger-db" not in {item["name"] for item in plan.agent_items}
     assert manifest.extravars["ledger_database"] == database.location
+    rollback = {row.item: row for row in rollback_items(manifest, "STORE", {})}
+    assert "pg_dump restored in one transaction" in rollback["ledger-db"].restore
+    assert rollback["ledger-db"].snapshot == f"STORE/objects (a dump of {database.location})"
