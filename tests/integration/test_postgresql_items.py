@@ -300,6 +300,12 @@ def test_the_password_is_nowhere(setup: Setup) -> None:
     """Not in relctl's output, journal, run artifacts, snapshots or reports. (The lab's
     own key folder and its hosts' disks hold it by design: a host's /etc/ledger/pgpass.)"""
     secret = setup.cluster.password.encode()
+    for form in ("html", "markdown", "json"):  # the release reports, as people read them
+        report = relctl(setup.lab.state_dir, "report", "ledger-1.2.0-pg", "--format", form)
+        assert report.returncode == 0, report.stderr
+        setup.outputs += [report.stdout, report.stderr]
+    shown = relctl(setup.lab.state_dir, "show", "ledger-1.2.0-pg", "--json")
+    setup.outputs += [shown.stdout, shown.stderr]
     assert setup.outputs, "the tests above ran relctl"
     assert all(secret not in text.encode() for text in setup.outputs)
     lab_dir = Path(setup.lab.status["lab_dir"])

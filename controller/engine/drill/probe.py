@@ -46,7 +46,7 @@ class Probe:
     def figures(self, since: float) -> dict[str, Any]:
         after = [s for s in self.samples if s[0] >= since]
         failed = [s for s in after if not s[1]]
-        outage = None
+        outage = 0.0 if after else None  # the probe ran and no request failed: no outage
         if failed:
             recovered = [s for s in after if s[1] and s[0] > failed[-1][0]]
             outage = (recovered[0][0] if recovered else after[-1][0]) - failed[0][0]
