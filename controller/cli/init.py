@@ -52,6 +52,9 @@ def _owner() -> str:
 @click.option("--data", multiple=True, metavar="DB",
               help="A SQLite database on the hosts (repeatable): snapshotted, and "
                    "replicated to the backup site.")
+@click.option("--postgresql", multiple=True, metavar="URL",
+              help="A PostgreSQL database the hosts share, postgresql://USER@HOST[:PORT]/DB "
+                   "(repeatable; no password: it is read from <SERVICE>_<DB>_PASSWORD).")
 @click.option("--start", metavar="CMD", help="Command that starts the service.")
 @click.option("--stop", metavar="CMD", help="Command that stops the service.")
 @click.option("--check", metavar="CMD", help="Command that exits 0 when it runs and is healthy.")

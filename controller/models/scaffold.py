@@ -2,7 +2,8 @@
 
 The request carries the service's facts as an operator gives them on the command line:
 its name and port, the deploy playbook, the paths a release changes on each host (code,
-config files, folders, SQLite data) and the commands that start, stop and check it.
+config files, folders, SQLite data), the PostgreSQL databases the hosts share, and the
+commands that start, stop and check it.
 Controller paths (playbooks, a release tarball, an inventory) are absolute here: the CLI
 resolves them against the current directory before it builds the request.
 """
@@ -44,6 +45,12 @@ def _port(value: int) -> int:
 Port = Annotated[int, AfterValidator(_port)]
 Url = Annotated[str, AfterValidator(
     _matching(r"https?://\S+", "an http(s) URL such as http://lb.example.com:8000"))]
+# A PostgreSQL database as libpq names it, without a password (that stays in a variable).
+PG_URL = (r"postgresql://(?P<user>[A-Za-z_][A-Za-z0-9_$-]*)@(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*)"
+          r"(?::(?P<port>[0-9]{1,5}))?/(?P<database>[A-Za-z_][A-Za-z0-9_$-]*)")
+PgUrl = Annotated[str, AfterValidator(_matching(
+    PG_URL, "postgresql://USER@HOST[:PORT]/DATABASE (no password: relctl reads it from an "
+    "environment variable)"))]
 
 
 class ScaffoldRequest(_Model):
@@ -61,6 +68,8 @@ class ScaffoldRequest(_Model):
     configs: tuple[RemotePath, ...] = Field((), description="Config files on the hosts.")
     dirs: tuple[RemotePath, ...] = Field((), description="Folders on the hosts.")
     data: tuple[RemotePath, ...] = Field((), description="SQLite databases on the hosts.")
+    postgresql: tuple[PgUrl, ...] = Field((), description="PostgreSQL databases the hosts "
+                                                          "share (snapshotted by the controller).")
     start: Command | None = Field(None, description="Command that starts the service.")
     stop: Command | None = Field(None, description="Command that stops the service.")
     check: Command | None = Field(None, description="Command that exits 0 when healthy.")
@@ -90,9 +99,9 @@ class ScaffoldRequest(_Model):
         if self.targets == self.backup_group:
             raise ValueError(f"--targets and --backup-group are both {self.targets!r}: the "
                              "backup site must be another group")
-        if not self.remote_paths and self.start is None:
+        if not self.remote_paths and self.start is None and not self.postgresql:
             raise ValueError("nothing to protect: give at least one of --artifact-root, "
-                             "--config, --dir, --data or --start/--stop")
+                             "--config, --dir, --data, --postgresql or --start/--stop")
         repeated = sorted({p for p in self.remote_paths if self.remote_paths.count(p) > 1})
         if repeated:
             raise ValueError(f"{', '.join(repeated)} given more than once (one item per path)")

@@ -25,7 +25,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from controller.models.scaffold import ScaffoldRequest
+from controller.models.scaffold import PG_URL, ScaffoldRequest
 
 TEMPLATES = "scaffold_templates"
 LAB_ENVIRONMENT = "lab"
@@ -92,7 +92,7 @@ def scaffold_context(request: ScaffoldRequest, repo: Path,
     lb_url, lb_note = load_test_url(request)
     return {
         **request.model_dump(exclude={"playbooks", "artifact", "inventory", "configs",
-                                      "dirs", "data"}),
+                                      "dirs", "data", "postgresql"}),
         "release": release_name(request.service, request.version),
         "manifest_path": str(layout.manifest),
         "continuity_path": str(layout.continuity),
@@ -106,6 +106,7 @@ def scaffold_context(request: ScaffoldRequest, repo: Path,
         "config_paths": list(request.configs),
         "dirs": named_paths(request.service, "dir", request.dirs),
         "data": named_paths(request.service, "data", request.data),
+        "databases": databases(request.service, request.postgresql),
         "version_var": f"{python_name(request.service)}_version",
         "gate": rel(layout.gate),
         "locustfile": rel(layout.locustfile),
@@ -127,6 +128,20 @@ def _code_item(request: ScaffoldRequest,
 def release_name(service: str, version: str) -> str:
     """The release id: ``billing-1.4.0`` (a slug, whatever the version's case)."""
     return f"{service}-{re.sub(r'[^a-z0-9._-]', '-', version.lower())}"
+
+
+def databases(service: str, urls: tuple[str, ...]) -> list[dict[str, Any]]:
+    """PostgreSQL data items from ``postgresql://USER@HOST[:PORT]/DB`` URLs; each password
+    is read from ``<SERVICE>_<DB>_PASSWORD`` (never written in a file relctl writes)."""
+    items = []
+    for named in named_paths(service, "db", urls):
+        found = re.fullmatch(PG_URL, named.path)
+        assert found is not None, "validated by ScaffoldRequest"
+        variable = re.sub(r"[^A-Z0-9]", "_", f"{service}_{found['database']}_PASSWORD".upper())
+        items.append({"name": named.name, "host": found["host"],
+                      "port": int(found["port"] or 5432), "database": found["database"],
+                      "user": found["user"], "password_env": variable})
+    return items
 
 
 def named_paths(service: str, kind: str, paths: tuple[str, ...]) -> list[NamedPath]:

@@ -216,6 +216,29 @@ def test_init_writes_files_that_relctl_loads_and_python_compiles(repo: Path,
     assert "relctl plan relctl/billing-release.yml" in result.stdout
 
 
+def test_a_shared_postgresql_database_becomes_a_data_item_read_by_relctl(
+        repo: Path, tmp_path: Path) -> None:
+    result = run(tmp_path, *billing_args(
+        repo, "--postgresql", "postgresql://billing_owner@db.internal:6432/billing"))
+    assert result.exit_code == 0, result.output
+    manifest = load_manifest(repo / FILES[0])
+    database = manifest.item("billing-db")
+    assert isinstance(database, DataItem) and database.engine == "postgresql"
+    assert database.postgresql is not None
+    assert database.postgresql.password_env == "BILLING_BILLING_PASSWORD"
+    assert database.location == "postgresql://billing_owner@db.internal:6432/billing"
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:secret@db/billing", "postgres://u@db/b",
+                                 "postgresql://u@db/b;drop", "postgresql://db/billing"])
+def test_a_database_url_with_a_password_or_garbage_is_refused(repo: Path, tmp_path: Path,
+                                                               url: str) -> None:
+    result = run(tmp_path, *billing_args(repo, "--postgresql", url))
+    assert result.exit_code == 2, result.output
+    assert "--postgresql" in result.stderr and "no password" in result.stderr
+    assert not (repo / "relctl").exists()
+
+
 def test_relctl_plan_accepts_the_written_manifest(repo: Path, tmp_path: Path) -> None:
     tarball = repo / "build" / "billing-1.0.0.tar.gz"
     tarball.parent.mkdir()
