@@ -132,10 +132,11 @@ def wait_served(lab: RunningLab, version: str) -> None:
         time.sleep(0.5)
 
 
-def manifest(setup: Setup, version: str, name: str, **database: Any) -> Path:
+def manifest(setup: Setup, version: str, name: str, *, passing: bool = False,
+             **database: Any) -> Path:
     """The example manifest of ``version`` with its SQLite item swapped for the shared
     PostgreSQL database (``database`` overrides the item's postgresql block), and a load
-    gate no release can pass (10^6 requests per second)."""
+    gate no release can pass (10^6 requests per second); ``passing``: no load gate."""
     data = yaml.safe_load((EXAMPLES / f"ledger-{version}.yml").read_text())
     block = {"host": setup.cluster.address, "port": setup.cluster.port, "database": "ledger",
              "user": "postgres", "password_file": str(setup.password_file), **database}
@@ -152,6 +153,8 @@ def manifest(setup: Setup, version: str, name: str, **database: Any) -> Path:
     data["gates"]["locust"]["locustfile"] = str(
         (EXAMPLES / data["gates"]["locust"]["locustfile"]).resolve())
     data["gates"]["locust"]["thresholds"]["min_rps"] = 1_000_000
+    if passing:
+        data["gates"]["locust"] = None
     data["extravars"] |= {"ledger_database": setup.database,
                           "ledger_db_passfile": str(setup.passfile)}
     data.pop("risks", None)
@@ -264,6 +267,25 @@ def test_a_controller_killed_in_the_rollback_is_resumed(setup: Setup) -> None:
     meta, _ = snapshot_of(setup, name)
     assert live_digest(setup) == meta["digest"]
     assert rows(setup.conninfo())["schema"] == (1,)
+    assert served_versions(lab) == {"1.1.0"}
+
+
+def test_rolling_back_a_released_release_brings_its_schema_back(setup: Setup) -> None:
+    """``relctl rollback`` of a release that passed (its migration kept): the database is
+    the snapshot's again and the previous release serves."""
+    lab = setup.lab
+    released = setup.apply(manifest(setup, "1.2.0", "ledger-1.2.0-pg-kept", passing=True))
+    assert released.returncode == 0, json.loads(released.stdout or "{}").get("message")
+    assert rows(setup.conninfo())["schema"] == (2,)
+    assert served_versions(lab) == {"1.2.0"}
+
+    rolled = relctl(lab.state_dir, "rollback", "ledger-1.2.0-pg-kept", "--json")
+    setup.outputs += [rolled.stdout, rolled.stderr]
+
+    assert rolled.returncode == 3, rolled.stderr
+    meta, _ = snapshot_of(setup, "ledger-1.2.0-pg-kept")
+    assert live_digest(setup) == meta["digest"]
+    assert rows(setup.conninfo())["tables"] == ["ledger_schema", "tx"]
     assert served_versions(lab) == {"1.1.0"}
 
 
