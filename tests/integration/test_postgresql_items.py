@@ -336,3 +336,26 @@ def test_the_password_is_nowhere(setup: Setup) -> None:
                 and not any(folder in path.parents for folder in owned)]
     assert any(path.name == "journal.sqlite" for path in searched)
     assert [path for path in searched if secret in path.read_bytes()] == []
+
+
+def test_a_lost_host_gets_its_cluster_back_with_lab_up(setup: Setup) -> None:
+    """A lab host's cluster dies with the host (PID 1 killed, as a drill does) and comes
+    back with ``relctl lab up``, its data kept: the host's own /var."""
+    lab = setup.lab
+    host = lab.hosts("app_primary")[1]
+    LabDatabase(host["address"], setup.cluster.port, setup.cluster.password).sql(
+        "CREATE DATABASE kept")
+    os.kill(host["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(host["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(LabDatabase(host["address"], setup.cluster.port,
+                                    setup.cluster.password).url("kept"), connect_timeout=2)
+
+    up = relctl(lab.state_dir, "lab", "up")
+
+    assert up.returncode == 0, up.stderr
+    again = LabDatabase(host["address"], setup.cluster.port, setup.cluster.password)
+    with psycopg.connect(again.url("kept"), connect_timeout=5) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("kept",)
