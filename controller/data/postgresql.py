@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import IO
 
@@ -196,7 +197,7 @@ class PostgresEngine:
         try:
             conn = psycopg.connect(host=self.db.host, port=self.db.port,
                                    dbname=self.db.database, user=self.db.user,
-                                   password=self._password(), connect_timeout=CONNECT_TIMEOUT_S,
+                                   password=self._password, connect_timeout=CONNECT_TIMEOUT_S,
                                    application_name="relctl", autocommit=True)
         except psycopg.OperationalError as error:
             raise self._login_error(error) from None
@@ -220,7 +221,9 @@ class PostgresEngine:
                                     hint="is it running and listening there? nothing was "
                                          "touched")
 
+    @cached_property
     def _password(self) -> str | None:
+        """The password, read once (a failure is raised again at the next use)."""
         if self.db.password_env:
             value = os.environ.get(self.db.password_env)
             if value is None:
@@ -238,13 +241,19 @@ class PostgresEngine:
             return lines[0] if lines else ""
         return None  # libpq's own sources: ~/.pgpass, a trusted local server
 
+    @staticmethod
+    def _tool(name: str, server_version: str) -> Path:
+        """The client tool for the server's major version."""
+        leading = re.match(r"\d+", server_version.strip())
+        return pg_tool(name, int(leading.group()) if leading else 0)
+
     def _target(self) -> list[str]:
         return ["-h", self.db.host, "-p", str(self.db.port), "-U", self.db.user,
                 "-d", self.db.database]
 
     def _environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        password = self._password()
+        password = self._password
         if password is not None:
             env["PGPASSWORD"] = password
         env["PGCONNECT_TIMEOUT"] = str(CONNECT_TIMEOUT_S)
@@ -265,20 +274,21 @@ class PostgresEngine:
                              f"{tool.name} failed: {' | '.join(detail)}"[:1500])
         return done.stdout
 
-    @staticmethod
-    def _tool(name: str, server_version: str) -> Path:
-        """The client tool of the server's major version, else the newest one installed
-        (a pg_dump older than the server refuses to dump it)."""
-        leading = re.match(r"\d+", server_version.strip())
-        major = int(leading.group()) if leading else 0
-        versions = sorted((int(p.name) for p in PG_LIB.glob("[0-9]*") if p.name.isdigit()),
-                          reverse=True)
-        for candidate in [major, *versions]:
-            path = PG_LIB / str(candidate) / "bin" / name
-            if candidate >= major and path.exists():
-                return path
-        found = shutil.which(name)
-        if found:
-            return Path(found)
-        raise PrerequisiteError(f"{name} for PostgreSQL {major} is not installed on the "
-                                "controller", hint=f"install postgresql-client-{major}")
+
+def pg_tool(name: str, major: int = 0) -> Path:
+    """A PostgreSQL program of version ``major`` (Debian's /usr/lib/postgresql/<v>/bin),
+    else of the newest installed version above it, else on the PATH (a pg_dump older
+    than the server refuses to dump it)."""
+    versions = sorted((int(p.name) for p in PG_LIB.glob("[0-9]*") if p.name.isdigit()),
+                      reverse=True)
+    for candidate in [major, *versions]:
+        path = PG_LIB / str(candidate) / "bin" / name
+        if candidate >= major and path.exists():
+            return path
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    wanted = f"PostgreSQL {major} or newer" if major else "PostgreSQL"
+    raise PrerequisiteError(f"{name} of {wanted} is not installed on this machine",
+                            hint=f"install the Debian package postgresql-client-{major}"
+                            if major else "install the Debian package postgresql")

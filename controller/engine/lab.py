@@ -21,14 +21,14 @@ from controller.adapters import processes, ssh
 from controller.adapters.ansible import PlaybookRun, failure_summary, run_playbook
 from controller.adapters.haproxy import BackendServer, RuntimeApi
 from controller.adapters.system import check_lab_prerequisites, check_overlay, ensure_mountpoints
-from controller.errors import InputError, LabError, PlaybookError, PrerequisiteError
+from controller.data.postgresql import pg_tool
+from controller.errors import InputError, LabError, PlaybookError
 from controller.models.lab import FrontedService, HostProcess, LabHost, LabSpec, LabState
 from controller.paths import bundled_playbook
 from controller.planning import lab as plan
 
 Progress = Callable[[str], None]
 BOOT_TIMEOUT = 30.0
-POSTGRESQL_LIB = Path("/usr/lib/postgresql")
 
 
 @dataclass
@@ -272,7 +272,7 @@ class Lab:
 
     def _start_postgresql(self, state: LabState) -> None:
         """A cluster per app host, inside the host (it dies with the host's PID 1)."""
-        binaries = postgresql_binaries()
+        binaries = pg_tool("postgres").parent
         password = self.layout.postgresql_password
         if not password.exists():
             password.write_text(secrets.token_urlsafe(18) + "\n")
@@ -301,17 +301,6 @@ class Lab:
         tmp = self.layout.state_file.with_suffix(".tmp")
         tmp.write_text(state.model_dump_json(indent=2))
         tmp.replace(self.layout.state_file)
-
-
-def postgresql_binaries() -> Path:
-    """The newest PostgreSQL server installed (Debian's layout)."""
-    found = sorted((p for p in POSTGRESQL_LIB.glob("*/bin/postgres")),
-                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
-                   else 0)
-    if not found:
-        raise PrerequisiteError(f"no PostgreSQL server under {POSTGRESQL_LIB} for lab up "
-                                "--postgresql", hint="install the Debian package postgresql")
-    return found[-1].parent
 
 
 def _addressing(spec: LabSpec) -> tuple[str, int, int, int]:

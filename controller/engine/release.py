@@ -31,6 +31,7 @@ from controller.engine.resumption import (
     forward_refusal,
     where_stopped,
 )
+from controller.engine.server_data import check_databases
 from controller.engine.signoff import approvals_line, require_signoffs
 from controller.engine.snapshots import Snapshots
 from controller.errors import ExitCode, RelctlError, RollbackRefusedError
@@ -312,7 +313,7 @@ class ReleaseEngine:
 
     def _check_databases(self, plan: ReleasePlan) -> None:
         """Log in to every server-side data item: a clear error before anything runs."""
-        Snapshots(self.env, self.journal, 0, plan).server_data.check(self.progress)
+        check_databases(plan.server_data, self.progress)
 
     def _plan(self) -> ReleasePlan:
         return plan_release(self.manifest, self.env.hosts(self.manifest.targets))

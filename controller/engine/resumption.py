@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from controller.engine.server_data import dump_entry
 from controller.errors import ExitCode, RelctlError
 from controller.journal import Journal, PhaseRecord, ReleaseRecord
 from controller.models.gates import LoadStats
@@ -74,11 +75,10 @@ def forward_refusal(journal: Journal, record: ReleaseRecord, manifest: Manifest,
         if not wanted <= taken:
             missing = ", ".join(sorted(wanted - taken))
             return f"the snapshot is incomplete: {host} has no verified copy of {missing}"
-    databases = {item.name for item in plan.server_data}
-    taken = {s.item for item in plan.server_data
-             for s in journal.snapshots(record.id, item.location) if s.verified}
-    if not databases <= taken:
-        return f"the snapshot is incomplete: no verified dump of {', '.join(databases - taken)}"
+    undumped = [item.name for item in plan.server_data
+                if dump_entry(journal, record.id, item) is None]
+    if undumped:
+        return f"the snapshot is incomplete: no verified dump of {', '.join(undumped)}"
     if manifest.gates.locust is not None and stop.baseline is None:
         return "no baseline load figures were recorded, so the load gate could not judge"
     return None

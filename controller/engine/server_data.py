@@ -38,19 +38,12 @@ class ServerData:
     store: ObjectStore
     scratch: Path  # where dumps are written before they move into the store
 
-    def check(self, progress: Callable[[str], None]) -> None:
-        """Log in to every database before anything is touched (clear error otherwise)."""
-        for item in self.items:
-            version = self._engine(item).check()
-            progress(f"{item.name}: {item.location} answers (PostgreSQL {version})")
-
-    def take(self) -> dict[str, dict[str, Any]]:
+    def take(self) -> None:
         """Dump every database with its logical digest; journal each as verified."""
-        taken = {}
         self.scratch.mkdir(parents=True, exist_ok=True)
         for item in self.items:
             with tempfile.TemporaryDirectory(prefix="dump-", dir=self.scratch) as folder:
-                capture = self._engine(item).capture(Path(folder))
+                capture = _engine(item).capture(Path(folder))
                 size = capture.dump.stat().st_size
                 sha = self.store.put_file(capture.dump)
             entry = {"kind": "data", "engine": item.engine, "object": sha, "bytes": size,
@@ -59,18 +52,12 @@ class ServerData:
             self.journal.add_snapshot(self.release_id, host=item.location, item=item.name,
                                       kind="data", path=self.store.path(sha), sha256=sha,
                                       size_bytes=size, meta=entry, verified=True)
-            taken[item.name] = entry
-        return taken
-
-    def taken(self) -> set[str]:
-        """The items whose verified dump the journal holds."""
-        return {item.name for item in self.items if self._entry(item) is not None}
 
     def restore(self) -> dict[str, str]:
         """Restore every database from its dump and check its digest; item -> how."""
         done = {}
         for item in self.items:
-            entry = self._entry(item)
+            entry = dump_entry(self.journal, self.release_id, item)
             if entry is None:
                 raise DataSnapshotError(f"no snapshot of {item.name} ({item.location}) in "
                                         f"release {self.release_id}")
@@ -78,7 +65,7 @@ class ServerData:
             if not self.store.intact(sha):
                 raise DataSnapshotError(f"the dump of {item.name} is missing or fails its "
                                         f"sha256 ({self.store.path(sha)})")
-            engine = self._engine(item)
+            engine = _engine(item)
             engine.restore(self.store.path(sha))
             if engine.digest() != entry["digest"]:
                 raise DataSnapshotError(f"{item.name} ({item.location}) does not match its "
@@ -86,13 +73,22 @@ class ServerData:
             done[item.name] = "restored"
         return done
 
-    def _entry(self, item: DataItem) -> dict[str, Any] | None:
-        rows = [r for r in self.journal.snapshots(self.release_id, item.location)
-                if r.item == item.name and r.verified and not r.pruned]
-        return dict(rows[-1].meta) if rows else None
 
-    @staticmethod
-    def _engine(item: DataItem) -> DataEngine:
-        engine = engine_for(item)
-        assert engine is not None, "only server-side data items are planned here"
-        return engine
+def check_databases(items: list[DataItem], progress: Callable[[str], None]) -> None:
+    """Log in to every database before anything is touched (clear error otherwise)."""
+    for item in items:
+        version = _engine(item).check()
+        progress(f"{item.name}: {item.location} answers (PostgreSQL {version})")
+
+
+def dump_entry(journal: Journal, release_id: int, item: DataItem) -> dict[str, Any] | None:
+    """The journal's entry of ``item``'s verified dump in the release, or None."""
+    rows = [r for r in journal.snapshots(release_id, item.location)
+            if r.item == item.name and r.verified and not r.pruned]
+    return dict(rows[-1].meta) if rows else None
+
+
+def _engine(item: DataItem) -> DataEngine:
+    engine = engine_for(item)
+    assert engine is not None, "only server-side data items are planned here"
+    return engine
