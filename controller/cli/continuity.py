@@ -69,17 +69,37 @@ def _render(outcome: Outcome, as_json: bool) -> None:
               "'plan' uses each data item's `every`.")
 @click.option("--count", type=click.IntRange(1, 1_000_000), default=None,
               help="With --every: stop after this many replications.")
+@click.option("--stop", is_flag=True,
+              help="Stop the Litestream replication the plan's writer runs (litestream "
+              "plans); nothing else changes.")
 @JSON_OPTION
 @click.pass_obj
 def replicate(app: AppContext, plan_path: Path, inventory: Path | None, every: str | None,
-              count: int | None, as_json: bool) -> None:
-    """Copy a consistent snapshot of the plan's data from the primary to the backup hosts.
+              count: int | None, stop: bool, as_json: bool) -> None:
+    """Replicate the plan's data from the primary to the backup site.
 
-    The copy is taken with SQLite's online backup API on the writer, fetched, checked
-    (sha256), and loaded into every backup host while its service runs; its time and
-    checksums go to the journal: a failover's RPO is measured against it.
+    \b
+    copy (the default): a consistent copy is taken with SQLite's online backup API on
+      the writer, fetched, checked (sha256) and loaded into every backup host while its
+      service runs; a failover's RPO is the age of the newest copy.
+    litestream (data[].litestream in the plan): Litestream is started on the writer
+      (detached, pid file; kept running if it already runs) and streams every
+      transaction to the plan's replica; each run reports whether it runs, the newest
+      replicated transaction and the lag. A failover restores the newest state on the
+      backup hosts; its RPO is the age of that transaction at the fault.
+    Every run is journaled. Exit 0 replicating, 9 failed.
     """
     ctx = _open(app, plan_path, inventory, as_json)
+    if stop:
+        try:
+            stopped = ctx.replication.stop(ctx)
+        finally:
+            ctx.close()
+        if as_json:
+            emit_json({"ok": True, "message": stopped})
+        else:
+            console.print(escape(stopped))
+        return
     interval = None
     if every is not None:
         interval = (min(d.every for d in ctx.plan.data) if every == "plan"
@@ -89,18 +109,28 @@ def replicate(app: AppContext, plan_path: Path, inventory: Path | None, every: s
         while True:
             record = ctx.replicate()
             done += 1
-            detail = record.detail
             if as_json:
                 emit_json({"ok": True, **record.as_dict()})
             else:
-                console.print(f"[green]replication {record.id}[/]: {detail['bytes']} bytes from "
-                              f"{detail['source']} to {', '.join(detail['loaded_on'])} "
-                              f"(captured {detail['captured_at']})")
+                console.print(_replicated(record.id, record.detail))
             if interval is None or (count is not None and done >= count):
                 break
             time.sleep(interval)
     finally:
         ctx.close()
+
+
+def _replicated(record: int, detail: dict[str, Any]) -> str:
+    """One line per replication, as ``relctl replicate`` prints it."""
+    if detail.get("method") == "litestream":
+        lag = detail.get("lag_s")
+        return (f"[green]replication {record}[/]: Litestream runs on {detail['source']} (pid "
+                f"{detail.get('pid')}); newest replicated transaction "
+                f"{detail.get('captured_at') or 'none yet'}; lag "
+                f"{'unknown' if lag is None else f'{lag}s'}")
+    return (f"[green]replication {record}[/]: {detail['bytes']} bytes from "
+            f"{detail['source']} to {', '.join(detail['loaded_on'])} "
+            f"(captured {detail['captured_at']})")
 
 
 @click.command(name="failover")

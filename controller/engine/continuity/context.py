@@ -11,7 +11,6 @@ import base64
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,10 @@ from controller.adapters.testinfra import CheckRun, run_checks
 from controller.agent import snapshot_agent
 from controller.engine.continuity.loadbalancer import LoadBalancer, lb_for
 from controller.engine.continuity.records import Progress, ReplicaRecord
+from controller.engine.continuity.replication import Replication, replication_for
 from controller.engine.environment import Environment, environment_for
 from controller.engine.snapshots import SnapshotError, unpack_bundle
-from controller.errors import ContinuityError, RelctlError
+from controller.errors import ContinuityError
 from controller.journal import ContinuityRecord, Journal, ReleaseRecord
 from controller.manifest_loader import (
     ConfigError,
@@ -190,30 +190,17 @@ class Continuity:
 
     # -- replication ---------------------------------------------------------------------
 
+    @property
+    def replication(self) -> Replication:
+        """How the plan's data reaches the backup site (copy or litestream)."""
+        return replication_for(self.plan.replication)
+
     def replicate(self) -> ContinuityRecord:
-        """Copy the writer's data to every backup host and record it (what RPO counts from)."""
-        source, names = self.writer(), [d.name for d in self.plan.data]
+        """Replicate the writer's data to the backup site and record it (RPO counts from
+        it): a copy, or Litestream set up and checked."""
         if not self.plan.data:
             raise ContinuityError("the continuity plan declares no data to replicate")
-        record = self.journal.begin_continuity(
-            "replication", self.plan.service, self.plan.environment,
-            {"source": source, "items": names, "targets": self.backups})
-        store = self.env.state_dir / "replicas" / str(record)
-        captured_at = datetime.now(UTC)
-        try:
-            index = self.capture(source, store, f"rep{record}")
-            self.progress(f"replica of {', '.join(names)} taken on {source}, sha256 checked")
-            self.load(self.backups, store / source / "bundle.tar", f"rep{record}")
-        except RelctlError as error:
-            self.journal.end_continuity(record, "failed", {"error": error.message})
-            raise
-        self.progress(f"replica loaded on {', '.join(self.backups)}")
-        return self.journal.end_continuity(record, "ok", {
-            "captured_at": captured_at.isoformat(), "bundle": str(store / source / "bundle.tar"),
-            "loaded_on": self.backups,
-            "sha256": {n: m.get("sha256") for n, m in index.items()},
-            "digest": {n: m.get("digest") for n, m in index.items()},
-            "bytes": sum(int(m.get("bytes", 0)) for m in index.values())})
+        return self.replication.replicate(self)
 
     def capture(self, host: str, store: Path, tag: str) -> dict[str, Any]:
         """A consistent copy of the plan's data on ``host``, fetched to ``store/host``."""

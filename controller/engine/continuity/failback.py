@@ -51,7 +51,8 @@ class _Failback:
     def steps(self) -> list[Step]:
         return [Step("capture", self.capture), Step("deploy", self.deploy),
                 Step("load", self.load), Step("switch", self.switch),
-                Step("verify", self.verify), Step("persist", self.persist)]
+                Step("verify", self.verify), Step("persist", self.persist),
+                Step("replication", self.resume)]
 
     def capture(self) -> str:
         self.old = self.ctx.capture(self.writer, self.store / "old-primary", f"{self.tag}-old")
@@ -91,6 +92,17 @@ class _Failback:
         if warning:
             self.run.warnings.append(warning)
         return None
+
+    def resume(self) -> str | None:
+        """Replication from the writer again (the primaries serve: a warning, not a
+        failed failback, when it cannot start)."""
+        if not self.ctx.plan.data:
+            return None
+        try:
+            return self.ctx.replication.resume(self.ctx)
+        except RelctlError as error:
+            self.run.warnings.append(f"replication not resumed: {error.message}")
+            return "replication NOT resumed"
 
 
 def failback(ctx: Continuity) -> Outcome:
@@ -143,10 +155,8 @@ def _tables(bundle: Path, index: dict[str, Any]) -> dict[str, TableRows]:
 
 
 def _replica_tables(replica: ReplicaRecord | None) -> dict[str, TableRows] | None:
-    if replica is None or replica.bundle is None:
-        return None
-    bundle = replica.bundle.parent / "bundle"
-    if not (bundle / "index.json").exists():
+    bundle = replica.folder if replica is not None else None
+    if bundle is None or not (bundle / "index.json").exists():
         return None
     return _tables(bundle, json.loads((bundle / "index.json").read_text()))
 

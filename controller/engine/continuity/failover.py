@@ -60,16 +60,13 @@ class _Failover:
 
     def ensure_replica(self) -> str:
         ctx = self.ctx
-        self.replica = replica = ctx.last_replica()
-        if replica is None or replica.bundle is None:
-            self.run.warnings.append("no replication on record: the backups serve their own "
-                                     "data")
-            return "no replica to load"
-        missing = [h for h in ctx.backups if h not in replica.loaded_on]
-        if missing:
-            ctx.load(missing, replica.bundle, f"rep{replica.id}-late")
-            return f"replica {replica.id} loaded on {', '.join(missing)}"
-        return f"replica {replica.id} of {replica.captured_iso} already on the backup site"
+        if not ctx.plan.data:
+            return "the plan declares no data: the backups serve their own"
+        self.replica, done = ctx.replication.restore(ctx, ctx.backups, f"failover{self.record}",
+                                                     only_missing=True)
+        if self.replica is None:
+            self.run.warnings.append(f"{done}: the backups serve their own data")
+        return done
 
     def switch(self) -> str:
         ctx = self.ctx

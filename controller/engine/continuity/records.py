@@ -46,6 +46,7 @@ class ReplicaRecord:
     loaded_on: list[str]
     bytes: int
     tested: list[dict[str, Any]]  # test failovers that used it: at, test_failover, ok
+    method: str = "copy"  # copy (bundle: a tar of the writer's) | litestream (restored)
 
     @classmethod
     def of(cls, record: ContinuityRecord) -> ReplicaRecord:
@@ -54,7 +55,14 @@ class ReplicaRecord:
         return cls(record.id, datetime.fromisoformat(captured) if captured else None,
                    Path(detail["bundle"]) if detail.get("bundle") else None,
                    list(detail.get("loaded_on", [])), int(detail.get("bytes", 0)),
-                   list(detail.get("tested", [])))
+                   list(detail.get("tested", [])), str(detail.get("method", "copy")))
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of the replica's databases and index.json on the controller."""
+        if self.bundle is None:
+            return None
+        return self.bundle if self.method == "litestream" else self.bundle.parent / "bundle"
 
     @property
     def captured_iso(self) -> str | None:

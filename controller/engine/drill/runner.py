@@ -95,6 +95,7 @@ class Drill:
     problems: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     failover_figures: dict[str, Any] = field(default_factory=dict)
+    failover_replica_at: float | None = None  # when the data the failover restored was shipped
     probe_samples: list[tuple[float, bool, str]] = field(default_factory=list)
 
     @property
@@ -141,9 +142,11 @@ class Drill:
         try:
             if ctx.plan.data:
                 replica = ReplicaRecord.of(ctx.replicate())
-                assert replica.captured_at is not None
-                moments.replica_wall = replica.captured_at.timestamp()
-                self._mark(f"replicated ({replica.bytes} bytes) to the backup site")
+                if replica.captured_at is not None:
+                    moments.replica_wall = replica.captured_at.timestamp()
+                self._mark(f"replicated ({replica.bytes} bytes) to the backup site"
+                           if replica.method == "copy" else
+                           f"{replica.method} replicates to the backup site")
             locust = start_load(load_run)
             probe.start()
             self._mark(f"load started: Locust, {settings.users} users, through {ctx.lb_url}")
@@ -161,6 +164,9 @@ class Drill:
             moments.record_recovery(recovery.verified_at)
             if recovery.failover is not None:
                 self._absorb(recovery.failover, recovery.switched)
+                restored = self.failover_replica_at
+                if restored is not None:  # RPO counts from the data the failover restored
+                    moments.replica_wall = restored
             self._mark("every critical function verified through the LB"
                        if moments.recovered else "some critical functions did NOT recover")
             time.sleep(settings.settle)
@@ -189,6 +195,9 @@ class Drill:
         figures = outcome.figures.as_dict() if outcome.figures else {}
         self.failover_figures = {"failover_id": outcome.record_id, **{
             k: figures.get(k) for k in ("preflight_s", "switch_s", "verify_s")}}
+        captured = figures.get("replica_captured_at")
+        self.failover_replica_at = (datetime.fromisoformat(captured).timestamp()
+                                    if captured else None)
         begun = (switched or time.monotonic()) - float(figures.get("preflight_s") or 0)
         self.timeline.events += [(round(begun - self.started + at, 3), f"failover: {what}")
                                  for at, what in outcome.timeline]

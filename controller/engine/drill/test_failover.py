@@ -83,14 +83,12 @@ class FailoverTest:
         if not ctx.plan.data:
             self.run.mark("the plan declares no data: the backups keep their own")
             return None
-        replica = ctx.last_replica()
-        if replica is None or replica.bundle is None:
-            replica = ReplicaRecord.of(ctx.replicate())  # reads the writer; changes nothing
-            self.run.mark(f"no replica yet: replica {replica.id} taken")
-            return replica
-        ctx.load(ctx.backups, replica.bundle, f"test{replica.id}")
-        self.run.mark(f"replica {replica.id} of {replica.captured_iso} loaded on "
-                      f"{', '.join(ctx.backups)}")
+        replica, done = ctx.replication.restore(ctx, ctx.backups, "test", only_missing=False)
+        if replica is None:  # nothing replicated yet: replicate now (reads the writer only)
+            ctx.replicate()
+            replica, done = ctx.replication.restore(ctx, ctx.backups, "test",
+                                                    only_missing=False)
+        self.run.mark(done)
         return replica
 
     def _check_functions(self) -> None:
@@ -118,9 +116,9 @@ class FailoverTest:
         return answer.status == check.expect_status
 
     def _clean_up(self, replica: ReplicaRecord) -> None:
-        assert replica.bundle is not None
-        self.ctx.load(self.ctx.backups, replica.bundle, f"test{replica.id}-clean")
-        self.run.mark("cleaned up: the replica loaded again (the checks' writes are gone)")
+        ctx = self.ctx
+        ctx.replication.restore(ctx, ctx.backups, "test-clean", only_missing=False)
+        self.run.mark("cleaned up: the replica restored again (the checks' writes are gone)")
 
     def _tag(self, replica: ReplicaRecord, record: int, ok: bool) -> None:
         tested = [*replica.tested,
