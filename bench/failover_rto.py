@@ -107,9 +107,9 @@ def lab_down() -> None:
 
 # -- relctl's failover: the site-loss drill -------------------------------------------------
 
-def drill(run: int, scenario: str = "site-loss") -> dict[str, Any]:
-    """One drill of ``scenario``; its report's measures, with its verdict."""
-    result = run_relctl("drill", scenario, "--plan", PLAN, "--json")
+def drill(run: int, scenario: str = "site-loss", plan: str = PLAN) -> dict[str, Any]:
+    """One drill of ``scenario`` with ``plan``; its report's measures, with its verdict."""
+    result = run_relctl("drill", scenario, "--plan", plan, "--json")
     try:
         document = json.loads(result.stdout)
     except json.JSONDecodeError:

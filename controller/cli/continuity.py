@@ -147,8 +147,9 @@ def failover_command(app: AppContext, plan_path: Path, inventory: Path | None,
     """Move the service to the backup site; works with the primary site unreachable.
 
     \b
-    1. the backup hosts answer and run the last good release (deployed if not);
-    2. the newest replica is on them (loaded if not);
+    1. the newest data is on the backup hosts: a copy loaded if not yet, Litestream's
+       replica restored, or the PostgreSQL standby promoted (the plan's method);
+    2. the backup hosts answer and run the last good release (deployed if not);
     3. HAProxy's runtime API puts the primaries in maintenance: no reload, no
        dropped connections; the change is persisted in HAProxy's server-state file;
     4. every critical function is verified through the LB, most urgent first.

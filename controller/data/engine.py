@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from controller.models.items import DataItem
-
 
 @dataclass(frozen=True)
 class Capture:
@@ -21,8 +19,6 @@ class Capture:
 
 class DataEngine(Protocol):
     """One data item's engine, run by the controller against the item's server."""
-
-    item: DataItem
 
     def check(self) -> str:
         """Log in and return the server's version; raise a clear error naming the item

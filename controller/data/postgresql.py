@@ -33,13 +33,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import psycopg
 
 from controller.data.engine import Capture
 from controller.errors import DataUnreachableError, InputError, PrerequisiteError
-from controller.models.items import DataItem, PostgresDatabase
+from controller.models.items import PostgresDatabase
+from controller.planning.continuity import TableRows
 
 CONNECT_TIMEOUT_S = 5
 TOOL_TIMEOUT_S = 3600
@@ -110,10 +111,21 @@ def _value(conn: Connection, query: str) -> str:
     return str(row[0])
 
 
+class NamedDatabase(Protocol):
+    """A manifest's data item or a continuity plan's replicated data: a PostgreSQL
+    database under a name."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def postgresql(self) -> PostgresDatabase | None: ...
+
+
 class PostgresEngine:
     """A PostgreSQL database named by a data item."""
 
-    def __init__(self, item: DataItem) -> None:
+    def __init__(self, item: NamedDatabase) -> None:
         assert item.postgresql is not None, "a postgresql item has its database block"
         self.item = item
         self.db: PostgresDatabase = item.postgresql
@@ -121,7 +133,7 @@ class PostgresEngine:
     # -- the seam ----------------------------------------------------------------------
 
     def check(self) -> str:
-        with self._connect() as conn:
+        with self.connect() as conn:
             version = _value(conn, "SHOW server_version")
         self._tool("pg_dump", version)
         return version
@@ -159,6 +171,22 @@ class PostgresEngine:
                 raise InputError(f"data item {self.item.name!r}: pg_restore could not read "
                                  f"the dump {dump}: {errors.read_text()[-500:]}")
 
+    def tables(self, host: str | None = None, port: int | None = None
+               ) -> dict[str, TableRows]:
+        """Every table of the database's own schemas (``schema.table``), its rows sorted:
+        what a failback's catch-up report compares between the sites."""
+        tables = {}
+        with self.connect(host, port) as conn:
+            names = [str(r[0]) for r in conn.execute(TABLES).fetchall() if r[1] == "r"]
+            for name in names:
+                cursor = conn.execute(f"SELECT * FROM {name}")
+                columns = [c.name for c in cursor.description or []]
+                rows = sorted((tuple(r) for r in cursor.fetchall()),
+                              key=lambda row: tuple(str(v) for v in row))
+                tables[name.split(".", 1)[1] if name.startswith("public.") else name] = (
+                    TableRows(columns, rows))
+        return tables
+
     def digest(self) -> str:
         with self._snapshot() as (conn, version, snapshot):
             return self._digest(conn, version, snapshot)
@@ -169,7 +197,7 @@ class PostgresEngine:
     def _snapshot(self) -> Iterator[tuple[Connection, str, str]]:
         """A read-only repeatable-read transaction, the server's version and the id of
         the snapshot it exported (other sessions, pg_dump's, can see exactly its data)."""
-        with self._connect() as conn, conn.transaction():
+        with self.connect() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield conn, _value(conn, "SHOW server_version"), _value(
                 conn, "SELECT pg_export_snapshot()")
@@ -193,11 +221,14 @@ class PostgresEngine:
         return digest.hexdigest()
 
     @contextmanager
-    def _connect(self) -> Iterator[Connection]:
+    def connect(self, host: str | None = None, port: int | None = None
+                ) -> Iterator[Connection]:
+        """A connection to the database on its server, or on ``host``:``port`` (a standby
+        of it), with the item's role and password; refusals become relctl's errors."""
         try:
-            conn = psycopg.connect(host=self.db.host, port=self.db.port,
+            conn = psycopg.connect(host=host or self.db.host, port=port or self.db.port,
                                    dbname=self.db.database, user=self.db.user,
-                                   password=self._password, connect_timeout=CONNECT_TIMEOUT_S,
+                                   password=self.password, connect_timeout=CONNECT_TIMEOUT_S,
                                    application_name="relctl", autocommit=True)
         except psycopg.OperationalError as error:
             raise self._login_error(error) from None
@@ -222,7 +253,7 @@ class PostgresEngine:
                                          "touched")
 
     @cached_property
-    def _password(self) -> str | None:
+    def password(self) -> str | None:
         """The password, read once (a failure is raised again at the next use)."""
         if self.db.password_env:
             value = os.environ.get(self.db.password_env)
@@ -253,7 +284,7 @@ class PostgresEngine:
 
     def _environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        password = self._password
+        password = self.password
         if password is not None:
             env["PGPASSWORD"] = password
         env["PGCONNECT_TIMEOUT"] = str(CONNECT_TIMEOUT_S)

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from controller.models.base import HAPROXY_NAME_PATTERN, HostPattern, Int, Number
-from controller.models.durations import Duration
+from controller.models.durations import Duration, format_duration
+from controller.models.items import PostgresDatabase
 from controller.models.manifest import (
     Command,
     ExistingFile,
@@ -111,12 +112,39 @@ class Litestream(_Model):
         return replica
 
 
+class PostgresStandby(_Model):
+    """A PostgreSQL streaming standby of the database's cluster on each backup host
+    (``pg_basebackup -R``), promoted at failover (``pg_promote()``). The commands run
+    through Ansible on the host (a shell: they are commands by design)."""
+
+    port: Int | None = Field(None, ge=1, le=65535,
+                             description="Port of the standby on each backup host's "
+                             "address; default: the primary's port.")
+    data_dir: RemotePath = Field(description="The cluster's data directory on the hosts.")
+    start: Command = Field(description="Starts the cluster on a host, e.g. systemctl start "
+                           "postgresql@15-main.")
+    stop: Command = Field(description="Stops the cluster on a host (a clean, fast "
+                          "shutdown), e.g. systemctl stop postgresql@15-main.")
+    os_user: str = Field("postgres", pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+                         description="The system user that owns the data directory.")
+    bin_dir: RemotePath | None = Field(
+        None, description="Folder of pg_basebackup on the hosts; default: found on PATH.")
+
+
 class ReplicatedData(_Model):
     """A database the backup site needs a recent copy of."""
 
     name: Slug = Field(description="Data id, e.g. billing-db.")
-    path: RemotePath = Field(description="Path of the database on the hosts.")
-    engine: Literal["sqlite"] = Field("sqlite", description="Only sqlite for now.")
+    engine: Literal["sqlite", "postgresql"] = Field(
+        "sqlite", description="sqlite: a file on the writer; postgresql: a database "
+        "streamed to a standby on each backup host.")
+    path: RemotePath | None = Field(None, description="sqlite: path of the database on the "
+                                    "hosts.")
+    postgresql: PostgresDatabase | None = Field(
+        None, description="postgresql: the primary's server, database and role (the "
+        "password from the controller's environment or a file, as in manifests).")
+    standby: PostgresStandby | None = Field(
+        None, description="postgresql: the standby cluster on each backup host.")
     source: HostPattern | None = Field(
         None, description="Host that writes it (single writer); default: first primary.")
     every: Duration = Field(60, gt=0, le=86400,
@@ -125,6 +153,30 @@ class ReplicatedData(_Model):
     litestream: Litestream | None = Field(
         None, description="Replicate continuously with Litestream instead of relctl's "
         "copies (every data item of the plan, or none).")
+
+    @model_validator(mode="after")
+    def _engine_fields(self) -> ReplicatedData:
+        wanted = {"sqlite": ("path",), "postgresql": ("postgresql", "standby")}[self.engine]
+        missing = [name for name in wanted if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"engine {self.engine} needs {' and '.join(missing)}")
+        if self.engine == "postgresql" and (self.path or self.litestream):
+            raise ValueError("engine postgresql takes postgresql and standby, not path or "
+                             "litestream")
+        return self
+
+    @property
+    def summary(self) -> str:
+        """Where the data is and how it reaches the backup site, for the DR plan."""
+        if self.postgresql is not None:
+            return (f"{self.postgresql.address} (postgresql), streamed to a standby on each "
+                    "backup host (promoted at failover)")
+        source = self.source or "the first primary"
+        if self.litestream is not None:
+            kind = self.litestream.replica.get("type") or "url"
+            return (f"{self.path} (sqlite) on {source}, streamed by Litestream to its "
+                    f"{kind} replica")
+        return f"{self.path} ({self.engine}) from {source} every {format_duration(self.every)}"
 
 
 class FaultCommands(_Model):
@@ -228,15 +280,15 @@ class ContinuityPlan(_Model):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ValueError(f"duplicate {label} names: {', '.join(duplicates)}")
-        if len({d.litestream is None for d in self.data}) > 1:
-            raise ValueError("data: give every item a litestream block, or none (one "
-                             "replication method per plan)")
+        if len({_method(d) for d in self.data}) > 1:
+            raise ValueError("data: one replication method per plan (every item sqlite, "
+                             "every item sqlite with litestream, or every item postgresql)")
         return self
 
     @property
     def replication(self) -> str:
-        """How the plan's data reaches the backup site: copy or litestream."""
-        return "litestream" if self.data and self.data[0].litestream else "copy"
+        """How the plan's data reaches the backup site: copy, litestream or postgresql."""
+        return _method(self.data[0]) if self.data else "copy"
 
     @property
     def backend(self) -> str:
@@ -246,6 +298,12 @@ class ContinuityPlan(_Model):
     def by_priority(self) -> list[CriticalFunction]:
         """The critical functions, most urgent first."""
         return sorted(self.functions, key=lambda f: (f.priority, f.name))
+
+
+def _method(data: ReplicatedData) -> str:
+    if data.engine == "postgresql":
+        return "postgresql"
+    return "litestream" if data.litestream else "copy"
 
 
 __all__ = ["Command", "ContinuityPlan", "CriticalFunction", "HttpCheck", "ReplicatedData"]

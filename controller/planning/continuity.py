@@ -234,8 +234,7 @@ def dr_plan_markdown(plan: ContinuityPlan, *, release: str | None, hosts: dict[s
               for role, group in (("primary", plan.sites.primary),
                                   ("backup", plan.sites.backup), ("load balancer", plan.lb.group))]
     lines += ["", "## Data replicated", ""]
-    lines += [f"- `{d.name}`: {d.path} ({d.engine}) from {d.source or 'the first primary'} "
-              f"every {_seconds(d.every)}" for d in plan.data] or ["- none"]
+    lines += [f"- `{d.name}`: {d.summary}" for d in plan.data] or ["- none"]
     lines += [
         "", "## Recovery procedure", "",
         "1. Confirm the primary site is lost (health checks fail; `relctl lab status` on the "

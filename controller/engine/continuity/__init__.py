@@ -9,7 +9,7 @@
 """
 
 from controller.engine.continuity.context import PLAN_HINT, Continuity, Verified, load_plan
-from controller.engine.continuity.failback import failback, read_tables
+from controller.engine.continuity.failback import failback
 from controller.engine.continuity.failover import failover
 from controller.engine.continuity.loadbalancer import LOAD_BALANCERS, LoadBalancer, lb_for
 from controller.engine.continuity.records import (
@@ -20,7 +20,24 @@ from controller.engine.continuity.records import (
     ReplicaRecord,
     rounded,
 )
+from controller.engine.continuity.replication import REPLICATIONS, read_tables
 
-__all__ = ["LOAD_BALANCERS", "PLAN_HINT", "Continuity", "DrillReport", "FailbackFigures",
-           "FailoverFigures", "LoadBalancer", "Outcome", "ReplicaRecord", "Verified",
-           "failback", "failover", "lb_for", "load_plan", "read_tables", "rounded"]
+__all__ = [
+    "LOAD_BALANCERS",
+    "PLAN_HINT",
+    "REPLICATIONS",
+    "Continuity",
+    "DrillReport",
+    "FailbackFigures",
+    "FailoverFigures",
+    "LoadBalancer",
+    "Outcome",
+    "ReplicaRecord",
+    "Verified",
+    "failback",
+    "failover",
+    "lb_for",
+    "load_plan",
+    "read_tables",
+    "rounded",
+]

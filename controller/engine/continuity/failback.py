@@ -13,19 +13,17 @@ backup lacks (to re-enter), and rows written on the backup site during the outag
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from controller.engine.continuity.context import Continuity, Verified
 from controller.engine.continuity.records import (
     FailbackFigures,
     Outcome,
-    ReplicaRecord,
     Step,
     StepRunner,
 )
+from controller.engine.continuity.replication import replica_tables
 from controller.errors import ContinuityError, RelctlError
 from controller.planning import continuity as plan_logic
 from controller.planning.continuity import TableRows
@@ -44,8 +42,8 @@ class _Failback:
     writer: str
     active: str
     tag: str
-    old: dict[str, Any] = field(default_factory=dict)
-    new: dict[str, Any] = field(default_factory=dict)
+    old: dict[str, TableRows] = field(default_factory=dict)  # the old primary's tables
+    new: dict[str, TableRows] = field(default_factory=dict)  # the backup site's
     verified: Verified = field(default_factory=lambda: Verified({}, []))
 
     def steps(self) -> list[Step]:
@@ -55,10 +53,9 @@ class _Failback:
                 Step("replication", self.resume)]
 
     def capture(self) -> str:
-        self.old = self.ctx.capture(self.writer, self.store / "old-primary", f"{self.tag}-old")
-        self.run.mark(f"old primary data captured on {self.writer}")
-        self.new = self.ctx.capture(self.active, self.store / "backup", f"{self.tag}-backup")
-        return f"backup site data captured on {self.active}"
+        self.old, self.new = self.ctx.replication.catch_up_tables(self.ctx, self.store,
+                                                                  self.tag)
+        return f"data of the old primary ({self.writer}) and the backup site captured"
 
     def deploy(self) -> str | None:
         good = self.ctx.last_good()
@@ -68,9 +65,7 @@ class _Failback:
         return f"{', '.join(self.ctx.primaries)} on {good.name}"
 
     def load(self) -> str:
-        self.ctx.load(self.ctx.primaries, self.store / "backup" / self.active / "bundle.tar",
-                      f"{self.tag}-load")
-        return f"backup data loaded on {', '.join(self.ctx.primaries)}"
+        return self.ctx.replication.bring_back(self.ctx, self.store, self.tag)
 
     def switch(self) -> str:
         down = [h for h in self.ctx.primaries if not self.ctx.healthy(h, timeout=2)]
@@ -122,10 +117,7 @@ def failback(ctx: Continuity) -> Outcome:
     finally:
         ctx.close()
     replica = ctx.last_replica()
-    catch = plan_logic.catch_up(
-        _tables(store / "old-primary" / work.writer / "bundle", work.old),
-        _tables(store / "backup" / work.active / "bundle", work.new),
-        _replica_tables(replica))
+    catch = plan_logic.catch_up(work.old, work.new, replica_tables(replica))
     report = plan_logic.catch_up_markdown(record, catch,
                                           replica.captured_iso if replica else None)
     (store / "catch-up.md").write_text(report)
@@ -146,32 +138,3 @@ def failback(ctx: Continuity) -> Outcome:
                    message, figures, runner.timeline.events, runner.warnings, report)
 
 
-def _tables(bundle: Path, index: dict[str, Any]) -> dict[str, TableRows]:
-    tables: dict[str, TableRows] = {}
-    for meta in index.values():
-        if meta.get("payload"):
-            tables.update(read_tables(bundle / meta["payload"]))
-    return tables
-
-
-def _replica_tables(replica: ReplicaRecord | None) -> dict[str, TableRows] | None:
-    bundle = replica.folder if replica is not None else None
-    if bundle is None or not (bundle / "index.json").exists():
-        return None
-    return _tables(bundle, json.loads((bundle / "index.json").read_text()))
-
-
-def read_tables(path: Path) -> dict[str, TableRows]:
-    """Every table of a SQLite file, rows sorted (read-only)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-        tables = {}
-        for name in names:
-            cursor = conn.execute(f'SELECT * FROM "{name}"')
-            columns = [c[0] for c in cursor.description]
-            tables[name] = TableRows(columns, sorted(tuple(r) for r in cursor.fetchall()))
-        return tables
-    finally:
-        conn.close()

@@ -1,8 +1,10 @@
 """Failover: move the service to the backup site, the primary site reachable or not.
 
+    replica     the newest data on the backup hosts (the plan's replication method: a
+                copy loaded if not yet, Litestream restored, a PostgreSQL standby
+                promoted); first, since the services there may need it to answer
     backups     answer and run the last good release (deployed if not); full preflight:
                 testinfra on them before anything switches (the primary is never touched)
-    replica     the newest replica is on every backup host (loaded if not)
     switch      the LB: primaries to maintenance, backups ready (no reload)
     verify      every critical function through the LB, most urgent first
     after       fast preflight: testinfra on the backup site right after the switch
@@ -44,7 +46,7 @@ class _Failover:
     verified: Verified = field(default_factory=lambda: Verified({}, []))
 
     def steps(self) -> list[Step]:
-        return [Step("backups", self.backups), Step("replica", self.ensure_replica),
+        return [Step("replica", self.ensure_replica), Step("backups", self.backups),
                 Step("switch", self.switch), Step("verify", self.verify),
                 Step("after", self.after), Step("persist", self.persist)]
 
