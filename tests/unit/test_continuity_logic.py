@@ -74,3 +74,41 @@ def test_plan_errors_name_file_line_and_field(tmp_path: Path) -> None:
         load_plan(bad)
     line = text.splitlines().index("    priority: 2") + 2
     assert f"{bad}:{line}: functions[1].colour: unknown field" in error.value.message
+
+
+@pytest.mark.parametrize(("example", "method", "says"), [
+    ("ledger-lab.yml", "copy", "every 1m"),
+    ("ledger-litestream.yml", "litestream", "streamed by Litestream to its file replica"),
+    ("ledger-postgresql.yml", "postgresql", "streamed to a standby on each backup host"),
+])
+def test_each_example_plan_names_its_replication(example: str, method: str, says: str) -> None:
+    plan, _ = load_plan(ROOT / "examples" / "continuity" / example)
+    assert plan.replication == method
+    assert says in plan.data[0].summary
+
+
+@pytest.mark.parametrize(("example", "old", "new", "field", "message"), [
+    ("ledger-postgresql.yml", "      data_dir: /var/lib/postgresql/lab\n", "",
+     "data[0].standby.data_dir", "required field missing"),
+    ("ledger-postgresql.yml", "    standby:  ", "    path: /x\n    standby:  ", "data[0]",
+     "engine postgresql takes postgresql and standby, not path"),
+    ("ledger-postgresql.yml", "    engine: postgresql\n", "", "data[0]",
+     "engine sqlite needs path"),
+    ("ledger-litestream.yml", "{type: file, path: /mnt/litestream/ledger-db}", "{path: /x}",
+     "data[0].litestream.replica", "needs `type`"),
+    ("ledger-litestream.yml", "sync_interval: 1s", "sync_interval: 0s",
+     "data[0].litestream.sync_interval", "greater than 0"),
+    ("ledger-litestream.yml", "    every: 1m", "    every: 1m\n  - name: other-db\n"
+     "    path: /var/lib/x.db\n    every: 1m", "data", "one replication method per plan"),
+])
+def test_bad_replication_settings_name_the_field(tmp_path: Path, example: str, old: str,
+                                                  new: str, field: str, message: str) -> None:
+    text = (ROOT / "examples" / "continuity" / example).read_text().replace(
+        "../../loadtests", str(ROOT / "loadtests"))
+    assert old in text
+    bad = tmp_path / "plan.yml"
+    bad.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as error:
+        load_plan(bad)
+    assert f"{bad}:" in error.value.message and f": {field}: " in error.value.message
+    assert message in error.value.message

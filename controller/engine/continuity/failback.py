@@ -120,6 +120,7 @@ def failback(ctx: Continuity) -> Outcome:
     catch = plan_logic.catch_up(work.old, work.new, replica_tables(replica))
     report = plan_logic.catch_up_markdown(record, catch,
                                           replica.captured_iso if replica else None)
+    store.mkdir(parents=True, exist_ok=True)
     (store / "catch-up.md").write_text(report)
     catch_json = {"missing_on_backup": catch.missing_on_backup,
                   "only_on_backup": catch.only_on_backup,
