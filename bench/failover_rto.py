@@ -58,9 +58,9 @@ def say(message: str) -> None:
     print(f"· {message}", file=sys.stderr, flush=True)
 
 
-def run_relctl(*args: str) -> subprocess.CompletedProcess[str]:
+def run_relctl(*args: str, state: Path = STATE) -> subprocess.CompletedProcess[str]:
     """Run relctl; on Ctrl-C let it clean up (stop its Locust, its probe) before we go on."""
-    proc = subprocess.Popen([*RELCTL, "--state-dir", str(STATE), *args], cwd=ROOT, text=True,
+    proc = subprocess.Popen([*RELCTL, "--state-dir", str(state), *args], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate()
@@ -107,9 +107,10 @@ def lab_down() -> None:
 
 # -- relctl's failover: the site-loss drill -------------------------------------------------
 
-def drill(run: int, scenario: str = "site-loss", plan: str = PLAN) -> dict[str, Any]:
+def drill(run: int, scenario: str = "site-loss", plan: str = PLAN, state: Path = STATE
+          ) -> dict[str, Any]:
     """One drill of ``scenario`` with ``plan``; its report's measures, with its verdict."""
-    result = run_relctl("drill", scenario, "--plan", plan, "--json")
+    result = run_relctl("drill", scenario, "--plan", plan, "--json", state=state)
     try:
         document = json.loads(result.stdout)
     except json.JSONDecodeError:

@@ -23,7 +23,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import yaml
 
 from controller.adapters import http
 from tests.integration.conftest import RunningLab, _skip_without_lab
@@ -34,10 +33,10 @@ from tests.integration.continuity_helpers import (
     served_by,
     write,
 )
-from tests.relctl_cli import LEDGER_SERVICE, ROOT, deploy_ledger, relctl, relctl_json
+from tests.integration.pg_site import build_site
+from tests.relctl_cli import relctl, relctl_json
 
 pytestmark = pytest.mark.lab
-EXAMPLE = ROOT / "examples" / "continuity" / "ledger-postgresql.yml"
 BASE = "127.0.76."  # lb .10, primary-1 .11, primary-2 .12, backup-1 .13
 
 
@@ -65,11 +64,6 @@ class Site:
         return result.returncode, document, result.stderr
 
 
-def url(*hosts: str) -> str:
-    return (f"postgresql://postgres@{','.join(f'{BASE}{h}:5432' for h in hosts)}/ledger"
-            "?target_session_attrs=read-write")
-
-
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
     _skip_without_lab()
@@ -77,70 +71,13 @@ def site() -> Iterator[Site]:
     state.mkdir(parents=True)
     folder = Path(tempfile.mkdtemp(prefix="relctl-pg-continuity-"))
     try:
-        up = relctl(state, "lab", "up", "--primary", "2", "--backup", "1", "--postgresql",
-                    "--base-address", f"{BASE}10", "--service", LEDGER_SERVICE)
-        assert up.returncode == 0, up.stderr
+        built = build_site(state, folder, BASE)
         lab = RunningLab(state, relctl_json(state, "lab", "status"))
-        reported = lab.status["postgresql"]
-        password = Path(reported["password_file"]).read_text().strip()
-        with psycopg.connect(f"host={BASE}11 port={reported['port']} dbname=postgres "
-                             f"user=postgres password={password}", autocommit=True) as conn:
-            conn.execute("CREATE DATABASE ledger")
-        password_file = folder / "relctl.password"
-        password_file.write_text(password + "\n")
-        passfile = folder / "ledger.pgpass"
-        passfile.write_text(f"*:{reported['port']}:ledger:postgres:{password}\n")
-        text = EXAMPLE.read_text().replace("127.0.0.11", f"{BASE}11").replace(
-            "password_env: RELCTL_LAB_PG_PASSWORD", f"password_file: {password_file}").replace(
-            "../../loadtests/", f"{ROOT}/loadtests/")
-        plan = folder / "plan.yml"
-        plan.write_text(text)
-
-        def deploy(group: str, order: tuple[str, str]) -> None:
-            done = deploy_ledger(state, "1.1.0", group, extra=[
-                "-e", f"ledger_database={url(*order)}", "-e", f"ledger_db_passfile={passfile}"])
-            assert done.returncode == 0, done.stdout[-3000:]
-
-        deploy("app_primary", ("11", "13"))
-        # 1.1.0 released through relctl: the journal's last good release, which failback
-        # puts back on the primaries.
-        released = relctl(state, "apply", str(release(folder, password_file, passfile)),
-                          "--yes")
-        assert released.returncode == 0, released.stderr
-        # The standby first: backup-1's own cluster has no database ledger until then.
-        built = relctl(state, "replicate", "--plan", str(plan), "--json")
-        assert built.returncode == 0, built.stderr
-        deploy("app_backup", ("13", "11"))
-        yield Site(lab, plan, password, int(reported["port"]), json.loads(built.stdout))
+        yield Site(lab, built.plan, built.password, built.port, built.replicated)
     finally:
         relctl(state, "lab", "down")
         shutil.rmtree(state, ignore_errors=True)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def release(folder: Path, password_file: Path, passfile: Path) -> Path:
-    """The PostgreSQL example manifest of 1.1.0 for this lab: the database on primary-1's
-    cluster, the URL listing both clusters, a latency allowance for a noisy machine."""
-    examples = ROOT / "examples" / "releases" / "postgresql"
-    data = yaml.safe_load((examples / "ledger-1.1.0.yml").read_text())
-    for item in data["items"]:
-        if "source" in item:
-            item["source"] = str((examples / item["source"]).resolve())
-        if item["kind"] == "data":
-            item["postgresql"] |= {"host": f"{BASE}11", "password_file": str(password_file)}
-            item["postgresql"].pop("password_env")
-    data["playbooks"]["apply"] = [str((examples / p).resolve())
-                                  for p in data["playbooks"]["apply"]]
-    for gate in data["gates"]["testinfra"]:
-        gate["tests"] = str((examples / gate["tests"]).resolve())
-    data["gates"]["locust"]["locustfile"] = str(
-        (examples / data["gates"]["locust"]["locustfile"]).resolve())
-    data["gates"]["locust"]["thresholds"]["p95_slack_ms"] = 200
-    data["extravars"] = {"ledger_version": "1.1.0", "ledger_database": url("11", "13"),
-                         "ledger_db_passfile": str(passfile)}
-    path = folder / "ledger-1.1.0.yml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def in_recovery(site: Site, host: str) -> bool:
