@@ -88,7 +88,7 @@ def build_site(state: Path, folder: Path, base: str) -> BuiltSite:
 
 def release(folder: Path, password_file: Path, passfile: Path, base: str) -> Path:
     """The PostgreSQL example manifest of 1.1.0 for this lab: the database on primary-1's
-    cluster, the URL listing both clusters, a latency allowance for a noisy machine."""
+    cluster, the URL listing both clusters, no load gate (test_release proves it)."""
     examples = ROOT / "examples" / "releases" / "postgresql"
     data = yaml.safe_load((examples / "ledger-1.1.0.yml").read_text())
     for item in data["items"]:
@@ -101,9 +101,7 @@ def release(folder: Path, password_file: Path, passfile: Path, base: str) -> Pat
                                   for p in data["playbooks"]["apply"]]
     for gate in data["gates"]["testinfra"]:
         gate["tests"] = str((examples / gate["tests"]).resolve())
-    data["gates"]["locust"]["locustfile"] = str(
-        (examples / data["gates"]["locust"]["locustfile"]).resolve())
-    data["gates"]["locust"]["thresholds"]["p95_slack_ms"] = 200
+    data["gates"]["locust"] = None  # continuity is under test, not the load gate
     data["extravars"] = {"ledger_version": "1.1.0",
                          "ledger_database": url("11", "13", base=base),
                          "ledger_db_passfile": str(passfile)}

@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 import pytest
+import yaml
 
 from controller.adapters import http
 from tests.integration.conftest import RunningLab, start_lab, stop_lab
@@ -38,10 +39,10 @@ LITESTREAM = shutil.which("litestream", path=str(Path(sys.executable).parent)) o
 @pytest.fixture(scope="module")
 def site() -> Iterator[RunningLab]:
     manifest = ROOT / "examples" / "releases" / ".test-litestream-1.1.0.yml"
-    # Continuity, not the load gate, is under test: a latency allowance keeps a noisy
-    # 2-core machine from rolling the site's release back.
-    manifest.write_text((ROOT / "examples/releases/ledger-1.1.0.yml").read_text().replace(
-        "      p95_vs_baseline: 1.3\n", "      p95_vs_baseline: 1.3\n      p95_slack_ms: 200\n"))
+    # Continuity, not the load gate, is under test (test_release proves the gate).
+    release = yaml.safe_load((ROOT / "examples/releases/ledger-1.1.0.yml").read_text())
+    release["gates"]["locust"] = None
+    manifest.write_text(yaml.safe_dump(release, sort_keys=False))
     running = start_lab(primary=2, backup=1, base_address="127.0.74.10")
     try:
         done = deploy_ledger(running.state_dir, "1.0.0")

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from controller.agent import litestream_agent
-from controller.engine.continuity.replication import shipped_binary
+from controller.engine.continuity.litestream import shipped_binary
 
 
 def agent(command: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,15 @@
 """Business continuity on real hosts: replicate, fail over, fail back.
 
     context       a plan bound to its inventory, LB and journal: topology, probes,
-                  replication (SQLite online backup, sha256-checked), deploys, testinfra
+                  SQLite copies (online backup, sha256-checked), deploys, testinfra
+    replication   the ``Replication`` protocol and relctl's copies (SQLite); with
+                  litestream (Litestream) and pg_streaming (PostgreSQL standbys), chosen
+                  by name in methods
     loadbalancer  the ``LoadBalancer`` protocol and HAProxy's runtime API behind it
-    failover      backups ready -> replica -> LB switch (no reload) -> verify -> persist
-    failback      data captured -> primaries deployed and loaded -> LB back -> catch-up
+    failover      newest data on the backups -> backups ready -> LB switch (no reload)
+                  -> verify -> persist
+    failback      data captured -> primaries deployed, data back -> LB back -> catch-up
+                  -> replication resumed
     records       typed figures (failover, failback, drill) and the step runner
 """
 
@@ -12,6 +17,7 @@ from controller.engine.continuity.context import PLAN_HINT, Continuity, Verified
 from controller.engine.continuity.failback import failback
 from controller.engine.continuity.failover import failover
 from controller.engine.continuity.loadbalancer import LOAD_BALANCERS, LoadBalancer, lb_for
+from controller.engine.continuity.methods import REPLICATIONS
 from controller.engine.continuity.records import (
     DrillReport,
     FailbackFigures,
@@ -20,7 +26,7 @@ from controller.engine.continuity.records import (
     ReplicaRecord,
     rounded,
 )
-from controller.engine.continuity.replication import REPLICATIONS, read_tables
+from controller.engine.continuity.replication import read_tables
 
 __all__ = [
     "LOAD_BALANCERS",

@@ -26,8 +26,9 @@ from controller.adapters.ansible import (
 from controller.adapters.testinfra import CheckRun, run_checks
 from controller.agent import snapshot_agent
 from controller.engine.continuity.loadbalancer import LoadBalancer, lb_for
+from controller.engine.continuity.methods import replication_for
 from controller.engine.continuity.records import Progress, ReplicaRecord
-from controller.engine.continuity.replication import Replication, replication_for
+from controller.engine.continuity.replication import Replication
 from controller.engine.environment import Environment, environment_for
 from controller.engine.snapshots import SnapshotError, unpack_bundle
 from controller.errors import ContinuityError

