@@ -14,10 +14,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,15 @@ import psutil
 import pytest
 import yaml
 
-from controller.adapters import http
 from tests.integration.conftest import RunningLab, start_lab, stop_lab
-from tests.integration.continuity_helpers import bring_primary_site_back, read, served_by, write
+from tests.integration.continuity_helpers import (
+    Teller,
+    bring_primary_site_back,
+    fault_at,
+    read,
+    served_by,
+    write,
+)
 from tests.relctl_cli import ROOT, deploy_ledger, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
@@ -116,38 +120,17 @@ def test_replicate_starts_litestream_once_and_reports_it(site: RunningLab) -> No
 
 
 def test_site_loss_drill_under_load_loses_under_two_seconds(site: RunningLab) -> None:
-    acked: list[tuple[float, dict[str, Any]]] = []
-    stop = threading.Event()
-
-    def writer() -> None:  # a teller recording payments through the LB, every 100 ms
-        n = 0
-        while not stop.is_set():
-            n += 1
-            answer = http.request("POST", f"{site.url}/tx",
-                                  {"account": "litestream-teller", "amount_cents": n},
-                                  timeout=2)
-            if answer.status == 201:
-                acked.append((time.time(), answer.json()))
-            time.sleep(0.1)
-
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
-    try:
+    with Teller(site.url, "litestream-teller") as teller:
         code, report, stderr = run(site, "drill", "site-loss", "--no-restore")
-    finally:
-        stop.set()
-        thread.join(timeout=10)
     assert code == 0, stderr
     measures = report["figures"]["measures"]
     assert report["figures"]["verdict"] == "pass", report["figures"]["problems"]
     assert measures["rpo_s"] is not None and 0 <= measures["rpo_s"] <= 2, measures
     assert measures["served_by_after"] == ["backup-1"] and served_by(site) == "backup-1"
-    fault = (datetime.fromisoformat(report["figures"]["started"]).timestamp()
-             + report["figures"]["moments"]["fault_s"])
+    fault = fault_at(report["figures"])
     # Every transaction acknowledged 2 s or more before the fault is served by the backup.
-    due = [tx for at, tx in acked if at <= fault - 2]
-    assert [tx for at, tx in acked if fault - 3 <= at <= fault - 2], "no write 2 s before"
-    for tx in due:
+    assert teller.acked_between(fault - 3, fault - 2), "no write 2 s before the fault"
+    for tx in teller.acked_between(0, fault - 2):
         assert read(site, tx["id"]) == (200, tx, "backup-1")
 
 

@@ -12,22 +12,21 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from controller.adapters import http
 from tests.integration.conftest import RunningLab, _skip_without_lab
 from tests.integration.continuity_helpers import (
+    Teller,
     bring_primary_site_back,
+    fault_at,
     kill_primary_site,
     read,
     served_by,
@@ -114,26 +113,8 @@ def test_replicate_builds_a_streaming_standby_once(site: Site) -> None:
 
 
 def test_site_loss_drill_promotes_the_standby_then_fails_back(site: Site) -> None:
-    acked: list[tuple[float, dict[str, Any]]] = []
-    stop = threading.Event()
-
-    def writer() -> None:  # a teller recording payments through the LB, every 100 ms
-        n = 0
-        while not stop.is_set():
-            n += 1
-            answer = http.request("POST", f"{site.lab.url}/tx",
-                                  {"account": "pg-teller", "amount_cents": n}, timeout=2)
-            if answer.status == 201:
-                acked.append((time.time(), answer.json()))
-            time.sleep(0.1)
-
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
-    try:
+    with Teller(site.lab.url, "pg-teller") as teller:
         code, report, stderr = site.run("drill", "site-loss")  # restores: fails back
-    finally:
-        stop.set()
-        thread.join(timeout=10)
     assert code == 0, (stderr, report.get("figures", {}).get("problems"),
                        report.get("figures", {}).get("timeline"))
     figures = report["figures"]
@@ -146,11 +127,9 @@ def test_site_loss_drill_promotes_the_standby_then_fails_back(site: Site) -> Non
     assert served_by(site.lab) == "primary-1"
     assert not in_recovery(site, "primary-1") and in_recovery(site, "backup-1")
     assert streams_from(site, "backup-1", "11")
-    fault = (datetime.fromisoformat(figures["started"]).timestamp()
-             + figures["moments"]["fault_s"])
-    due = [tx for at, tx in acked if at <= fault - 1]
-    assert [tx for at, tx in acked if fault - 2 <= at <= fault - 1], "no write 1 s before"
-    for tx in due:
+    fault = fault_at(figures)
+    assert teller.acked_between(fault - 2, fault - 1), "no write 1 s before the fault"
+    for tx in teller.acked_between(0, fault - 1):
         assert read(site.lab, tx["id"]) == (200, tx, "primary-1")
 
 
