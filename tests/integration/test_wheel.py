@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -212,3 +213,27 @@ def test_a_service_crash_drill_on_the_second_service(user: UserRepo) -> None:
     with urllib.request.urlopen(f"{user.lab_status()['url']}/version", timeout=5) as answer:
         assert answer.headers["X-Served-By"] == "primary-1"
         assert json.load(answer)["version"] == "1.1.0"
+
+
+def test_litestream_failover_on_the_second_service(user: UserRepo) -> None:
+    """The plan `relctl init` wrote, its data item given a Litestream replica on the lab's
+    shared storage: relctl replicate starts the litestream relctl's wheel brought, and a
+    failover to the cold backup site restores a note written a moment before."""
+    doc = yaml.safe_load((user.repo / "relctl" / "notes-continuity.yml").read_text())
+    doc["data"][0]["litestream"] = {"replica": {"type": "file", "path": "/mnt/ls/notes"}}
+    plan = user.repo / "relctl" / "notes-litestream.yml"
+    plan.write_text(yaml.safe_dump(doc, sort_keys=False))
+    started = user.run("replicate", "--plan", str(plan), "--json")
+    assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+    assert json.loads(started.stdout)["detail"]["running"]
+    url = user.lab_status()["url"]
+    note = urllib.request.Request(f"{url}/notes/streamed", data=b"by litestream", method="PUT")
+    with urllib.request.urlopen(note, timeout=5) as answer:
+        assert answer.status == 201
+    time.sleep(2.5)  # Litestream ships every second
+
+    done = user.run("failover", "--plan", str(plan), "--yes", "--json")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with urllib.request.urlopen(f"{url}/notes/streamed", timeout=5) as answer:
+        assert answer.headers["X-Served-By"] == "backup-1"
+        assert json.load(answer)["body"] == "by litestream"
