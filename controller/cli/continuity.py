@@ -87,7 +87,12 @@ def replicate(app: AppContext, plan_path: Path, inventory: Path | None, every: s
       transaction to the plan's replica; each run reports whether it runs, the newest
       replicated transaction and the lag. A failover restores the newest state on the
       backup hosts; its RPO is the age of that transaction at the fault.
-    Every run is journaled. Exit 0 replicating, 9 failed.
+    postgresql (data[].engine: postgresql): the cluster on every backup host is made a
+      streaming standby of the database's server (pg_basebackup -R, only where it is
+      not one already; never over a primary holding the database), or checked; each
+      run reports its state and lag. A failover promotes the first backup's standby.
+    Every run is journaled. Exit 0 replicating, 2 bad plan or login, 7 a database server
+    unreachable, 9 failed.
     """
     ctx = _open(app, plan_path, inventory, as_json)
     if stop:
