@@ -229,15 +229,18 @@ class PostgresReplication:
 
     def _wait_replayed(self, engine: PostgresEngine, address: str, port: int, lsn: str,
                        timeout: float = 60) -> None:
+        """Until the standby at ``address``:``port`` has replayed up to ``lsn`` (one query
+        a poll; a standby that does not answer yet is asked again)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            state = self._probe(engine, address, address, port)
-            if state is not None and state.replay_lsn is not None:
+            try:
                 with engine.connect(address, port) as conn:
-                    row = conn.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)",
-                                       (state.replay_lsn, lsn)).fetchone()
-                if row is not None and float(str(row[0])) >= 0:
-                    return
+                    row = conn.execute("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), "
+                                       "%s::pg_lsn) >= 0", (lsn,)).fetchone()
+            except RelctlError:
+                row = None
+            if row is not None and row[0]:
+                return
             time.sleep(0.2)
         raise ContinuityError(f"the standby at {address}:{port} did not replay up to {lsn}")
 
