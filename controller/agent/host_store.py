@@ -25,7 +25,9 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ if __name__ != "relctl_agent":  # on a host, snapshot_agent.py ran first in this
         tree_digest,
         tree_entries,
     )
+    from controller.agent.sqlite_carry import carry_rows, live_schema_same, private_copy
 
 Entry = dict[str, Any]
 
@@ -301,9 +304,64 @@ def restore_entry(item: Item, entry: Entry, store: Store) -> str:
     return "restored"
 
 
-def entry_matches(item: Item, entry: Entry) -> bool:
-    """The host's state of ``item`` is what ``entry`` recorded."""
+def restore_database(item: Item, entry: Entry, store: Store) -> tuple[str, Entry]:
+    """Roll an SQLite database back without losing a write (``sqlite_carry``): how it
+    came back, and what happened to the rows written since the snapshot (with the
+    logical digest the host must now show)."""
+    live = Path(item["path"])
+    policy = item.get("on_rollback") or "auto"
+    if not live.exists():
+        restore_entry(item, entry, store)
+        return "restored", {"decision": "restored", "why": "the live database was gone",
+                            "digest": entry["digest"]}
+    checkpoint(live)
+    now = sqlite_digest(live)
+    if now == entry["digest"]:
+        return "unchanged", {"decision": "unchanged", "digest": now,
+                             "why": "nothing was written since the snapshot: the file is "
+                                    "left as it was, byte for byte"}
+    if policy == "keep":
+        return "kept", {"decision": "kept", "why": "on_rollback: keep", "digest": now}
+    snapshot = store.path(entry["object"])
+    if policy == "auto" and live_schema_same(live, snapshot):
+        return "kept", {"decision": "kept", "digest": now,
+                        "why": "the schema is the snapshot's: no migration ran, the data "
+                               "stays live"}
+    copy = private_copy(snapshot, live.parent)
+    try:
+        rows = carry_rows(live, copy, discard=policy == "discard")
+        os.chown(copy, entry["uid"], entry["gid"])
+        os.chmod(copy, entry["mode"] & 0o7777)
+        digest = sqlite_digest(copy)
+        os.replace(copy, live)
+    finally:
+        copy.unlink(missing_ok=True)
+    for suffix in ("-wal", "-shm", "-journal"):  # the old file's, emptied by checkpoint()
+        Path(f"{live}{suffix}").unlink(missing_ok=True)
+    decision = "discarded" if policy == "discard" else "carried"
+    why = ("on_rollback: discard: the rows written since are dropped (listed)"
+           if policy == "discard" else
+           "the schema changed since the snapshot: the snapshot is restored and every row "
+           "written since carried into it")
+    return decision, {"decision": decision, "why": why, "digest": digest, **rows}
+
+
+def checkpoint(path: Path) -> None:
+    """Move everything in ``path``'s write-ahead log into the file and empty the log, so
+    the log left beside it after the file is replaced holds nothing to replay."""
+    conn = sqlite3.connect(str(path), timeout=30)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+def entry_matches(item: Item, entry: Entry, digest: str | None = None) -> bool:
+    """The host's state of ``item`` is what ``entry`` recorded (``digest``: the logical
+    digest a data rollback left instead of the snapshot's)."""
     kind = item["kind"]
+    if digest is not None:
+        return bool(current_digest(item) == digest)
     if kind == "package":
         return bool(package_version(item) == entry["installed"])
     if kind == "service":
@@ -340,13 +398,23 @@ def restore(request: dict[str, Any]) -> dict[str, Any]:
     services = [i for i in items if i["kind"] == "service"]
     for service in services:
         set_service(service, running=False)
-    how = {item["name"]: restore_entry(item, index[item["name"]], store)
-           for item in items if item["kind"] != "service"}
+    stopped = time.monotonic()
+    how: dict[str, str] = {}
+    data: dict[str, Entry] = {}
+    for item in items:
+        entry = index[item["name"]]
+        if item["kind"] == "data" and not entry.get("absent"):
+            how[item["name"]], data[item["name"]] = restore_database(item, entry, store)
+        elif item["kind"] != "service":
+            how[item["name"]] = restore_entry(item, entry, store)
     for service in services:
         set_service(service, running=bool(index[service["name"]]["running"]))
+    down_s = time.monotonic() - stopped
     store.index_path(str(request["snapshot"])).write_text(json.dumps(index, sort_keys=True))
-    mismatches = [item["name"] for item in items if not entry_matches(item, index[item["name"]])]
-    return {"ok": not mismatches, "restored": how, "mismatches": mismatches,
+    mismatches = [item["name"] for item in items if not entry_matches(
+        item, index[item["name"]], data.get(item["name"], {}).get("digest"))]
+    return {"ok": not mismatches, "restored": how, "mismatches": mismatches, "data": data,
+            "services_down_s": round(down_s, 3) if services else None,
             **({"error": f"the host does not match the snapshot: {mismatches}"}
                if mismatches else {})}
 

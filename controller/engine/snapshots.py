@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tarfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 from controller.adapters.agent_transport import AgentReply, AgentTransport, transport_for
 from controller.adapters.ansible import EventCallback
+from controller.adapters.safe_tar import UnsafeArchiveError, safe_extract
 from controller.adapters.snapshot_store import ObjectMismatchError, ObjectStore
 from controller.agent import snapshot_agent
 from controller.engine.children import JournalChildren
@@ -270,8 +270,11 @@ def _join(failures: Mapping[str, str]) -> str:
 def unpack_bundle(folder: Path, host: str) -> dict[str, Any]:
     """Extract ``folder/bundle.tar`` fetched from ``host``; check every payload's sha256
     (the continuity replication's bundles)."""
-    with tarfile.open(folder / "bundle.tar") as tar:
-        tar.extractall(folder, filter="data")
+    try:
+        safe_extract(folder / "bundle.tar", folder)
+    except UnsafeArchiveError as error:
+        raise SnapshotError(f"the bundle fetched from {host} is refused: {error}",
+                            hint="no host was changed") from error
     index: dict[str, Any] = json.loads((folder / "bundle" / "index.json").read_text())
     for name, meta in index.items():
         payload = meta.get("payload")

@@ -135,6 +135,12 @@ class DataItem(_Item):
     reversible: Flag = Field(
         True, description="false: once converted, rolling back cannot restore the old data."
     )
+    on_rollback: Literal["keep", "restore", "discard"] | None = Field(
+        None, description="What a rollback does with the data. Unset: keep it live when "
+        "the schema is the snapshot's (no migration ran), else restore the snapshot and "
+        "carry every row written since into it. keep: never restore. restore: restore and "
+        "carry forward. discard: restore and drop what was written since (listed in the "
+        "catch-up report).")
 
     @property
     def location(self) -> str:

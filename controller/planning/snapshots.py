@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.agent import host_store, snapshot_agent
+from controller.agent import host_store, snapshot_agent, sqlite_carry
 
 Entry = Mapping[str, Any]
 # Release states after which nothing can be rolled back by relctl any more.
 CLOSED = ("rolled_back",)
-AGENT_SOURCES = (Path(snapshot_agent.__file__), Path(host_store.__file__))
+AGENT_SOURCES = (Path(snapshot_agent.__file__), Path(sqlite_carry.__file__),
+                 Path(host_store.__file__))
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,10 @@ def load_build() -> ModuleType:
 
 def unpack(tarball: Path, dest: Path) -> Path:
     """Extract ``tarball`` under ``dest``; return the release root."""
+    # build.py's own tarball, made a moment ago; Python before 3.11.4 has no filter=.
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with tarfile.open(tarball) as tar:
-        tar.extractall(dest, filter="data")
+        tar.extractall(dest, **safe)
     return dest / tarball.name.removesuffix(".tar.gz")
 
 
