@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -41,6 +42,7 @@ class TaskEvent:
     changed: bool
     message: str = ""
     stdout: str = ""  # the task's stdout (relctl's agent replies on it)
+    diff: str = ""  # what the task changed or would change (``--diff``), as text
 
 
 @dataclass
@@ -64,6 +66,11 @@ class PlaybookResult:
     seconds: float
     artifact_dir: Path
     hosts: dict[str, HostOutcome]
+    stopped: list[int] = field(default_factory=list)  # pids it left that relctl stopped
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status in ("canceled", "timeout")
 
     @property
     def succeeded(self) -> bool:
@@ -90,6 +97,9 @@ class PlaybookRun:
     check: bool = False
     label: str = "run"
     children: ChildRecorder | None = None  # journals ansible-playbook before it starts
+    # Asked between events: True cancels the run (ansible-runner's own SIGTERM/SIGINT
+    # handlers, which it would install for good otherwise, stay out of relctl).
+    cancel: Callable[[], bool] | None = None
 
 
 def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> PlaybookResult:
@@ -126,17 +136,25 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Pla
             binary=child.binary(run.runs_dir),
             envvars={**_environment(run), **child.env, PROGRAM_ENV: "ansible-playbook"},
             event_handler=handler,
+            cancel_callback=run.cancel or _never,
             quiet=True,
             suppress_env_files=True,
         )
+        child.exit_code = int(runner.rc if runner.rc is not None else -1)
+        child.cut_short = str(runner.status) in ("canceled", "timeout")
     return PlaybookResult(
         ident=ident,
         status=str(runner.status),
-        rc=int(runner.rc if runner.rc is not None else -1),
+        rc=child.exit_code,
         seconds=time.monotonic() - started,
         artifact_dir=private / "artifacts" / ident,
         hosts=hosts,
+        stopped=child.stopped,
     )
+
+
+def _never() -> bool:
+    return False
 
 
 def _environment(run: PlaybookRun) -> dict[str, str]:
@@ -191,13 +209,29 @@ def read_inventory(inventory: Path, ansible_cfg: Path) -> Inventory:
     return Inventory(groups, addresses, hostvars)
 
 
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without terminal colour and cursor codes."""
+    return ANSI.sub("", text)
+
+
 def failure_summary(result: PlaybookResult) -> str:
-    """The failed hosts' messages, or the tail of Ansible's output when it failed early."""
+    """Why the run failed, for people: each failed task's host, name and message, or
+    Ansible's own error when it stopped before any task (a YAML error, a missing file);
+    then where the whole output is. No terminal codes."""
     messages = [f"{name}: {m}" for name, h in sorted(result.hosts.items()) for m in h.messages]
-    if messages:
-        return "; ".join(messages)[:1500]
     stdout = result.artifact_dir / "stdout"
-    return stdout.read_text(errors="replace")[-800:].strip() if stdout.exists() else ""
+    where = f" (full output: {stdout})" if stdout.exists() else ""
+    if messages:
+        return plain_text("; ".join(messages))[:1500] + where
+    text = plain_text(stdout.read_text(errors="replace")) if stdout.exists() else ""
+    start = text.rfind("ERROR!")
+    lines = (text[start:] if start >= 0 else text).strip().splitlines()
+    head = " ".join(line.strip() for line in lines[:12] if line.strip())
+    return (head[:800] or f"ansible-playbook ended with {result.status}, exit {result.rc}"
+            ) + where
 
 
 def _task_event(event: dict[str, Any]) -> TaskEvent | None:
@@ -214,14 +248,31 @@ def _task_event(event: dict[str, Any]) -> TaskEvent | None:
         changed=bool(res.get("changed", False)) if isinstance(res, dict) else False,
         message=_message(res) if outcome in ("failed", "unreachable") and not ignored else "",
         stdout=str(res.get("stdout") or "") if isinstance(res, dict) else "",
+        diff=_diff_text(res.get("diff")) if isinstance(res, dict) else "",
     )
+
+
+def _diff_text(diff: Any) -> str:
+    """A task's ``--diff`` record (a dict or a list of them) as unified text."""
+    parts = diff if isinstance(diff, list) else [diff] if isinstance(diff, dict) else []
+    out = []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        if part.get("prepared"):
+            out.append(str(part["prepared"]))
+        elif "before" in part or "after" in part:
+            where = part.get("after_header") or part.get("before_header") or ""
+            out.append(f"--- before {where}\n{part.get('before', '')}\n"
+                       f"+++ after {where}\n{part.get('after', '')}")
+    return plain_text("\n".join(out))[:4000]
 
 
 def _message(res: Any) -> str:
     if not isinstance(res, dict):
         return str(res)[:500]
     parts = [str(res.get(key) or "").strip() for key in ("msg", "stderr", "stdout")]
-    return " | ".join(p[-400:] for p in parts if p)
+    return plain_text(" | ".join(p[-400:] for p in parts if p))
 
 
 def _record(outcome: HostOutcome, event: TaskEvent) -> None:

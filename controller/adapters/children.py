@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,8 +44,8 @@ class ChildRecorder(Protocol):
     def running(self, child_id: int, pid: ChildPid) -> None:
         """The child's launcher runs as ``pid``."""
 
-    def after(self, child_id: int, exit_code: int | None) -> None:
-        """The child has ended."""
+    def after(self, child_id: int, exit_code: int | None, stopped: bool = False) -> None:
+        """The child has ended (``stopped``: relctl stopped it, or what it left running)."""
 
 
 @dataclass
@@ -56,6 +58,9 @@ class OwnedChild:
     child_id: int = 0
     pid: ChildPid | None = None
     recorder: ChildRecorder | None = field(default=None, repr=False)
+    exit_code: int | None = None  # set by the caller when it knows it
+    cut_short: bool = False  # the caller cancelled it or it timed out: sweep what it left
+    stopped: list[int] = field(default_factory=list)  # pids relctl had to stop
 
     def argv(self, command: list[str]) -> list[str]:
         """``command`` run under the launcher (for ``subprocess``)."""
@@ -87,22 +92,52 @@ class OwnedChild:
 @contextlib.contextmanager
 def owned_child(recorder: ChildRecorder | None, label: str,
                 program: str) -> Iterator[OwnedChild]:
-    """Record a child (when there is a recorder), yield how to start it, close its row."""
+    """Record a child (when there is a recorder), yield how to start it, close its row.
+
+    When the block ends early (an exception, or ``child.cut_short``: a cancel or a
+    timeout), nothing the child started outlives it: every process still carrying its
+    launcher's mark (Ansible's workers in sessions of their own, left behind when a
+    cancel kills the launcher's group) is stopped, by pid and create time, and the row
+    says the child was stopped rather than that it ended. A child that ended by itself
+    keeps what it meant to leave (the ssh ControlPersist masters relctl closes last)."""
     env = {launcher.PARENT_ENV: str(os.getpid())}
     child = OwnedChild(program, env, recorder=recorder)
+    scratch: Path | None = None
     if recorder is not None:
         child.child_id, child.record = recorder.before(label, program)
-        env[launcher.RECORD_ENV] = str(child.record)
-    code: int | None = None
+    else:  # not journaled, but its pid is still needed to find what it leaves behind
+        scratch = Path(tempfile.mkdtemp(prefix="relctl-child-"))
+        child.record = scratch / "record.json"
+    env[launcher.RECORD_ENV] = str(child.record)
+    ended = False
     try:
         yield child
-        code = 0
+        ended = True
     finally:
+        child.seen()
+        if not ended or child.cut_short:
+            child.stopped += stop_leftovers(child.pid)
+        if ended and child.exit_code is None and not child.cut_short:
+            child.exit_code = 0
         if recorder is not None:
-            child.seen()
-            recorder.after(child.child_id, code)
-            if child.record is not None:
-                child.record.unlink(missing_ok=True)
+            recorder.after(child.child_id, None if child.cut_short else child.exit_code,
+                           stopped=child.cut_short or bool(child.stopped))
+        if child.record is not None:
+            child.record.unlink(missing_ok=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def stop_leftovers(pid: ChildPid | None, settle_s: float = 10.0) -> list[int]:
+    """Stop every process left of a child whose program has returned, and wait until
+    none is alive (``settle_s`` at most after the SIGKILL); the pids stopped."""
+    if pid is None:
+        return []
+    stopped = stop_recorded(pid)
+    deadline = time.monotonic() + settle_s
+    while stopped and alive_of(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return stopped
 
 
 def run_owned(child: OwnedChild, command: list[str], *, env: dict[str, str],

@@ -10,6 +10,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from controller.adapters.signals import requests_on_signals
 from controller.cli.context import AppContext
 from controller.cli.output import (
     JSON_OPTION,
@@ -40,6 +41,12 @@ def _render(outcome: ReleaseOutcome, as_json: bool) -> None:
     if as_json:
         emit_json({"ok": outcome.exit_code == 0, **vars(outcome)})
     else:
+        for host, tasks in sorted(outcome.changes.items()):  # a dry run's would-be changes
+            console.print(f"[bold]{escape(host)}[/]: would change")
+            for task in tasks:
+                console.print(f"  - {escape(task['task'])}")
+                if task["diff"]:
+                    console.print(escape(task["diff"]), highlight=False)
         colour = "green" if outcome.exit_code == 0 else "red"
         console.print(f"[bold {colour}]{outcome.state}[/] {outcome.release}: "
                       f"{escape(outcome.message)}"
@@ -79,11 +86,13 @@ def apply(app: AppContext, manifest: Path, inventory: Path | None, dry_run: bool
     engine = ReleaseEngine(loaded, env, app.journal(), progress_printer(as_json),
                            _notifier(loaded, as_json), approval_wait=wait_approval, force=force)
     if dry_run:
-        _render(engine.dry_run(), as_json)
+        with requests_on_signals(engine.cancel.request):
+            outcome = engine.dry_run()
+        _render(outcome, as_json)
     if not (yes or as_json or not sys.stdin.isatty()):
         click.confirm(f"Release {loaded.release} to {loaded.targets} in {loaded.environment}?",
                       abort=True)
-    with HostBoard.for_terminal(as_json) as board:
+    with HostBoard.for_terminal(as_json) as board, requests_on_signals(engine.cancel.request):
         if board.live is not None:
             engine.on_task = board.on_task  # progress lines scroll above the table
         outcome = engine.apply()
@@ -100,7 +109,9 @@ def rollback(app: AppContext, release: str, inventory: Path | None, as_json: boo
     journal = app.journal()
     record = _find(journal.find_release(release), release)
     engine = _engine_for(app, record, inventory, as_json)
-    _render(engine.rollback(record, "rollback requested by the operator"), as_json)
+    with requests_on_signals(engine.cancel.request):  # a rollback, once begun, finishes
+        outcome = engine.rollback(record, "rollback requested by the operator")
+    _render(outcome, as_json)
 
 
 @click.command()
@@ -138,8 +149,12 @@ def resume(app: AppContext, inventory: Path | None, forward: bool, as_json: bool
     _say_stopped(stop_orphans(journal, release_id=record.id), as_json)
     engine = _engine_for(app, record, inventory, as_json)
     _say_stopped([engine.stopped_at(record)], as_json)
-    outcome = (engine.resume_forward(record) if forward else
-               engine.rollback(record, f"resumed after the controller died in {record.state}"))
+    with requests_on_signals(engine.cancel.request):
+        outcome = (engine.resume_forward(record) if forward else
+                   engine.rollback(record, f"resumed after the controller died in "
+                                           f"{record.state}",
+                                   # a gate had failed when it was already rolling back
+                                   interrupted=record.state != "rolling_back"))
     _render(outcome, as_json)
 
 

@@ -15,6 +15,7 @@ class Capture:
     digest: str  # the logical digest of exactly what the dump holds
     server_version: str
     seconds: float
+    schema: str = ""  # the digest of the schema alone (a rollback keeps data it did not migrate)
 
 
 class DataEngine(Protocol):
@@ -36,4 +37,8 @@ class DataEngine(Protocol):
 
     def digest(self) -> str:
         """The logical digest of the data now (schema, rows, sequences)."""
+        ...
+
+    def schema_digest(self) -> str:
+        """The digest of the schema now (tables, columns, constraints; no rows)."""
         ...

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import psycopg
 
@@ -145,7 +145,8 @@ class PostgresEngine:
             self._run(self._tool("pg_dump", version), "-Fc", "--no-password",
                       f"--snapshot={snapshot}", "-f", str(dump), *self._target())
             digest = self._digest(conn, version, snapshot)
-        return Capture(dump, digest, version, time.monotonic() - started)
+            schema = self._schema_digest(version, snapshot)
+        return Capture(dump, digest, version, time.monotonic() - started, schema)
 
     def restore(self, dump: Path) -> None:
         version = self.check()
@@ -202,14 +203,27 @@ class PostgresEngine:
             yield conn, _value(conn, "SHOW server_version"), _value(
                 conn, "SELECT pg_export_snapshot()")
 
-    def _digest(self, conn: Connection, version: str, snapshot: str) -> str:
-        """Schema, rows and sequences as the transaction holding ``snapshot`` sees them."""
+    def schema_digest(self) -> str:
+        with self._snapshot() as (_conn, version, snapshot):
+            return self._schema_digest(version, snapshot)
+
+    def _schema_digest(self, version: str, snapshot: str) -> str:
+        digest = hashlib.sha256()
+        self._hash_schema(digest, version, snapshot)
+        return digest.hexdigest()
+
+    def _hash_schema(self, digest: Any, version: str, snapshot: str) -> None:
+        """The schema as ``pg_dump --schema-only`` prints it, comments left out."""
         schema = self._run(self._tool("pg_dump", version), "--schema-only", "--no-password",
                            f"--snapshot={snapshot}", *self._target())
-        digest = hashlib.sha256()
         for line in schema.splitlines():
             if not NOISE.match(line):
                 digest.update(line.encode() + b"\n")
+
+    def _digest(self, conn: Connection, version: str, snapshot: str) -> str:
+        """Schema, rows and sequences as the transaction holding ``snapshot`` sees them."""
+        digest = hashlib.sha256()
+        self._hash_schema(digest, version, snapshot)
         for name, kind in conn.execute(TABLES).fetchall():
             if kind == "S":
                 row = conn.execute(f"SELECT last_value, is_called FROM {name}").fetchone()

@@ -31,9 +31,9 @@ class JournalChildren:
         """The launcher of the child runs as ``pid``."""
         self.journal.child_running(child_id, pid.pid, pid.started)
 
-    def after(self, child_id: int, exit_code: int | None) -> None:
-        """The child ended (``exit_code`` None: its wait was interrupted)."""
-        self.journal.child_ended(child_id, "ended", exit_code)
+    def after(self, child_id: int, exit_code: int | None, stopped: bool = False) -> None:
+        """The child ended (``exit_code`` None: unknown, or it was stopped by relctl)."""
+        self.journal.child_ended(child_id, "stopped" if stopped else "ended", exit_code)
 
 
 def stop_orphans(journal: Journal, *, release_id: int | None = None,

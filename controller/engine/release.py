@@ -22,6 +22,7 @@ from typing import Any
 
 from controller.adapters.ansible import PlaybookRun, TaskEvent, failure_summary, run_playbook
 from controller.engine.admission import refuse_bad_release
+from controller.engine.cancel import Cancellation, Interrupted
 from controller.engine.children import JournalChildren
 from controller.engine.environment import Environment
 from controller.engine.gates import GateRunner
@@ -41,6 +42,7 @@ from controller.models.manifest import Manifest
 from controller.models.notify import NoticeEvent
 from controller.notify import Notifier, journal_deliveries
 from controller.planning.release import ReleasePlan, plan_release
+from controller.reports.catch_up import DataReports, summary_lines, write_catch_up
 
 Progress = Callable[[str], None]
 TOUCHED_STATES = ("applying", "applied", "verified", "failed")
@@ -66,6 +68,9 @@ class ReleaseOutcome:
     seconds: float = 0.0
     gates: list[dict[str, Any]] = field(default_factory=list)
     phases: list[dict[str, Any]] = field(default_factory=list)  # name, state, seconds
+    data: DataReports = field(default_factory=dict)  # what a rollback did with the data
+    # dry run: host -> the tasks that would change it, with their diffs
+    changes: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
 
 class GateFailed(Exception):  # noqa: N818 - a signal inside the engine, never raised out
@@ -84,6 +89,7 @@ class ReleaseEngine:
     approval_wait: float | None = None  # None: the manifest's signoff.wait
     on_task: Callable[[TaskEvent], None] | None = None  # every task on every host (live view)
     force: bool = False  # apply a release the journal marks bad
+    cancel: Cancellation = field(default_factory=Cancellation)  # set by SIGTERM/SIGINT/SIGHUP
 
     def apply(self) -> ReleaseOutcome:
         """Refuse a bad release, check sign-offs, lock, snapshot, apply in batches, verify,
@@ -115,22 +121,42 @@ class ReleaseEngine:
             self.env.close_connections()
 
     def dry_run(self) -> ReleaseOutcome:
-        """The apply playbooks in check mode with diff: nothing on any host changes."""
+        """The apply playbooks in check mode with diff: nothing on any host changes.
+        Any non-zero ``ansible-playbook`` result (a parse error, an unreachable host, a
+        failed task) is exit 8 with its error; the would-be changes come per host."""
+        started = time.monotonic()
         plan = self._plan()
         self._check_databases(plan)
-        failed = []
-        for playbook in self.manifest.playbooks.apply:
-            result = run_playbook(self._playbook(playbook, plan.hosts, "dry-run", check=True),
-                                  self._on_event)
-            failed += result.failed_hosts
-        self.env.close_connections()
-        ok = not failed
-        return ReleaseOutcome(self.manifest.release, None, "dry-run", 0 if ok else 8,
-                              "check mode passed" if ok else f"check mode failed on {failed}",
-                              plan.hosts)
+        changes: dict[str, list[dict[str, str]]] = {}
 
-    def rollback(self, record: ReleaseRecord, reason: str) -> ReleaseOutcome:
-        """Restore the snapshot on every host the release touched (``rollback``/``resume``)."""
+        def collect(event: TaskEvent) -> None:
+            self._on_event(event)
+            if event.changed:
+                changes.setdefault(event.host, []).append(
+                    {"task": event.task, "diff": event.diff})
+
+        errors = []
+        try:
+            for playbook in self.manifest.playbooks.apply:
+                result = run_playbook(self._playbook(playbook, plan.hosts, "dry-run",
+                                                     check=True), collect)
+                if not result.succeeded:
+                    errors.append(f"{playbook.name}: {failure_summary(result)}")
+                if result.cancelled or self.cancel.requested():
+                    errors.append(self.cancel.reason or "cancelled")
+                    break
+        finally:
+            self.env.close_connections()
+        message = ("check mode passed: " + _changes_line(changes) if not errors else
+                   "check mode failed: " + "; ".join(errors))
+        return ReleaseOutcome(self.manifest.release, None, "dry-run",
+                              int(ExitCode.PLAYBOOK) if errors else 0, message, plan.hosts,
+                              time.monotonic() - started, changes=changes)
+
+    def rollback(self, record: ReleaseRecord, reason: str,
+                 interrupted: bool = False) -> ReleaseOutcome:
+        """Restore the snapshot on every host the release touched (``rollback``/``resume``);
+        ``interrupted``: its controller died or was stopped, so it is not marked bad."""
         plan = self._plan()
         touched = [h.host for h in self.journal.host_states(record.id)
                    if h.state in (*TOUCHED_STATES, "restored")]
@@ -142,7 +168,8 @@ class ReleaseEngine:
         self.journal.acquire_lock(record.environment, record.name)
         try:
             close_stale_phases(self.journal, record.id)
-            return self._roll_back(record.id, plan, touched, reason, time.monotonic())
+            return self._roll_back(record.id, plan, touched, reason, time.monotonic(),
+                                   bad=not interrupted)
         finally:
             self.journal.release_lock(record.environment, record.name)
             self.env.close_connections()
@@ -163,6 +190,10 @@ class ReleaseEngine:
             baseline = gates.load("baseline")
             if baseline is not None:
                 phase["figures"] = baseline.figures()  # resume --forward judges against it
+        if self.cancel.requested():
+            return self._finish(release_id, "aborted", ExitCode.ERROR,
+                                f"{self.cancel.reason} before any host changed: nothing to "
+                                "roll back", [], started)
         self._state(release_id, "snapshotting")
         with self._phase(release_id, "snapshot"):
             snapshots.take(plan.hosts, self._on_event)
@@ -177,14 +208,19 @@ class ReleaseEngine:
         any failure rolls back every host of the batches up to it."""
         touched = [h for batch in plan.batches[:first - 1] for h in batch]
         try:
+            self.cancel.check()
             self._state(release_id, "applying")
             for number, batch in enumerate(plan.batches[first - 1:], start=first):
                 touched += batch
                 self._apply_batch(release_id, plan, number, batch, gates)
+                self.cancel.check()
             self._state(release_id, "verifying")
             self._load_gate(release_id, gates, baseline)
+            self.cancel.check()
         except GateFailed as failure:
             return self._roll_back(release_id, plan, touched, str(failure), started)
+        except Interrupted as stop:
+            return self._roll_back(release_id, plan, touched, str(stop), started, bad=False)
         return self._finish(release_id, "released", ExitCode.OK,
                             f"{self.manifest.release} released to {len(plan.hosts)} hosts",
                             plan.hosts, started)
@@ -230,6 +266,11 @@ class ReleaseEngine:
                 result = run_playbook(run, self._on_event)
                 phase["hosts"] = {h: ("failed" if h in result.failed_hosts else "ok")
                                   for h in batch}
+                if result.stopped:
+                    phase["stopped_pids"] = result.stopped
+                if result.cancelled or self.cancel.requested():
+                    raise Interrupted(self.cancel.reason or f"{playbook.name} was cancelled "
+                                      f"({result.status})")
                 if not result.succeeded:
                     for host in result.failed_hosts:
                         self.journal.set_host_state(release_id, host, "failed")
@@ -265,7 +306,9 @@ class ReleaseEngine:
                 raise GateFailed(f"Locust gate {verdict.outcome}: {'; '.join(verdict.reasons)}")
 
     def _roll_back(self, release_id: int, plan: ReleasePlan, touched: list[str],
-                   reason: str, started: float) -> ReleaseOutcome:
+                   reason: str, started: float, bad: bool = True) -> ReleaseOutcome:
+        """Restore ``touched`` and re-check it; ``bad``: a gate or playbook failed (not a
+        signal or a dead controller), so the release is marked bad."""
         self.progress(f"rolling back {', '.join(touched) or 'nothing'}: {reason}")
         self.journal.log(release_id, f"rollback: {reason}")
         if plan.irreversible and touched:
@@ -284,6 +327,10 @@ class ReleaseEngine:
                                      result.replies and h not in result.failed_hosts}
                 phase["databases"] = result.databases
                 phase["uploaded_objects"] = result.uploaded
+                phase["data"] = result.data()
+                phase["writes_refused_s"] = result.writes_refused()
+        if result is not None and result.data():
+            self._report_data(release_id, result.data(), result.writes_refused())
         if result is not None and not result.succeeded:
             return self._finish(release_id, "rollback_failed", ExitCode.ROLLBACK_FAILED,
                                 f"{reason}. Restore FAILED: {result.summary()}",
@@ -292,9 +339,26 @@ class ReleaseEngine:
         for host, version in runs_now.items():  # "version after" is what the host runs now
             self.journal.set_host_state(release_id, host, "restored", version_after=version)
         self._verify_restored(release_id, runs_now)
-        self.journal.mark_bad(release_id, reason)
+        if bad:
+            self.journal.mark_bad(release_id, reason)
+        else:
+            self.journal.log(release_id, f"interrupted, not marked bad: {reason}")
+        state = "rolled back" if bad else "interrupted and rolled back"
         return self._finish(release_id, "rolled_back", ExitCode.ROLLED_BACK,
-                            f"rolled back: {reason}", touched, started)
+                            f"{state}: {reason}", touched, started)
+
+    def _report_data(self, release_id: int, data: DataReports,
+                     writes_refused: dict[str, float | None]) -> None:
+        """Say, journal and write down what the rollback did with each host's data."""
+        folder = self.env.state_dir / "rollbacks" / self.manifest.release
+        path = write_catch_up(folder, self.manifest.release, data, writes_refused)
+        for line in summary_lines(data):
+            self.progress(line)
+            self.journal.log(release_id, f"data: {line}")
+        for host, seconds in sorted(writes_refused.items()):
+            if seconds is not None and host in data:
+                self.progress(f"{host}: writes refused for {seconds:.2f} s (services stopped)")
+        self.progress(f"catch-up report: {path}")
 
     def _verify_restored(self, release_id: int, runs_now: dict[str, str | None]) -> None:
         gates = GateRunner(self.env, self.journal, release_id, self.manifest)
@@ -325,7 +389,8 @@ class ReleaseEngine:
         return PlaybookRun(playbook=playbook, inventory=self.env.inventory,
                            ansible_cfg=self.env.ansible_cfg, runs_dir=self.env.runs_dir,
                            extravars=dict(self.manifest.extravars), limit=",".join(hosts),
-                           check=check, label=label, children=children)
+                           check=check, label=label, children=children,
+                           cancel=self.cancel.requested)
 
     def _on_event(self, event: TaskEvent) -> None:
         if self.on_task is not None:
@@ -354,13 +419,22 @@ class ReleaseEngine:
         self.journal.set_release_state(release_id, state, exit_code=int(code), message=message)
         if state in OUTCOME_NOTICES:
             event, status = OUTCOME_NOTICES[state]
-            self._notify(release_id, event, hosts, message.removeprefix("rolled back: "), status)
+            self._notify(release_id, event, hosts, message.split(": ", 1)[-1], status)
         gates = [{"phase": g.phase, "kind": g.kind, "verdict": g.verdict, "figures": g.figures}
                  for g in self.journal.gate_results(release_id)]
-        phases = [{"name": p.name, "state": p.state, "seconds": p.seconds}
-                  for p in self.journal.phases(release_id)]
+        recorded = self.journal.phases(release_id)
+        phases = [{"name": p.name, "state": p.state, "seconds": p.seconds} for p in recorded]
+        data: DataReports = next((p.detail["data"] for p in reversed(recorded)
+                     if p.name == "rollback" and p.detail.get("data")), {})
         return ReleaseOutcome(self.manifest.release, release_id, state, int(code), message,
-                              hosts, time.monotonic() - started, gates, phases)
+                              hosts, time.monotonic() - started, gates, phases, data)
+
+
+def _changes_line(changes: dict[str, list[dict[str, str]]]) -> str:
+    if not changes:
+        return "no host would change"
+    return "would change " + ", ".join(f"{host} ({len(tasks)} tasks)"
+                                       for host, tasks in sorted(changes.items()))
 
 
 class PhaseScope:

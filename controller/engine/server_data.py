@@ -47,7 +47,8 @@ class ServerData:
                 size = capture.dump.stat().st_size
                 sha = self.store.put_file(capture.dump)
             entry = {"kind": "data", "engine": item.engine, "object": sha, "bytes": size,
-                     "digest": capture.digest, "server_version": capture.server_version,
+                     "digest": capture.digest, "schema": capture.schema,
+                     "server_version": capture.server_version,
                      "seconds": round(capture.seconds, 3)}
             self.journal.add_snapshot(self.release_id, host=item.location, item=item.name,
                                       kind="data", path=self.store.path(sha), sha256=sha,
@@ -66,12 +67,30 @@ class ServerData:
                 raise DataSnapshotError(f"the dump of {item.name} is missing or fails its "
                                         f"sha256 ({self.store.path(sha)})")
             engine = _engine(item)
+            kept = keeps_live_data(item, entry, engine)
+            if kept:
+                done[item.name] = kept
+                continue
             engine.restore(self.store.path(sha))
             if engine.digest() != entry["digest"]:
                 raise DataSnapshotError(f"{item.name} ({item.location}) does not match its "
                                         "snapshot's logical digest after the restore")
             done[item.name] = "restored"
         return done
+
+
+def keeps_live_data(item: DataItem, entry: dict[str, Any], engine: DataEngine) -> str | None:
+    """Why a rollback leaves ``item``'s data as it is now (None: it restores the dump):
+    nothing written since, ``on_rollback: keep``, or no migration ran (the schema is the
+    snapshot's, so every write since stays live)."""
+    policy = item.on_rollback
+    if engine.digest() == entry["digest"]:
+        return "unchanged"
+    if policy == "keep":
+        return "kept (on_rollback: keep)"
+    if policy is None and entry.get("schema") and engine.schema_digest() == entry["schema"]:
+        return "kept (schema unchanged: no migration ran)"
+    return None
 
 
 def check_databases(items: list[DataItem], progress: Callable[[str], None]) -> None:

@@ -74,6 +74,15 @@ class RestoreResult:
             return self.database_error[:1500]
         return "; ".join(f"{h}: {self.replies[h].error}" for h in self.failed_hosts)[:1500]
 
+    def data(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """What each host's agent did with its data items (kept, carried, ...)."""
+        return {h: dict(r.data.get("data") or {}) for h, r in self.replies.items()
+                if r.data.get("data")}
+
+    def writes_refused(self) -> dict[str, float | None]:
+        """Seconds each host's services were stopped during the restore."""
+        return {h: r.data.get("services_down_s") for h, r in self.replies.items()}
+
     def how(self, host: str) -> dict[str, str]:
         """How each item came back on ``host`` (switched, unpacked, restored, removed)."""
         restored: dict[str, str] = self.replies[host].data.get("restored", {})
