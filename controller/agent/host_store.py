@@ -323,13 +323,15 @@ def restore_database(item: Item, entry: Entry, store: Store) -> tuple[str, Entry
     if policy == "keep":
         return "kept", {"decision": "kept", "why": "on_rollback: keep", "digest": now}
     snapshot = store.path(entry["object"])
-    if policy == "auto" and live_schema_same(live, snapshot):
+    same_schema = live_schema_same(live, snapshot)
+    if policy == "auto" and same_schema:
         return "kept", {"decision": "kept", "digest": now,
                         "why": "the schema is the snapshot's: no migration ran, the data "
                                "stays live"}
     copy = private_copy(snapshot, live.parent)
-    try:
-        rows = carry_rows(live, copy, discard=policy == "discard")
+    try:  # the manifest's rollback_rows read the new schema: only when one is there
+        rows = carry_rows(live, copy, discard=policy == "discard",
+                          queries=None if same_schema else item.get("rollback_rows"))
         os.chown(copy, entry["uid"], entry["gid"])
         os.chmod(copy, entry["mode"] & 0o7777)
         digest = sqlite_digest(copy)

@@ -75,9 +75,13 @@ def plain(value: Any) -> Any:
 class Carry:
     """The rows written since the snapshot, carried into (or dropped from) its copy."""
 
-    def __init__(self, conn: sqlite3.Connection, discard: bool) -> None:
+    def __init__(self, conn: sqlite3.Connection, discard: bool,
+                 sources: dict[str, str] | None = None,
+                 broken: dict[str, str] | None = None) -> None:
         self.conn = conn
         self.discard = discard
+        self.sources = sources or {}  # table -> where its live rows are read (default live.T)
+        self.broken = broken or {}  # table -> why its rows cannot be read in the old columns
         self.counts: dict[str, dict[str, int]] = {}
         self.listed: list[dict[str, Any]] = []
         self.not_carried = 0
@@ -91,8 +95,22 @@ class Carry:
             self.listed.append({"table": table, "op": op, "reason": reason,
                                 "row": {k: plain(v) for k, v in row.items()}})
 
+    def live(self, table: str) -> str:
+        """Where ``table``'s live rows are read: the live table, or the rows the
+        manifest's ``rollback_rows`` query made of the new schema."""
+        return self.sources.get(table) or f"live.{ident(table)}"
+
+    def live_columns(self, table: str) -> list[str]:
+        if table in self.sources:
+            cursor = self.conn.execute(f"SELECT * FROM {self.sources[table]} LIMIT 0")
+            return [d[0] for d in cursor.description]
+        return columns(self.conn, "live", table)[0]
+
     def table(self, table: str) -> None:
-        new_cols, _ = columns(self.conn, "live", table)
+        if table in self.broken:
+            self.skip_all(table, self.broken[table])
+            return
+        new_cols = self.live_columns(table)
         old_cols, key = columns(self.conn, "main", table)
         if not new_cols:  # the live database lost the table: the snapshot's rows stay
             self.note(table, "table", "absent-live")
@@ -108,7 +126,7 @@ class Carry:
     def carry_changed(self, table: str, keyed: list[str], common: list[str]) -> None:
         cols = [*keyed, *common]
         select = ", ".join(ident(c) if c != "rowid" else "rowid" for c in cols)
-        query = (f"SELECT {select} FROM live.{ident(table)} EXCEPT "
+        query = (f"SELECT {select} FROM {self.live(table)} EXCEPT "
                  f"SELECT {select} FROM main.{ident(table)}")
         for values in self.conn.execute(query).fetchall():
             row = dict(zip(cols, values))
@@ -132,13 +150,15 @@ class Carry:
         select = ", ".join(ident(c) if c != "rowid" else "rowid" for c in keyed)
         match = " AND ".join(f"l.{self.col(c)} IS m.{self.col(c)}" for c in keyed)
         query = (f"SELECT {select} FROM main.{ident(table)} AS m WHERE NOT EXISTS "
-                 f"(SELECT 1 FROM live.{ident(table)} AS l WHERE {match})")
+                 f"(SELECT 1 FROM {self.live(table)} AS l WHERE {match})")
         for values in self.conn.execute(query).fetchall():
             self.apply(table, "delete", dict(zip(keyed, values)),
                        f"DELETE FROM main.{ident(table)} WHERE {self.where(keyed)}",
                        list(values))
 
     def skip_all(self, table: str, reason: str) -> None:
+        if not columns(self.conn, "live", table)[0]:
+            return
         cursor = self.conn.execute(f"SELECT * FROM live.{ident(table)}")
         names = [d[0] for d in cursor.description]
         for values in cursor.fetchall():
@@ -175,33 +195,69 @@ class Carry:
     def where(self, keyed: list[str]) -> str:
         return " AND ".join(f"{self.col(c)} IS ?" for c in keyed)
 
-    def new_tables(self) -> None:
-        """Tables only the new schema has: their rows cannot be carried, and are listed."""
+    def new_tables(self, derived: set[str]) -> None:
+        """Tables only the new schema has: their rows cannot be carried, and are listed
+        (unless the manifest says the table is derived from others: counted only)."""
         old = set(tables(self.conn, "main"))
         for table in tables(self.conn, "live"):
-            if table not in old:
+            if table in derived and table not in old:
+                count = self.conn.execute(f"SELECT count(*) FROM live.{ident(table)}")
+                self.counts.setdefault(table, {})["derived:not-carried"] = count.fetchone()[0]
+            elif table not in old:
                 self.skip_all(table, "the table does not exist in the snapshot's schema")
 
 
-def carry_rows(live: Path, restored: Path, discard: bool) -> dict[str, Any]:
+def carry_rows(live: Path, restored: Path, discard: bool,
+               queries: dict[str, str | None] | None = None) -> dict[str, Any]:
     """Carry (or, ``discard``, list and drop) the rows ``live`` has gained, changed or lost
-    since the snapshot into ``restored`` (a copy of the snapshot), in one transaction."""
+    since the snapshot into ``restored`` (a copy of the snapshot), in one transaction.
+
+    ``queries`` (the manifest's ``rollback_rows``): per old table, a SELECT over the live
+    (new) schema giving that table's rows in its old columns, run read-only on the live
+    database; a table mapped to None is derived data of the new schema (not listed)."""
+    queries = queries or {}
     conn = sqlite3.connect(f"file:{urllib.parse.quote(str(restored))}", uri=True,
                            isolation_level=None)
     conn.execute("ATTACH DATABASE ? AS live",
                  (f"file:{urllib.parse.quote(str(live))}?mode=ro",))
-    carry = Carry(conn, discard)
+    sources: dict[str, str] = {}
+    broken: dict[str, str] = {}
+    for n, (table, query) in enumerate(sorted(queries.items())):
+        try:
+            if query:
+                sources[table] = materialize(conn, live, n, query)
+        except sqlite3.Error as error:  # the manifest's query: its rows are listed, not lost
+            broken[table] = f"rollback_rows query for {table} failed: {error}"
+    carry = Carry(conn, discard, sources, broken)
     try:
         conn.execute("BEGIN IMMEDIATE")
         for table in tables(conn, "main"):
             carry.table(table)
-        carry.new_tables()
+        carry.new_tables({t for t, q in queries.items() if not q})
         conn.execute("COMMIT")
         conn.execute("DETACH DATABASE live")
         conn.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
     return {"tables": carry.counts, "listed": carry.listed, "not_carried": carry.not_carried}
+
+
+def materialize(conn: sqlite3.Connection, live: Path, n: int, query: str) -> str:
+    """The rows of ``query`` run on a read-only connection to ``live``, copied into a
+    temporary table of ``conn``; its name."""
+    source = sqlite3.connect(f"file:{urllib.parse.quote(str(live))}?mode=ro", uri=True)
+    try:
+        source.execute("PRAGMA query_only = ON")
+        cursor = source.execute(query)
+        names = [d[0] for d in cursor.description or []]
+        temp = f"temp.relctl_rows_{n}"
+        conn.execute(f"CREATE TEMP TABLE relctl_rows_{n} "
+                     f"({', '.join(ident(c) for c in names)})")
+        marks = ", ".join("?" for _ in names)
+        conn.executemany(f"INSERT INTO {temp} VALUES ({marks})", cursor)
+        return temp
+    finally:
+        source.close()
 
 
 def live_schema_same(live: Path, snapshot: Path) -> bool:

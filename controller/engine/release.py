@@ -37,6 +37,7 @@ from controller.engine.signoff import approvals_line, require_signoffs
 from controller.engine.snapshots import Snapshots
 from controller.errors import ExitCode, RelctlError, RollbackRefusedError
 from controller.journal import Journal, ReleaseRecord, current_holder
+from controller.manifest_loader import load_manifest
 from controller.models.gates import LoadStats
 from controller.models.manifest import Manifest
 from controller.models.notify import NoticeEvent
@@ -335,10 +336,10 @@ class ReleaseEngine:
             return self._finish(release_id, "rollback_failed", ExitCode.ROLLBACK_FAILED,
                                 f"{reason}. Restore FAILED: {result.summary()}",
                                 touched, started)
-        runs_now = {host: snapshots.previous_version(host) for host in touched}
+        runs_now = self._verify_restored(
+            release_id, {host: snapshots.previous_version(host) for host in touched})
         for host, version in runs_now.items():  # "version after" is what the host runs now
             self.journal.set_host_state(release_id, host, "restored", version_after=version)
-        self._verify_restored(release_id, runs_now)
         if bad:
             self.journal.mark_bad(release_id, reason)
         else:
@@ -360,18 +361,68 @@ class ReleaseEngine:
                 self.progress(f"{host}: writes refused for {seconds:.2f} s (services stopped)")
         self.progress(f"catch-up report: {path}")
 
-    def _verify_restored(self, release_id: int, runs_now: dict[str, str | None]) -> None:
+    def _verify_restored(self, release_id: int, linked: dict[str, str | None]
+                         ) -> dict[str, str | None]:
+        """Re-check every restored host: against the version its snapshot's artifact
+        link named, else against the environment's previous good release (its manifest's
+        gates); a host neither can re-check is said so, with why. What each host runs
+        now (None: not known)."""
         gates = GateRunner(self.env, self.journal, release_id, self.manifest)
+        runs_now = dict(linked)
         by_version: dict[str, list[str]] = {}
-        for host, previous in runs_now.items():
+        for host, previous in linked.items():
             if previous:
                 by_version.setdefault(previous, []).append(host)
+        runners: dict[str, GateRunner] = {}
+        unknown = sorted(h for h, v in linked.items() if not v)
+        if unknown:
+            previous_gates, version, why = self._previous_release_gates(release_id)
+            if previous_gates is None or version is None:
+                self._not_rechecked(release_id, unknown, why)
+            else:
+                by_version.setdefault(version, []).extend(unknown)
+                runners[version] = previous_gates
+                runs_now.update(dict.fromkeys(unknown, version))
         for version, hosts in by_version.items():
+            runner = runners.get(version, gates)
             with self._phase(release_id, f"gate:testinfra:restored-{version}") as phase:
-                verdict = gates.checks(hosts, f"restored-{version}", version)
+                verdict = runner.checks(hosts, f"restored-{version}", version)
                 phase["verdict"] = verdict.outcome
+                phase["hosts"] = hosts
             self.progress(f"restored state checks on {', '.join(hosts)} ({version}): "
                           f"{verdict.outcome}")
+        return runs_now
+
+    def _previous_release_gates(self, release_id: int
+                                ) -> tuple[GateRunner | None, str | None, str]:
+        """The gates of the environment's last good release before this one, loaded from
+        its manifest as it ran (same sha256); or None and why not."""
+        m = self.manifest
+        previous = self.journal.last_good_release(m.service, m.environment)
+        if previous is None or previous.id == release_id:
+            return None, None, f"no earlier good release of {m.service} in {m.environment}"
+        path = previous.manifest_path
+        try:
+            manifest = load_manifest(path)
+        except RelctlError as error:
+            return None, None, (f"the manifest of {previous.name} ({path}) cannot be read: "
+                                f"{error.message}")
+        if manifest.source_sha256 != previous.manifest_sha256:
+            return None, None, f"the manifest of {previous.name} ({path}) changed since it ran"
+        if not manifest.gates.testinfra:
+            return None, None, f"{previous.name} has no testinfra gate"
+        self.progress(f"re-checking restored hosts with {previous.name}'s gates "
+                      f"({previous.version})")
+        return GateRunner(self.env, self.journal, release_id, manifest), previous.version, ""
+
+    def _not_rechecked(self, release_id: int, hosts: list[str], why: str) -> None:
+        """Say (terminal, journal, report) that restored hosts could not be re-checked."""
+        line = f"restored hosts {', '.join(hosts)} NOT re-checked: {why}"
+        self.progress(line)
+        self.journal.log(release_id, line)
+        phase = self.journal.begin_phase(release_id, "gate:testinfra:restored")
+        self.journal.end_phase(phase, "skipped", {"hosts": hosts, "not_rechecked": why},
+                               seconds=0.0)
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -141,6 +141,12 @@ class DataItem(_Item):
         "carry every row written since into it. keep: never restore. restore: restore and "
         "carry forward. discard: restore and drop what was written since (listed in the "
         "catch-up report).")
+    rollback_rows: dict[str, str | None] | None = Field(
+        None, description="sqlite: how rows written under the new schema read in the old "
+        "one, for the rollback's carry-forward: old table -> one SELECT over the new schema "
+        "giving that table's rows in its old columns (run read-only on the live database); "
+        "a table only the new schema has, mapped to null, is derived data (counted, not "
+        "listed). Unnamed tables are carried by column name.")
 
     @property
     def location(self) -> str:

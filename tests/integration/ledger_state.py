@@ -21,10 +21,14 @@ def fingerprints(lab: RunningLab) -> dict[str, str]:
             for h in lab.hosts("app_primary")}
 
 
-def database_matches_snapshot(lab: RunningLab, release: str) -> dict[str, bool]:
-    """For each touched host: is ledger.db byte-identical to its snapshot (sha256)?"""
+def database_kept(lab: RunningLab, release: str) -> dict[str, bool]:
+    """For each touched host: did the rollback keep every write in ledger.db? Its data
+    report says the database was left as it was (nothing written since), kept live (no
+    migration ran), or restored with every later row carried into it, none left behind."""
     shown = relctl_json(lab.state_dir, "show", release)
     touched = {h["host"] for h in shown["hosts"] if h["state"] == "restored"}
-    expected = {s["host"]: s["sha256"] for s in shown["snapshots"] if s["item"] == "ledger-db"}
-    return {host: shell(lab.ansible_cfg, host, "sha256sum /var/lib/ledger/ledger.db").split()[0]
-            == expected[host] for host in sorted(touched)}
+    data = next((p["detail"].get("data") or {} for p in reversed(shown["phases"])
+                 if p["name"] == "rollback" and p["state"] == "ok"), {})
+    return {host: (report := data.get(host, {}).get("ledger-db", {})).get("decision") in
+            ("unchanged", "kept", "carried") and report.get("not_carried", 0) == 0
+            for host in sorted(touched)}

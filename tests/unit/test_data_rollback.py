@@ -174,3 +174,57 @@ def test_the_restore_copy_is_not_written_through_a_planted_link(
     host_store.restore_database(item, entry, store)
     assert victim.read_text() == "root's file"
     assert not live.is_symlink()
+
+
+LEDGER_1_TO_2 = """
+CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+INSERT INTO accounts (name) SELECT DISTINCT account FROM txns ORDER BY account;
+CREATE TABLE txns_new (id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL,
+                       amount INTEGER NOT NULL);
+INSERT INTO txns_new SELECT t.id, a.id, t.amount FROM txns t JOIN accounts a ON a.name = t.account;
+DROP TABLE txns; ALTER TABLE txns_new RENAME TO txns; PRAGMA user_version = 2;
+"""
+TXNS_IN_SCHEMA_1 = ("SELECT t.id, a.name AS account, t.amount FROM txns AS t "
+                    "JOIN accounts AS a ON a.id = t.account_id")
+
+
+def test_rows_of_a_reshaped_table_are_carried_through_the_manifests_query(
+        live: Path, tmp_path: Path) -> None:
+    """A migration that moves a column into a table of its own: by column name, a new row
+    cannot fit the old table (``account`` NOT NULL); the manifest's rollback_rows query
+    says how it reads there, and every row written since comes back."""
+    item, entry, store = _snapshot(live, tmp_path)
+    conn = _db(live)
+    conn.executescript(LEDGER_1_TO_2)
+    conn.execute("INSERT INTO accounts (name) VALUES ('zed')")
+    conn.execute("INSERT INTO txns (account_id, amount) VALUES "
+                 "((SELECT id FROM accounts WHERE name = 'zed'), 77)")
+    conn.close()
+    by_name = dict(item)
+    how, report = host_store.restore_database(by_name, entry, store)
+    assert how == "carried" and report["not_carried"] >= 1  # by name: refused and listed
+    assert any("NOT NULL" in row["reason"] for row in report["listed"])
+
+    item, entry, store = _snapshot(live, tmp_path / "again")  # schema 1 again; redo
+    conn = _db(live)
+    conn.executescript(LEDGER_1_TO_2)
+    conn.execute("INSERT INTO accounts (name) VALUES ('zed')")
+    conn.execute("INSERT INTO txns (account_id, amount) VALUES "
+                 "((SELECT id FROM accounts WHERE name = 'zed'), 77)")
+    conn.close()
+    item["rollback_rows"] = {"txns": TXNS_IN_SCHEMA_1, "accounts": None}
+    how, report = host_store.restore_database(item, entry, store)
+    assert how == "carried" and report["not_carried"] == 0, report["listed"]
+    assert _rows(live)[-1] == (6, "zed", 77)
+    assert report["tables"]["accounts"] == {"derived:not-carried": 6}
+
+
+def test_a_broken_rollback_rows_query_lists_the_rows_and_restores(
+        live: Path, tmp_path: Path) -> None:
+    item, entry, store = _snapshot(live, tmp_path)
+    item["rollback_rows"] = {"txns": "SELECT nonsense FROM nowhere"}
+    _migrate_and_write(live)
+    how, report = host_store.restore_database(item, entry, store)
+    assert how == "carried"
+    assert [r[0] for r in _rows(live)] == [1, 2, 3, 4, 5]
+    assert any("rollback_rows query for txns failed" in r["reason"] for r in report["listed"])
