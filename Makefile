@@ -3,7 +3,9 @@
 #               (make demo DB=postgresql: ledger on a shared PostgreSQL database)
 #   make test   lint, type-check and run the whole test suite on a real lab
 VENV      ?= .venv
-PYTHON    ?= python3
+# Debian's own Python (3.11.2 on Debian 12), the interpreter `apt install pipx` users get,
+# whatever else comes first on PATH.
+PYTHON    ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
 DEMO_DIR  ?= /var/tmp/relctl-demo
 DB        ?= sqlite
 RELCTL     = $(VENV)/bin/relctl --state-dir $(DEMO_DIR)
@@ -14,6 +16,8 @@ deps:
 	@bash scripts/install-deps.sh
 
 $(VENV)/.installed: pyproject.toml
+	@if [ -x $(VENV)/bin/python ] && [ "$$($(VENV)/bin/python -c 'import sys; print(sys.base_prefix)')" != "$$($(PYTHON) -c 'import sys; print(sys.base_prefix)')" ]; then \
+	  echo "$(VENV) was made by another Python: making it again with $(PYTHON)"; rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'

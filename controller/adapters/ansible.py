@@ -209,6 +209,7 @@ def read_inventory(inventory: Path, ansible_cfg: Path) -> Inventory:
     return Inventory(groups, addresses, hostvars)
 
 
+ANSIBLE_ERROR = re.compile(r"^(ERROR!|\[ERROR\]:)", re.MULTILINE)  # older | newer ansible-core
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
@@ -227,8 +228,8 @@ def failure_summary(result: PlaybookResult) -> str:
     if messages:
         return plain_text("; ".join(messages))[:1500] + where
     text = plain_text(stdout.read_text(errors="replace")) if stdout.exists() else ""
-    start = text.rfind("ERROR!")
-    lines = (text[start:] if start >= 0 else text).strip().splitlines()
+    found = list(ANSIBLE_ERROR.finditer(text))
+    lines = (text[found[-1].start():] if found else text).strip().splitlines()
     head = " ".join(line.strip() for line in lines[:12] if line.strip())
     return (head[:800] or f"ansible-playbook ended with {result.status}, exit {result.rc}"
             ) + where
