@@ -42,8 +42,12 @@ unit: venv
 integration: deps venv artifacts
 	$(VENV)/bin/pytest -q tests/integration
 
+# Two workers (pytest-xdist): each module whole, in order, on one worker, on its own lab
+# addresses (the session lab: one per worker, tests/integration/conftest.py); the wall
+# time is printed at the end.
 test: deps venv artifacts lint
-	$(VENV)/bin/pytest -q --durations=15
+	$(VENV)/bin/python scripts/timed.py make test -- $(VENV)/bin/pytest -q --durations=15 \
+	  -n 2 --dist loadfile
 
 bench: deps venv artifacts
 	$(VENV)/bin/python bench/lab_up.py

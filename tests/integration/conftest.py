@@ -81,9 +81,18 @@ def stop_lab(lab: RunningLab) -> None:
     shutil.rmtree(lab.state_dir, ignore_errors=True)
 
 
+def session_lab_address() -> str:
+    """The session lab's first address: 127.0.9.10, or 127.0.(9+N).10 on pytest-xdist's
+    worker gwN (``make test`` runs modules on two workers, each whole on one of them, and
+    each worker that runs a module of the session lab brings up its own)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return f"127.0.{9 + int(worker.removeprefix('gw') or 0)}.10"
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[RunningLab]:
-    """A lab shared by the session: 2 primary hosts and 1 backup at 127.0.9.10."""
-    running = start_lab(primary=2, backup=1, base_address="127.0.9.10")
+    """A lab shared by the session: 2 primary hosts and 1 backup at 127.0.9.10 (see
+    ``session_lab_address``)."""
+    running = start_lab(primary=2, backup=1, base_address=session_lab_address())
     yield running
     stop_lab(running)

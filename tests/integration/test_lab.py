@@ -14,7 +14,13 @@ import psutil
 import pytest
 
 from tests.integration.ansible_cli import ad_hoc, shell
-from tests.integration.conftest import RunningLab, new_state_dir, start_lab, stop_lab
+from tests.integration.conftest import (
+    RunningLab,
+    new_state_dir,
+    session_lab_address,
+    start_lab,
+    stop_lab,
+)
 from tests.relctl_cli import LEDGER_SERVICE, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
@@ -95,9 +101,10 @@ def _mount_namespaces(pids: list[int]) -> set[str]:
 def test_status_json_names_inventory_url_and_backends(lab: RunningLab) -> None:
     status = relctl_json(lab.state_dir, "lab", "status")
     assert Path(status["inventory"]).is_file()
-    assert status["url"] == "http://127.0.9.10:8000"
+    url = f"http://{session_lab_address()}:8000"
+    assert status["url"] == url
     assert status["services"][0] == {
-        "name": "ledger", "port": 8000, "url": "http://127.0.9.10:8000", "host_port": 8080,
+        "name": "ledger", "port": 8000, "url": url, "host_port": 8080,
         "health_path": "/health"}
     assert all(h["sshd_answers"] for h in status["hosts"])
     servers = {(b["server"], b["backup"]) for b in status["backends"]}
@@ -107,7 +114,7 @@ def test_status_json_names_inventory_url_and_backends(lab: RunningLab) -> None:
 def test_up_twice_keeps_the_healthy_lab(lab: RunningLab) -> None:
     before = {h["name"]: h["pid"] for h in lab.hosts()}
     again = relctl(lab.state_dir, "lab", "up", "--primary", "2", "--backup", "1",
-                   "--base-address", "127.0.9.10", "--service", LEDGER_SERVICE, "--json")
+                   "--base-address", session_lab_address(), "--service", LEDGER_SERVICE, "--json")
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
     assert report["started"] == [] and sorted(report["kept"]) == sorted(before)
@@ -143,14 +150,14 @@ def test_address_already_taken_is_a_clear_error() -> None:
         pytest.skip("needs root")
     state_dir = new_state_dir()
     with socket.socket() as squatter:
-        squatter.bind(("127.0.9.71", 2222))
+        squatter.bind(("127.0.9.221", 2222))
         squatter.listen()
         result = relctl(state_dir, "lab", "up", "--primary", "1", "--backup", "0",
-                        "--base-address", "127.0.9.70")
+                        "--base-address", "127.0.9.220")
     relctl(state_dir, "lab", "down")
     shutil.rmtree(state_dir, ignore_errors=True)
     assert result.returncode == 7
-    assert "127.0.9.71:2222 is already in use" in result.stderr
+    assert "127.0.9.221:2222 is already in use" in result.stderr
 
 
 def test_missing_haproxy_is_named_with_its_package(tmp_path: Path) -> None:
