@@ -24,6 +24,7 @@ from controller.adapters.launcher import PROGRAM_ENV
 from controller.errors import InputError
 from controller.paths import tools_path
 
+CUT_SHORT = ("canceled", "timeout")  # ansible-runner's statuses of a run it stopped
 HOST_EVENTS = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -70,7 +71,7 @@ class PlaybookResult:
 
     @property
     def cancelled(self) -> bool:
-        return self.status in ("canceled", "timeout")
+        return self.status in CUT_SHORT
 
     @property
     def succeeded(self) -> bool:
@@ -141,7 +142,7 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Pla
             suppress_env_files=True,
         )
         child.exit_code = int(runner.rc if runner.rc is not None else -1)
-        child.cut_short = str(runner.status) in ("canceled", "timeout")
+        child.cut_short = str(runner.status) in CUT_SHORT
     return PlaybookResult(
         ident=ident,
         status=str(runner.status),

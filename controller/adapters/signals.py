@@ -11,14 +11,16 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 @contextlib.contextmanager
-def requests_on_signals(request: Callable[[int], None]) -> Iterator[None]:
-    """While in the block, SIGTERM, SIGINT and SIGHUP call ``request(signum)`` (the work
-    stops at its next safe point and cleans up); the previous handlers come back after."""
+def requests_on_signals(request: Callable[[int], None],
+                        signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> Iterator[None]:
+    """While in the block, ``signals`` (SIGTERM, SIGINT and SIGHUP) call ``request(signum)``
+    (the work stops at its next safe point and cleans up); the previous handlers come
+    back after."""
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         request(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:

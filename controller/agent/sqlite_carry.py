@@ -23,9 +23,9 @@ come from the host's files: every one is quoted as an identifier, never interpol
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
+import secrets
 import sqlite3
 import urllib.parse
 from pathlib import Path
@@ -125,7 +125,7 @@ class Carry:
 
     def carry_changed(self, table: str, keyed: list[str], common: list[str]) -> None:
         cols = [*keyed, *common]
-        select = ", ".join(ident(c) if c != "rowid" else "rowid" for c in cols)
+        select = ", ".join(map(self.col, cols))
         query = (f"SELECT {select} FROM {self.live(table)} EXCEPT "
                  f"SELECT {select} FROM main.{ident(table)}")
         for values in self.conn.execute(query).fetchall():
@@ -140,14 +140,14 @@ class Carry:
                 self.apply(table, "update", row, sql, [*values[len(keyed):],
                                                        *values[:len(keyed)]])
             else:
-                names = ", ".join(ident(c) if c != "rowid" else "rowid" for c in cols)
+                names = ", ".join(map(self.col, cols))
                 marks = ", ".join("?" for _ in cols)
                 self.apply(table, "insert", row,
                            f"INSERT INTO main.{ident(table)} ({names}) VALUES ({marks})",
                            list(values))
 
     def carry_deleted(self, table: str, keyed: list[str]) -> None:
-        select = ", ".join(ident(c) if c != "rowid" else "rowid" for c in keyed)
+        select = ", ".join(map(self.col, keyed))
         match = " AND ".join(f"l.{self.col(c)} IS m.{self.col(c)}" for c in keyed)
         query = (f"SELECT {select} FROM main.{ident(table)} AS m WHERE NOT EXISTS "
                  f"(SELECT 1 FROM {self.live(table)} AS l WHERE {match})")
@@ -274,7 +274,7 @@ def live_schema_same(live: Path, snapshot: Path) -> bool:
 def private_copy(source: Path, folder: Path) -> Path:
     """A copy of ``source`` in ``folder`` under an unpredictable name, created exclusively
     (a link planted in the folder is never written through)."""
-    name = f".relctl-restore-{base64.b32encode(os.urandom(10)).decode().lower()}"
+    name = f".relctl-restore-{secrets.token_hex(10)}"
     fd = os.open(str(folder / name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
                  0o600)
     with os.fdopen(fd, "wb") as out, source.open("rb") as src:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
 import click
 from rich.markup import escape
 
+from controller.adapters.signals import requests_on_signals
 from controller.cli.context import AppContext
 from controller.cli.output import JSON_OPTION, console, emit_json
 from controller.cli.release import INVENTORY_OPTION, _engine_for, _find
@@ -80,7 +78,8 @@ def monitor(app: AppContext, release: str, period: float | None, every: float,
     record = _find(app.journal().find_release(release), release)
     engine = _engine_for(app, record, inventory, as_json)
     watcher = Monitor(engine, record, schedule, alert_only=alert_only)
-    with _stop_on_signals(watcher):
+    # SIGINT and SIGTERM ask the monitor to stop after its round, instead of killing it.
+    with requests_on_signals(lambda _signum: watcher.stop(), STOP_SIGNALS):
         outcome = watcher.run()
     _render(outcome, as_json)
 
@@ -92,19 +91,6 @@ def _schedule(every: float, period: float | None, rounds: int | None,
     except ValueError as error:
         raise InputError(str(error), hint="e.g. relctl monitor RELEASE --for 72h --every 5m"
                          ) from error
-
-
-@contextmanager
-def _stop_on_signals(watcher: Monitor) -> Iterator[None]:
-    """SIGINT and SIGTERM ask the monitor to stop after its round, instead of killing it."""
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        watcher.stop()
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _render(outcome: MonitorOutcome, as_json: bool) -> None:

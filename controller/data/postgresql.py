@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 import psycopg
 
@@ -144,9 +144,10 @@ class PostgresEngine:
         with self._snapshot() as (conn, version, snapshot):
             self._run(self._tool("pg_dump", version), "-Fc", "--no-password",
                       f"--snapshot={snapshot}", "-f", str(dump), *self._target())
-            digest = self._digest(conn, version, snapshot)
-            schema = self._schema_digest(version, snapshot)
-        return Capture(dump, digest, version, time.monotonic() - started, schema)
+            schema = self._schema(version, snapshot)
+            digest = self._digest(conn, schema)
+        return Capture(dump, digest, version, time.monotonic() - started,
+                       hashlib.sha256(schema).hexdigest())
 
     def restore(self, dump: Path) -> None:
         version = self.check()
@@ -190,7 +191,7 @@ class PostgresEngine:
 
     def digest(self) -> str:
         with self._snapshot() as (conn, version, snapshot):
-            return self._digest(conn, version, snapshot)
+            return self._digest(conn, self._schema(version, snapshot))
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -205,25 +206,19 @@ class PostgresEngine:
 
     def schema_digest(self) -> str:
         with self._snapshot() as (_conn, version, snapshot):
-            return self._schema_digest(version, snapshot)
+            return hashlib.sha256(self._schema(version, snapshot)).hexdigest()
 
-    def _schema_digest(self, version: str, snapshot: str) -> str:
-        digest = hashlib.sha256()
-        self._hash_schema(digest, version, snapshot)
-        return digest.hexdigest()
-
-    def _hash_schema(self, digest: Any, version: str, snapshot: str) -> None:
+    def _schema(self, version: str, snapshot: str) -> bytes:
         """The schema as ``pg_dump --schema-only`` prints it, comments left out."""
         schema = self._run(self._tool("pg_dump", version), "--schema-only", "--no-password",
                            f"--snapshot={snapshot}", *self._target())
-        for line in schema.splitlines():
-            if not NOISE.match(line):
-                digest.update(line.encode() + b"\n")
+        return b"".join(line.encode() + b"\n" for line in schema.splitlines()
+                        if not NOISE.match(line))
 
-    def _digest(self, conn: Connection, version: str, snapshot: str) -> str:
-        """Schema, rows and sequences as the transaction holding ``snapshot`` sees them."""
-        digest = hashlib.sha256()
-        self._hash_schema(digest, version, snapshot)
+    def _digest(self, conn: Connection, schema: bytes) -> str:
+        """Schema, rows and sequences as the transaction holding ``conn``'s snapshot sees
+        them (``schema``: ``_schema`` of the same snapshot)."""
+        digest = hashlib.sha256(schema)
         for name, kind in conn.execute(TABLES).fetchall():
             if kind == "S":
                 row = conn.execute(f"SELECT last_value, is_called FROM {name}").fetchone()

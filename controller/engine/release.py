@@ -43,7 +43,12 @@ from controller.models.manifest import Manifest
 from controller.models.notify import NoticeEvent
 from controller.notify import Notifier, journal_deliveries
 from controller.planning.release import ReleasePlan, plan_release
-from controller.reports.catch_up import DataReports, summary_lines, write_catch_up
+from controller.reports.catch_up import (
+    DataReports,
+    rollback_detail,
+    summary_lines,
+    write_catch_up,
+)
 
 Progress = Callable[[str], None]
 TOUCHED_STATES = ("applying", "applied", "verified", "failed")
@@ -330,8 +335,8 @@ class ReleaseEngine:
                 phase["uploaded_objects"] = result.uploaded
                 phase["data"] = result.data()
                 phase["writes_refused_s"] = result.writes_refused()
-        if result is not None and result.data():
-            self._report_data(release_id, result.data(), result.writes_refused())
+        if phase.get("data"):
+            self._report_data(release_id, phase["data"], phase["writes_refused_s"])
         if result is not None and not result.succeeded:
             return self._finish(release_id, "rollback_failed", ExitCode.ROLLBACK_FAILED,
                                 f"{reason}. Restore FAILED: {result.summary()}",
@@ -475,8 +480,7 @@ class ReleaseEngine:
                  for g in self.journal.gate_results(release_id)]
         recorded = self.journal.phases(release_id)
         phases = [{"name": p.name, "state": p.state, "seconds": p.seconds} for p in recorded]
-        data: DataReports = next((p.detail["data"] for p in reversed(recorded)
-                     if p.name == "rollback" and p.detail.get("data")), {})
+        data: DataReports = rollback_detail(recorded).get("data", {})
         return ReleaseOutcome(self.manifest.release, release_id, state, int(code), message,
                               hosts, time.monotonic() - started, gates, phases, data)
 

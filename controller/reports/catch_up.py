@@ -8,6 +8,7 @@ The engine writes it as ``STATE_DIR/rollbacks/<release>/catch-up.{md,json}``; ``
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,13 @@ from controller.reports.document import Block, Heading, Paragraph, Table, to_mar
 
 # host -> data item -> the agent's report (decision, why, tables, listed, not_carried)
 DataReports = dict[str, dict[str, dict[str, Any]]]
+
+
+def rollback_detail(phases: Sequence[Any]) -> dict[str, Any]:
+    """The detail of the latest rollback phase that recorded data (``data``,
+    ``writes_refused_s``), or an empty dict; ``phases``: the journal's phase records."""
+    return next((dict(p.detail) for p in reversed(phases)
+                 if p.name == "rollback" and p.detail.get("data")), {})
 
 
 def carried_total(report: dict[str, Any], outcome: str) -> int:

@@ -98,8 +98,7 @@ def report_dict(facts: ReleaseFacts) -> dict[str, Any]:
                    "figures": g.figures} for g in facts.gates],
         "signoffs": [{"role": s.role, "by": s.by, "time": s.time.isoformat()}
                      for s in facts.signoffs],
-        "data_at_rollback": next((p.detail["data"] for p in reversed(facts.phases)
-                                  if p.name == "rollback" and p.detail.get("data")), {}),
+        "data_at_rollback": catch_up.rollback_detail(facts.phases).get("data", {}),
     }
 
 
@@ -136,10 +135,9 @@ def document(facts: ReleaseFacts) -> list[Block]:
                Table(["Phase", "State", "Started", "Seconds"],
                      [[p.name, p.state, _when(p.started), _seconds(p.seconds)]
                       for p in facts.phases])]
-    for phase in facts.phases:
-        if phase.name == "rollback" and phase.detail.get("data"):
-            blocks += catch_up.blocks(phase.detail["data"],
-                                      phase.detail.get("writes_refused_s") or {})
+    rolled = catch_up.rollback_detail(facts.phases)
+    if rolled:
+        blocks += catch_up.blocks(rolled["data"], rolled.get("writes_refused_s") or {})
     if facts.events:
         blocks += [Heading(2, "Events"), Table(["Event"], [[e] for e in facts.events])]
     return blocks

@@ -1,8 +1,9 @@
 """A rollback that loses nothing and is final, on the real lab (its own addresses,
 127.0.80.10-11):
 
-- a client writes through HAProxy during a release that fails, with and without a data
-  migration: every acknowledged transaction reads back, with the same content, after it;
+- a client (the continuity tests' Teller) writes through HAProxy during a release that
+  fails, with and without a data migration: every acknowledged transaction reads back,
+  with the same content, after it;
 - SIGTERM (a cancelled CI job) while a playbook task runs: after relctl exits nothing of
   the release runs and the host's file does not change any more;
 - a release of file items rolled back: the restored host is re-checked with the previous
@@ -16,7 +17,6 @@ import json
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +28,7 @@ import pytest
 from controller.adapters import http
 from tests.integration.ansible_cli import shell
 from tests.integration.conftest import RunningLab, start_lab, stop_lab
+from tests.integration.continuity_helpers import Teller
 from tests.integration.ledger_http import served_versions
 from tests.relctl_cli import RELCTL, ROOT, deploy_ledger, relctl
 
@@ -41,39 +42,6 @@ def lab() -> Iterator[RunningLab]:
     running = start_lab(primary=1, backup=1, base_address="127.0.80.10")
     yield running
     stop_lab(running)
-
-
-class Writer:
-    """A client posting a transaction through the load balancer every 50 ms, keeping
-    every one the service acknowledged (201 Created)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.acked: dict[int, dict[str, Any]] = {}
-        self.refused = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Writer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            body = {"account": f"writer-{n % 7}", "amount_cents": n}
-            answer = http.request("POST", f"{self.url}/tx", body, timeout=5)
-            if answer.status == 201 and isinstance(answer.json(), dict):
-                tx = answer.json()
-                self.acked[int(tx["id"])] = {"account": body["account"], "amount_cents": n}
-            else:
-                self.refused += 1
-            self._stop.wait(0.05)
 
 
 def missing_or_changed(lab: RunningLab, acked: dict[int, dict[str, Any]]) -> list[int]:
@@ -104,7 +72,7 @@ def test_every_acknowledged_write_survives_a_rollback(lab: RunningLab, base: str
     deployed = deploy_ledger(lab.state_dir, base)
     assert deployed.returncode == 0, deployed.stderr
     wait_healthy(lab, base)
-    with Writer(lab.url) as writer:
+    with Teller(lab.url, "writer") as teller:
         time.sleep(1)
         result = relctl(lab.state_dir, "apply", str(RELEASES / "ledger-2.0.1.yml"), "--yes",
                         "--json", "--force")
@@ -115,12 +83,14 @@ def test_every_acknowledged_write_survives_a_rollback(lab: RunningLab, base: str
     report = outcome["data"][host]["ledger-db"]
     assert report["decision"] == ("carried" if base == "1.1.0" else "kept"), report
     assert report.get("not_carried", 0) == 0, report["listed"]
-    assert len(writer.acked) > 20
-    assert missing_or_changed(lab, writer.acked) == []
+    acked = {int(tx["id"]): {"account": tx["account"], "amount_cents": tx["amount_cents"]}
+             for _, tx in teller.acked}
+    assert len(acked) > 20
+    assert missing_or_changed(lab, acked) == []
     assert served_versions(lab) == {base}
     # the next transaction gets a new id: no id handed out twice
     answer = http.request("POST", f"{lab.url}/tx", {"account": "late", "amount_cents": 1})
-    assert answer.status == 201 and int(answer.json()["id"]) > max(writer.acked)
+    assert answer.status == 201 and int(answer.json()["id"]) > max(acked)
     catch_up = lab.state_dir / "rollbacks" / "ledger-2.0.1" / "catch-up.json"
     assert json.loads(catch_up.read_text())["data"][host]["ledger-db"]["decision"] == (
         report["decision"])

@@ -188,30 +188,30 @@ TXNS_IN_SCHEMA_1 = ("SELECT t.id, a.name AS account, t.amount FROM txns AS t "
                     "JOIN accounts AS a ON a.id = t.account_id")
 
 
+def _reshape_and_write(live: Path) -> None:
+    """Schema 1 -> 2 (account names into a table of their own), then a new payment."""
+    conn = _db(live)
+    conn.executescript(LEDGER_1_TO_2)
+    conn.execute("INSERT INTO accounts (name) VALUES ('zed')")
+    conn.execute("INSERT INTO txns (account_id, amount) VALUES "
+                 "((SELECT id FROM accounts WHERE name = 'zed'), 77)")
+    conn.close()
+
+
 def test_rows_of_a_reshaped_table_are_carried_through_the_manifests_query(
         live: Path, tmp_path: Path) -> None:
     """A migration that moves a column into a table of its own: by column name, a new row
     cannot fit the old table (``account`` NOT NULL); the manifest's rollback_rows query
     says how it reads there, and every row written since comes back."""
     item, entry, store = _snapshot(live, tmp_path)
-    conn = _db(live)
-    conn.executescript(LEDGER_1_TO_2)
-    conn.execute("INSERT INTO accounts (name) VALUES ('zed')")
-    conn.execute("INSERT INTO txns (account_id, amount) VALUES "
-                 "((SELECT id FROM accounts WHERE name = 'zed'), 77)")
-    conn.close()
+    _reshape_and_write(live)
     by_name = dict(item)
     how, report = host_store.restore_database(by_name, entry, store)
     assert how == "carried" and report["not_carried"] >= 1  # by name: refused and listed
     assert any("NOT NULL" in row["reason"] for row in report["listed"])
 
     item, entry, store = _snapshot(live, tmp_path / "again")  # schema 1 again; redo
-    conn = _db(live)
-    conn.executescript(LEDGER_1_TO_2)
-    conn.execute("INSERT INTO accounts (name) VALUES ('zed')")
-    conn.execute("INSERT INTO txns (account_id, amount) VALUES "
-                 "((SELECT id FROM accounts WHERE name = 'zed'), 77)")
-    conn.close()
+    _reshape_and_write(live)
     item["rollback_rows"] = {"txns": TXNS_IN_SCHEMA_1, "accounts": None}
     how, report = host_store.restore_database(item, entry, store)
     assert how == "carried" and report["not_carried"] == 0, report["listed"]
