@@ -25,7 +25,7 @@ DATA_ENGINES: dict[str, Callable[[DataItem], DataEngine]] = {"postgresql": Postg
 
 def on_controller(item: DataItem) -> bool:
     """True when the controller snapshots ``item`` (on its server), not relctl's agent."""
-    return item.engine in DATA_ENGINES
+    return item.on_controller
 
 
 def engine_for(item: DataItem) -> DataEngine | None:

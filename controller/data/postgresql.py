@@ -40,7 +40,7 @@ import psycopg
 from controller.data.engine import Capture
 from controller.errors import DataUnreachableError, InputError, PrerequisiteError
 from controller.models.items import PostgresDatabase
-from controller.planning.continuity import TableRows
+from controller.models.rows import TableRows
 
 CONNECT_TIMEOUT_S = 5
 TOOL_TIMEOUT_S = 3600

@@ -117,6 +117,10 @@ class PostgresDatabase(_Model):
         return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
 
 
+CONTROLLER_ENGINES = ("postgresql",)
+"""Data engines the controller runs (``controller/data/``), not the host agent."""
+
+
 class DataItem(_Item):
     """Application data: a SQLite database on every target (snapshotted there with its
     online backup API), or a PostgreSQL database (snapshotted once by the controller)."""
@@ -147,6 +151,12 @@ class DataItem(_Item):
         "giving that table's rows in its old columns (run read-only on the live database); "
         "a table only the new schema has, mapped to null, is derived data (counted, not "
         "listed). Unnamed tables are carried by column name.")
+
+    @property
+    def on_controller(self) -> bool:
+        """True when the controller snapshots the item on its server (an engine in
+        ``CONTROLLER_ENGINES``), not relctl's agent on every target."""
+        return self.engine in CONTROLLER_ENGINES
 
     @property
     def location(self) -> str:

@@ -9,29 +9,7 @@ from typing import Any
 
 from controller.models.continuity import ContinuityPlan
 from controller.models.durations import format_duration
-
-Row = tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class TableRows:
-    """The rows of one table of a database, with its column names."""
-
-    columns: list[str]
-    rows: list[Row]
-
-
-@dataclass(frozen=True)
-class CatchUp:
-    """What the two sites disagree on, per table, after a failover."""
-
-    missing_on_backup: dict[str, list[dict[str, Any]]]  # re-enter these
-    only_on_backup: dict[str, list[dict[str, Any]]]  # written during the outage
-    after_replication: dict[str, int]  # rows the old primary got after the last replica
-
-    @property
-    def total_missing(self) -> int:
-        return sum(len(rows) for rows in self.missing_on_backup.values())
+from controller.models.rows import CatchUp, TableRows
 
 
 def catch_up(old_primary: dict[str, TableRows], backup: dict[str, TableRows],

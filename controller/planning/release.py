@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from controller.data import on_controller
 from controller.models.manifest import ArtifactItem, ConfigItem, DataItem, Manifest
 
 
@@ -37,7 +36,7 @@ class ReleasePlan:
 def plan_release(manifest: Manifest, hosts: list[str]) -> ReleasePlan:
     """Batches (canary first), the agent's view of every item it snapshots on the hosts,
     and the data items the controller snapshots on their servers."""
-    server = [item for item in manifest.items_of(DataItem) if on_controller(item)]
+    server = [item for item in manifest.items_of(DataItem) if item.on_controller]
     return ReleasePlan(
         manifest=manifest,
         hosts=hosts,

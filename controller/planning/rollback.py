@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.data import on_controller
 from controller.models.manifest import DataItem, Manifest
 
 
@@ -48,7 +47,7 @@ def rollback_items(manifest: Manifest, store: str,
         payload = f"{item.name}{suffix}" if suffix else "index.json"
         snapshot = f"{store}/<release-id>/<host>/bundle/{payload}"
         key: str = item.kind
-        if isinstance(item, DataItem) and on_controller(item):  # on its server
+        if isinstance(item, DataItem) and item.on_controller:  # on its server
             key, snapshot = f"data:{item.engine}", f"{store}/objects (a dump of {item.location})"
         how = RESTORE_HOW[key].format(previous=previous, manager=getattr(item, "manager", ""))
         final = isinstance(item, DataItem) and not item.reversible

@@ -9,7 +9,8 @@ import pytest
 from controller.engine.continuity import load_plan
 from controller.manifest_loader import ConfigError
 from controller.models.durations import format_duration, parse_duration
-from controller.planning.continuity import TableRows, catch_up, judge_targets
+from controller.models.rows import TableRows
+from controller.planning.continuity import catch_up, judge_targets
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = ROOT / "examples" / "continuity" / "ledger-lab.yml"

@@ -25,8 +25,8 @@ from controller.engine.continuity.records import (
 )
 from controller.engine.continuity.replication import replica_tables
 from controller.errors import ContinuityError, RelctlError
+from controller.models.rows import TableRows
 from controller.planning import continuity as plan_logic
-from controller.planning.continuity import TableRows
 
 RETRY_HINT = ("the backup site still serves; bring the primary hosts back (relctl lab up) "
               "and run failback again")

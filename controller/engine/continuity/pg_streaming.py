@@ -19,8 +19,8 @@ from controller.engine.continuity.replication import iso
 from controller.errors import ContinuityError, DataUnreachableError, InputError, RelctlError
 from controller.journal import ContinuityRecord
 from controller.models.continuity import ReplicatedData
+from controller.models.rows import TableRows
 from controller.paths import bundled_playbook
-from controller.planning.continuity import TableRows
 
 if TYPE_CHECKING:
     from controller.engine.continuity.context import Continuity

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from controller.engine.continuity.records import ReplicaRecord
 from controller.errors import RelctlError
 from controller.journal import ContinuityRecord
-from controller.planning.continuity import TableRows
+from controller.models.rows import TableRows
 
 if TYPE_CHECKING:
     from controller.engine.continuity.context import Continuity
