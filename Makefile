@@ -34,6 +34,8 @@ demo: deps venv artifacts
 lint: venv
 	$(VENV)/bin/ruff check controller tests examples bench
 	$(VENV)/bin/mypy controller
+	# the host agent runs under each host's Python: its stated minimum (protocol.MIN_PYTHON)
+	$(VENV)/bin/vermin --no-tips --violations -t=3.8- controller/agent/
 	$(VENV)/bin/ansible-lint -q playbooks/ controller/playbooks/ examples/notes/playbooks/
 
 unit: venv

@@ -1,6 +1,7 @@
-"""How relctl's snapshot agent reaches the hosts: one program run per host, all at once.
+"""How relctl's host agent reaches the hosts: one program run per host, all at once.
 
-    AgentTransport.run(label, stdins) -> {host: AgentReply}
+    AgentTransport.run(label, stdins) -> {host: AgentReply}   (bytes in, JSON reply out;
+    ``host_agent.py`` builds the program and the typed requests on top)
     ├── SshTransport      ssh straight over the ControlPersist masters Ansible opened,
     │                     with the exact ssh command line Ansible builds for the host
     │                     (``adapters/ansible_connections.py``), one ssh per host in parallel
@@ -26,35 +27,40 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Generic, Protocol, TypeVar, cast
 
 from controller.adapters.ansible import PlaybookRun, TaskEvent, run_playbook
 from controller.adapters.children import ChildRecorder, owned_child, run_owned
 from controller.adapters.connections import Connection, resolve_connections
+from controller.agent.protocol import Reply
 from controller.paths import bundled_playbook, tools_path
 
 TRANSPORT_ENV = "RELCTL_AGENT_TRANSPORT"  # auto (default) | ansible
 TIMEOUT_S = 600
 
 
+ReplyT_co = TypeVar("ReplyT_co", bound=Reply, covariant=True)
+
+
 @dataclass(frozen=True)
-class AgentReply:
-    """What the agent answered on one host (``data``: its JSON reply)."""
+class AgentReply(Generic[ReplyT_co]):
+    """What the agent answered on one host (``data``: its JSON reply, one of
+    ``controller/agent/protocol.py``'s reply types)."""
 
     host: str
     ok: bool
-    data: dict[str, Any]
+    data: ReplyT_co
     error: str = ""
 
 
 class AgentTransport(Protocol):
     """Runs the agent once on each host, all hosts at once."""
 
-    def run(self, label: str, stdins: Mapping[str, bytes]) -> dict[str, AgentReply]:
+    def run(self, label: str, stdins: Mapping[str, bytes]) -> dict[str, AgentReply[Reply]]:
         """Feed ``stdins[host]`` to the agent on each host; every host's reply."""
 
 
-def reply_of(host: str, code: int, out: bytes, err: bytes) -> AgentReply:
+def reply_of(host: str, code: int, out: bytes, err: bytes) -> AgentReply[Reply]:
     """The agent's JSON reply, or the transport's error when there is none."""
     try:
         data = json.loads(out) if out.strip() else {}
@@ -63,7 +69,9 @@ def reply_of(host: str, code: int, out: bytes, err: bytes) -> AgentReply:
     if not isinstance(data, dict) or not data:
         detail = err.decode(errors="replace").strip()[-400:] or f"exit {code}, no reply"
         return AgentReply(host, False, {}, f"unreachable or agent failed: {detail}")
-    return AgentReply(host, bool(data.get("ok")) and code == 0, data, str(data.get("error", "")))
+    reply = cast(Reply, data)  # the agent's own JSON, shaped by protocol.py
+    return AgentReply(host, bool(reply.get("ok")) and code == 0, reply,
+                      str(reply.get("error", "")))
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ class SshTransport:
     runs_dir: Path
     children: ChildRecorder | None = None
 
-    def run(self, label: str, stdins: Mapping[str, bytes]) -> dict[str, AgentReply]:
+    def run(self, label: str, stdins: Mapping[str, bytes]) -> dict[str, AgentReply[Reply]]:
         work = self.runs_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{label}-{uuid.uuid4().hex[:6]}"
         work.mkdir(parents=True, mode=0o700)
         lines = []
@@ -93,7 +101,7 @@ class SshTransport:
         return {host: self._reply(work, n, host) for n, host in enumerate(stdins)}
 
     @staticmethod
-    def _reply(work: Path, n: int, host: str) -> AgentReply:
+    def _reply(work: Path, n: int, host: str) -> AgentReply[Reply]:
         rc = work / f"{n}.rc"
         code = int(rc.read_text().strip() or 255) if rc.exists() else 255
         out = (work / f"{n}.out").read_bytes() if (work / f"{n}.out").exists() else b""
@@ -113,7 +121,7 @@ class AnsibleTransport:
     runs_dir: Path
     children: ChildRecorder | None = None
 
-    def run(self, label: str, stdins: Mapping[str, bytes]) -> dict[str, AgentReply]:
+    def run(self, label: str, stdins: Mapping[str, bytes]) -> dict[str, AgentReply[Reply]]:
         events: dict[str, TaskEvent] = {}
         # Per-host input goes in files the task reads on the controller: as extra vars it
         # would overflow the command line of ansible-playbook.
@@ -134,7 +142,7 @@ class AnsibleTransport:
         return {host: self._reply(host, events.get(host)) for host in stdins}
 
     @staticmethod
-    def _reply(host: str, event: TaskEvent | None) -> AgentReply:
+    def _reply(host: str, event: TaskEvent | None) -> AgentReply[Reply]:
         if event is None:
             return AgentReply(host, False, {}, "the agent task did not run")
         if event.outcome != "ok":
@@ -148,9 +156,9 @@ class MixedTransport:
 
     lean: SshTransport
     ansible: AnsibleTransport
-    replies: dict[str, AgentReply] = field(default_factory=dict)
+    replies: dict[str, AgentReply[Reply]] = field(default_factory=dict)
 
-    def run(self, label: str, stdins: Mapping[str, bytes]) -> dict[str, AgentReply]:
+    def run(self, label: str, stdins: Mapping[str, bytes]) -> dict[str, AgentReply[Reply]]:
         by_ssh = {h: d for h, d in stdins.items() if h in self.lean.connections}
         by_ansible = {h: d for h, d in stdins.items() if h not in by_ssh}
         replies = self.lean.run(label, by_ssh) if by_ssh else {}

@@ -1,8 +1,8 @@
 """relctl's host-side snapshot store: capture to, and restore from, a copy kept on the host.
 
-Runs on the target after ``snapshot_agent.py`` in the same namespace (the controller
-sends both sources on stdin, then one JSON request; see ``controller/planning/agent.py``)
-and prints one JSON reply. Stdlib only.
+Runs on the target after ``snapshot_agent.py`` and ``sqlite_carry.py`` in the same
+namespace (the controller sends the agent's sources on stdin, then one JSON request:
+``controller/adapters/host_agent.py``; ``commands.py`` serves it). Stdlib only.
 
     HOST_DIR/snapshots/SCOPE/objects/<sha256>   every payload, once (content-addressed)
     HOST_DIR/snapshots/SCOPE/<snapshot>.json    the index of one snapshot
@@ -26,15 +26,26 @@ import json
 import os
 import shutil
 import sqlite3
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-if __name__ != "relctl_agent":  # on a host, snapshot_agent.py ran first in this namespace
+if __name__ != "relctl_agent":  # on a host, the other sources ran first in this namespace
+    from controller.agent.protocol import (
+        CaptureReply,
+        CaptureRequest,
+        DataReport,
+        Entry,
+        ItemSpec,
+        RestoreReply,
+        RestoreRequest,
+        ServicesReply,
+        ServicesRequest,
+        VerifyReply,
+        VerifyRequest,
+    )
     from controller.agent.snapshot_agent import (
         PATH_KINDS,
-        Item,
         backup_database,
         current_digest,
         item_path,
@@ -50,7 +61,6 @@ if __name__ != "relctl_agent":  # on a host, snapshot_agent.py ran first in this
     )
     from controller.agent.sqlite_carry import carry_rows, live_schema_same, private_copy
 
-Entry = dict[str, Any]
 
 
 class Store:
@@ -118,7 +128,7 @@ def capture_tree_at(root: Path, store: Store) -> Entry:
     return {"tree": manifest, "digest": tree_digest(root), "bytes": size}
 
 
-def capture_entry(item: Item, store: Store) -> Entry:
+def capture_entry(item: ItemSpec, store: Store) -> Entry:
     kind = item["kind"]
     if kind == "package":
         return {"installed": package_version(item)}
@@ -191,10 +201,13 @@ def prune(store: Store, keep: set[str]) -> None:
             obj.unlink()
 
 
-def capture(request: dict[str, Any]) -> dict[str, Any]:
+def capture(request: CaptureRequest) -> CaptureReply:
     store = Store(request["dir"], request["scope"])
-    index = {item["name"]: {"kind": item["kind"], **capture_entry(item, store)}
-             for item in request["items"]}
+    index: dict[str, Entry] = {}
+    for item in request["items"]:
+        entry = capture_entry(item, store)
+        entry["kind"] = item["kind"]
+        index[item["name"]] = entry
     snapshot = str(request["snapshot"])
     store.index_path(snapshot).write_text(json.dumps(index, sort_keys=True))
     prune(store, {*map(str, request.get("keep", [])), snapshot})
@@ -269,9 +282,10 @@ def switch_link(link: Path, target: str) -> None:
     os.replace(partial, link)
 
 
-def restore_artifact(item: Item, entry: Entry, store: Store) -> str:
+def restore_artifact(item: ItemSpec, entry: Entry, store: Store) -> str:
     link = Path(item["root"]) / "current"
-    if entry.get("current") is None:
+    current = entry.get("current")
+    if current is None:
         link.unlink(missing_ok=True)
         return "unlinked"
     how = "switched"
@@ -279,11 +293,11 @@ def restore_artifact(item: Item, entry: Entry, store: Store) -> str:
         rebuild_tree(store, entry["tree"], Path(entry["release"]))
         how = "unpacked"
     Path(item["root"]).mkdir(parents=True, exist_ok=True)
-    switch_link(link, entry["current"])
+    switch_link(link, current)
     return how
 
 
-def restore_entry(item: Item, entry: Entry, store: Store) -> str:
+def restore_entry(item: ItemSpec, entry: Entry, store: Store) -> str:
     kind = item["kind"]
     if entry.get("absent"):
         if kind in PATH_KINDS:
@@ -300,11 +314,11 @@ def restore_entry(item: Item, entry: Entry, store: Store) -> str:
         put_file(store, entry["object"], item_path(item), entry["mode"], entry["uid"],
                  entry["gid"])
     elif kind == "package":
-        restore_package(item, entry, Path("."))
+        restore_package(item, entry)
     return "restored"
 
 
-def restore_database(item: Item, entry: Entry, store: Store) -> tuple[str, Entry]:
+def restore_database(item: ItemSpec, entry: Entry, store: Store) -> tuple[str, DataReport]:
     """Roll an SQLite database back without losing a write (``sqlite_carry``): how it
     came back, and what happened to the rows written since the snapshot (with the
     logical digest the host must now show)."""
@@ -358,7 +372,7 @@ def checkpoint(path: Path) -> None:
         conn.close()
 
 
-def entry_matches(item: Item, entry: Entry, digest: str | None = None) -> bool:
+def entry_matches(item: ItemSpec, entry: Entry, digest: str | None = None) -> bool:
     """The host's state of ``item`` is what ``entry`` recorded (``digest``: the logical
     digest a data rollback left instead of the snapshot's)."""
     kind = item["kind"]
@@ -388,7 +402,7 @@ def receive(store: Store, objects: dict[str, str]) -> list[str]:
     return bad
 
 
-def restore(request: dict[str, Any]) -> dict[str, Any]:
+def restore(request: RestoreRequest) -> RestoreReply:
     store = Store(request["dir"], request["scope"])
     index: dict[str, Entry] = request["index"]
     bad = receive(store, request.get("objects", {}))
@@ -402,7 +416,7 @@ def restore(request: dict[str, Any]) -> dict[str, Any]:
         set_service(service, running=False)
     stopped = time.monotonic()
     how: dict[str, str] = {}
-    data: dict[str, Entry] = {}
+    data: dict[str, DataReport] = {}
     for item in items:
         entry = index[item["name"]]
         if item["kind"] == "data" and not entry.get("absent"):
@@ -421,7 +435,7 @@ def restore(request: dict[str, Any]) -> dict[str, Any]:
                if mismatches else {})}
 
 
-def services(request: dict[str, Any]) -> dict[str, Any]:
+def services(request: ServicesRequest) -> ServicesReply:
     """Stop (or start) every service item: a rollback whose data lives on a server of its
     own stops the code first, restores the data, then the host (``restore``), which starts
     the code again; when the data cannot come back, the code is started as it was."""
@@ -432,19 +446,7 @@ def services(request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "services": [s["name"] for s in found], "running": running}
 
 
-def verify(request: dict[str, Any]) -> dict[str, Any]:
+def verify(request: VerifyRequest) -> VerifyReply:
     index: dict[str, Entry] = request["index"]
     mismatches = [i["name"] for i in request["items"] if not entry_matches(i, index[i["name"]])]
     return {"ok": not mismatches, "mismatches": mismatches}
-
-
-def serve() -> int:
-    """Read one JSON request from stdin, print one JSON reply; exit 0 when it is ok."""
-    handlers = {"capture": capture, "restore": restore, "verify": verify, "services": services}
-    try:
-        request = json.loads(sys.stdin.buffer.read())
-        reply = handlers[request["command"]](request)
-    except Exception as exc:  # every failure is reported as JSON for the controller
-        reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    sys.stdout.write(json.dumps(reply))
-    return 0 if reply.get("ok") else 1

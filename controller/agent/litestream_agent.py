@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """relctl's Litestream agent: run, check, stop and restore Litestream on one host.
 
-Runs on the target with the host's own Python 3 (stdlib only); Ansible's ``script``
-module ships it. Every command reads one base64 JSON spec and prints one JSON document.
+One of the host agent's sources (``protocol.py``: the ``litestream`` command, with a
+``LitestreamSpec`` and an action). Stdlib only.
 
     start SPEC    write the Litestream config; start ``litestream replicate`` (detached,
                   pid file) unless it already runs with that config; then its status
@@ -13,9 +12,9 @@ module ships it. Every command reads one base64 JSON spec and prints one JSON do
                   into SPEC.out, then copy it into the live database through SQLite's
                   online backup API (the service keeps running)
 
-SPEC: {"binary", "config", "pidfile", "log", "out", "dbs": [{"name", "path", "replica",
-"sync_interval_ms"}]}. The config is written as JSON, which YAML (Litestream's format)
-reads as is.
+A binary that is missing or not the one relctl ships (``binary_sha256``) is answered with
+``install``: the controller installs it and asks again. The config is written as JSON,
+which YAML (Litestream's format) reads as is.
 """
 
 from __future__ import annotations
@@ -27,17 +26,22 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-Spec = dict[str, Any]
+if __name__ != "relctl_agent":  # on a host, protocol.py ran first in this namespace
+    from controller.agent.protocol import (
+        LitestreamDb,
+        LitestreamReply,
+        LitestreamRequest,
+        LitestreamSpec,
+    )
 LTX_TIMESTAMP = slice(32, 40)  # LTX header: milliseconds since the epoch, big-endian
 
 
-def write_config(spec: Spec) -> Path:
+def write_config(spec: LitestreamSpec) -> Path:
     config = Path(spec["config"])
     config.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     dbs = [{"path": db["path"],
@@ -51,13 +55,14 @@ def write_config(spec: Spec) -> Path:
     return config
 
 
-def litestream(spec: Spec, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_litestream(spec: LitestreamSpec, command: str, *args: str
+                   ) -> subprocess.CompletedProcess[str]:
     """``litestream COMMAND -config CONFIG ARGS`` (flags go before the database path)."""
     return subprocess.run([spec["binary"], command, "-config", spec["config"], *args],
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-def running(spec: Spec) -> int | None:
+def running(spec: LitestreamSpec) -> int | None:
     """The pid of ``litestream replicate`` with this config, from the pid file."""
     try:
         pid = int(Path(spec["pidfile"]).read_text().strip())
@@ -68,7 +73,7 @@ def running(spec: Spec) -> int | None:
     return pid if all(part in argv for part in wanted) else None  # not a reused pid
 
 
-def start(spec: Spec) -> dict[str, Any]:
+def start(spec: LitestreamSpec) -> LitestreamReply:
     write_config(spec)
     if running(spec) is None:
         log = Path(spec["log"])
@@ -88,7 +93,7 @@ def start(spec: Spec) -> dict[str, Any]:
     return status(spec)
 
 
-def status(spec: Spec) -> dict[str, Any]:
+def status(spec: LitestreamSpec) -> LitestreamReply:
     pid = running(spec)
     local = _local_txids(spec)
     dbs = {}
@@ -103,8 +108,8 @@ def status(spec: Spec) -> dict[str, Any]:
     return {"ok": True, "running": pid is not None, "pid": pid, "dbs": dbs}
 
 
-def _local_txids(spec: Spec) -> dict[str, int]:
-    result = litestream(spec, "status", "-json")
+def _local_txids(spec: LitestreamSpec) -> dict[str, int]:
+    result = run_litestream(spec, "status", "-json")
     try:
         rows = json.loads(result.stdout) if result.returncode == 0 else []
     except json.JSONDecodeError:
@@ -117,12 +122,12 @@ def _local_txids(spec: Spec) -> dict[str, int]:
     return found
 
 
-def newest_replicated(spec: Spec, db: dict[str, Any], txid: int | None = None
+def newest_replicated(spec: LitestreamSpec, db: LitestreamDb, txid: int | None = None
                       ) -> tuple[int | None, float | None]:
     """The newest transaction in the replica (or ``txid``) and when it was shipped
     (epoch seconds): from the LTX file's header on a file replica (milliseconds), else
     from ``litestream ltx`` (whole seconds, rounded down: the age is never understated)."""
-    result = litestream(spec, "ltx", "-json", "-level", "all", db["path"])
+    result = run_litestream(spec, "ltx", "-json", "-level", "all", db["path"])
     try:
         files = json.loads(result.stdout) if result.returncode == 0 else []
     except json.JSONDecodeError:
@@ -137,7 +142,7 @@ def newest_replicated(spec: Spec, db: dict[str, Any], txid: int | None = None
     return newest, at
 
 
-def _header_times(db: dict[str, Any], txid: int) -> list[float]:
+def _header_times(db: LitestreamDb, txid: int) -> list[float]:
     replica = db["replica"]
     if replica.get("type") != "file" or not replica.get("path"):
         return []
@@ -150,7 +155,7 @@ def _header_times(db: dict[str, Any], txid: int) -> list[float]:
     return times
 
 
-def stop(spec: Spec) -> dict[str, Any]:
+def stop(spec: LitestreamSpec) -> LitestreamReply:
     pid = running(spec)
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
@@ -163,15 +168,14 @@ def stop(spec: Spec) -> dict[str, Any]:
     return {"ok": True, "stopped": pid}
 
 
-def restore(spec: Spec) -> dict[str, Any]:
+def restore_replica(spec: LitestreamSpec, out: Path) -> LitestreamReply:
+    """``litestream restore`` of each database into ``out``, loaded into the live one."""
     write_config(spec)
-    out = Path(spec["out"])
-    out.mkdir(parents=True, exist_ok=True, mode=0o700)
     restored = {}
     for db in spec["dbs"]:
         copy = out / f"{db['name']}.db"
         copy.unlink(missing_ok=True)
-        result = litestream(spec, "restore", "-json", "-force", "-if-replica-exists", "-o",
+        result = run_litestream(spec, "restore", "-json", "-force", "-if-replica-exists", "-o",
                             str(copy), db["path"])
         if result.returncode != 0:
             return {"ok": False, "error": f"litestream restore of {db['path']} failed: "
@@ -200,16 +204,21 @@ def load_into(copy: Path, live: Path) -> None:
         source.close()
 
 
-def main(argv: list[str]) -> int:
-    command, spec = argv[1], json.loads(base64.b64decode(argv[2]))
-    handlers = {"start": start, "status": status, "stop": stop, "restore": restore}
-    try:
-        result = handlers[command](spec)
-    except Exception as exc:  # report every failure as JSON for the controller to read
-        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(result))
-    return 0 if result.get("ok") else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+def litestream(request: LitestreamRequest) -> LitestreamReply:
+    """The ``litestream`` command: check the binary, run the action. A restore works in a
+    private folder, removed after; asked to ``fetch``, it sends the restored copies back."""
+    spec = request["spec"]
+    binary = Path(spec["binary"])
+    if spec["binary_sha256"] and (not binary.is_file() or hashlib.sha256(
+            binary.read_bytes()).hexdigest() != spec["binary_sha256"]):
+        return {"ok": False, "install": True, "error": f"{binary} is not relctl's litestream"}
+    action = request["action"]
+    if action != "restore":
+        return {"start": start, "status": status, "stop": stop}[action](spec)
+    with tempfile.TemporaryDirectory(prefix="relctl-litestream-") as out:
+        reply = restore_replica(spec, Path(out))
+        if request["fetch"] and reply.get("ok"):
+            reply["payloads"] = {
+                d["payload"]: base64.b64encode((Path(out) / d["payload"]).read_bytes()).decode()
+                for d in reply.get("dbs", {}).values()}
+    return reply

@@ -1,37 +1,38 @@
-#!/usr/bin/env python3
-"""relctl's snapshot agent: capture, restore and verify configuration items on one host.
+"""relctl's host agent: what it knows of configuration items on one host.
 
-Runs on the target with the host's own Python 3 (stdlib only); Ansible's ``script``
-module ships it. Every command reads a base64 JSON list of items and prints one JSON
-document. Item kinds: file, directory, artifact, package, service, data (sqlite).
+The first of the agent's sources after ``protocol.py`` (the controller sends them all on
+stdin, ``controller/adapters/host_agent.py``; ``commands.py`` serves the request). Runs
+with the host's own Python (stdlib only, ``protocol.MIN_PYTHON`` and newer). Item kinds:
+file, directory, artifact, package, service, data (sqlite).
 
-    capture ITEMS OUT     write each item's payload and OUT/index.json (sha256 of all)
-    restore ITEMS BUNDLE  verify BUNDLE's checksums first, then restore every item
-    verify ITEMS BUNDLE   compare the host's current state with BUNDLE/index.json
-    load ITEMS BUNDLE     copy BUNDLE's databases into the live ones through SQLite's
-                          online backup API, while the service keeps running (replication)
+Here: digests, read-only SQLite, packages and services, and the replication commands
+(``copy_data``: consistent copies of the databases sent back; ``load_data``: copies
+loaded into the live databases through SQLite's online backup API while the service
+keeps running). Snapshots and rollback are ``host_store.py``'s.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import shutil
 import sqlite3
 import subprocess
-import sys
-import tarfile
+import tempfile
 import urllib.parse
 from pathlib import Path
-from typing import Any
 
-Item = dict[str, Any]
-# Snapshots are our own archives of root-owned trees: extract owners and modes as they were.
-TAR_OPTS: dict[str, Any] = (
-    {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
-)
+if __name__ != "relctl_agent":  # on a host, protocol.py ran first in this namespace
+    from controller.agent.protocol import (
+        CopyDataReply,
+        CopyDataRequest,
+        Entry,
+        ItemSpec,
+        LoadDataReply,
+        LoadDataRequest,
+    )
+
 PATH_KINDS = ("file", "directory", "artifact", "data")
 
 
@@ -107,42 +108,9 @@ def run_shell(command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
 
 
-# -- capture ---------------------------------------------------------------------------
+# -- packages and services ---------------------------------------------------------
 
-def capture_item(item: Item, out: Path) -> dict[str, Any]:
-    kind = item["kind"]
-    if kind in PATH_KINDS and not (item_path(item).exists() or item_path(item).is_symlink()):
-        return {"absent": True}
-    return CAPTURE[kind](item, out)
-
-
-def capture_file(item: Item, out: Path) -> dict[str, Any]:
-    src = Path(item["path"])
-    payload = out / f"{item['name']}.file"
-    shutil.copy2(src, payload, follow_symlinks=False)
-    st = src.lstat()
-    return {"payload": payload.name, "mode": st.st_mode, "uid": st.st_uid, "gid": st.st_gid,
-            "sha256": sha256_file(payload), "bytes": st.st_size, "digest": sha256_file(src)}
-
-
-def capture_tree(item: Item, out: Path) -> dict[str, Any]:
-    root = Path(item.get("root") or item["path"])
-    payload = out / f"{item['name']}.tar"
-    with tarfile.open(payload, "w") as tar:
-        tar.add(root, arcname=root.name)
-    meta = {"payload": payload.name, "sha256": sha256_file(payload),
-            "bytes": payload.stat().st_size, "digest": tree_digest(root)}
-    current = root / "current"
-    if item["kind"] == "artifact" and current.is_symlink():
-        meta["current"] = os.readlink(current)
-    return meta
-
-
-def capture_package(item: Item, _out: Path) -> dict[str, Any]:
-    return {"installed": package_version(item)}
-
-
-def package_version(item: Item) -> str | None:
+def package_version(item: ItemSpec) -> str | None:
     if item.get("manager", "pip") == "pip":
         result = run([f"{item['venv']}/bin/pip", "show", item["name"]])
         lines = [ln for ln in result.stdout.splitlines() if ln.startswith("Version:")]
@@ -151,11 +119,7 @@ def package_version(item: Item) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def capture_service(item: Item, _out: Path) -> dict[str, Any]:
-    return {"running": service_running(item)}
-
-
-def service_running(item: Item) -> bool:
+def service_running(item: ItemSpec) -> bool:
     return run_shell(item["check"]).returncode == 0 if item.get("check") else False
 
 
@@ -171,42 +135,6 @@ def backup_database(path: Path | str, copy: Path) -> None:
         source.close()
 
 
-def capture_data(item: Item, out: Path) -> dict[str, Any]:
-    """A consistent copy through SQLite's online backup API, never a raw copy."""
-    payload = out / f"{item['name']}.db"
-    backup_database(item["path"], payload)
-    st = Path(item["path"]).stat()
-    return {"payload": payload.name, "sha256": sha256_file(payload),
-            "bytes": payload.stat().st_size, "mode": st.st_mode, "uid": st.st_uid,
-            "gid": st.st_gid, "digest": sqlite_digest(payload)}
-
-
-CAPTURE = {"file": capture_file, "directory": capture_tree, "artifact": capture_tree,
-           "package": capture_package, "service": capture_service, "data": capture_data}
-
-
-def capture(items: list[Item], out: Path) -> dict[str, Any]:
-    out.mkdir(parents=True, exist_ok=True)
-    index = {item["name"]: {"kind": item["kind"], **capture_item(item, out)} for item in items}
-    (out / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True))
-    with tarfile.open(out.parent / f"{out.name}.tar", "w") as tar:  # one file to fetch
-        tar.add(out, arcname=out.name)
-    return {"ok": True, "index": index}
-
-
-# -- restore ---------------------------------------------------------------------------
-
-def check_bundle(index: dict[str, Any], bundle: Path) -> list[str]:
-    """Names of items whose payload is missing or does not match its sha256."""
-    bad = []
-    for name, meta in index.items():
-        payload = meta.get("payload")
-        if payload and (not (bundle / payload).exists()
-                        or sha256_file(bundle / payload) != meta["sha256"]):
-            bad.append(name)
-    return bad
-
-
 def remove(path: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink()
@@ -214,33 +142,8 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def restore_file(item: Item, meta: dict[str, Any], bundle: Path) -> None:
-    dest = Path(item["path"])
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.relctl-restore")
-    shutil.copyfile(bundle / meta["payload"], tmp)
-    os.chown(tmp, meta["uid"], meta["gid"])
-    os.chmod(tmp, meta["mode"] & 0o7777)
-    os.replace(tmp, dest)
-
-
-def restore_tree(item: Item, meta: dict[str, Any], bundle: Path) -> None:
-    root = Path(item.get("root") or item["path"])
-    remove(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(bundle / meta["payload"]) as tar:
-        tar.extractall(root.parent, numeric_owner=True, **TAR_OPTS)
-
-
-def restore_data(item: Item, meta: dict[str, Any], bundle: Path) -> None:
-    dest = Path(item["path"])
-    for suffix in ("-wal", "-shm", "-journal"):
-        Path(f"{dest}{suffix}").unlink(missing_ok=True)
-    restore_file(item, meta, bundle)
-
-
-def restore_package(item: Item, meta: dict[str, Any], _bundle: Path) -> None:
-    wanted = meta["installed"]
+def restore_package(item: ItemSpec, entry: Entry) -> None:
+    wanted = entry["installed"]
     if package_version(item) == wanted:
         return
     name = item["name"]
@@ -256,16 +159,7 @@ def restore_package(item: Item, meta: dict[str, Any], _bundle: Path) -> None:
         raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()[-300:]}")
 
 
-def restore_absent(item: Item) -> None:
-    if item["kind"] in PATH_KINDS:
-        remove(item_path(item))
-
-
-RESTORE = {"file": restore_file, "directory": restore_tree, "artifact": restore_tree,
-           "data": restore_data, "package": restore_package}
-
-
-def set_service(item: Item, running: bool) -> None:
+def set_service(item: ItemSpec, running: bool) -> None:
     if service_running(item) == running:
         return
     command = item["start"] if running else item["stop"]
@@ -274,62 +168,13 @@ def set_service(item: Item, running: bool) -> None:
         raise RuntimeError(f"{command}: {(result.stderr or result.stdout).strip()[-300:]}")
 
 
-def restore(items: list[Item], bundle: Path) -> dict[str, Any]:
-    index = json.loads((bundle / "index.json").read_text())
-    bad = check_bundle(index, bundle)
-    if bad:
-        return {"ok": False, "error": f"snapshot payloads fail their sha256: {bad}"}
-    services = [i for i in items if i["kind"] == "service"]
-    for service in services:
-        set_service(service, running=False)
-    for item in items:
-        meta = index[item["name"]]
-        if meta.get("absent"):
-            restore_absent(item)
-        elif item["kind"] in RESTORE:
-            RESTORE[item["kind"]](item, meta, bundle)
-    for service in services:
-        set_service(service, running=bool(index[service["name"]]["running"]))
-    return {"ok": True, "restored": [i["name"] for i in items]}
-
-
-# -- load (replication) ----------------------------------------------------------------
-
-def load(items: list[Item], bundle: Path) -> dict[str, Any]:
-    """Replace each live database's content with the bundle's, in one SQLite transaction.
-
-    The backup API writes through SQLite's own locking (and WAL), so a service that keeps
-    the database open sees the old content or the new one, never a torn file.
-    """
-    index = json.loads((bundle / "index.json").read_text())
-    bad = check_bundle(index, bundle)
-    if bad:
-        return {"ok": False, "error": f"replica payloads fail their sha256: {bad}"}
-    digests = {}
-    for item in (i for i in items if i["kind"] == "data"):
-        meta = index[item["name"]]
-        dest = Path(item["path"])
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        source = open_read_only(bundle / meta["payload"])
-        target = sqlite3.connect(dest, timeout=30)
-        try:
-            source.backup(target)
-        finally:
-            target.close()
-            source.close()
-        digests[item["name"]] = sqlite_digest(dest)
-        if digests[item["name"]] != meta["digest"]:
-            return {"ok": False, "error": f"{dest} does not match the replica after loading"}
-    return {"ok": True, "digests": digests}
-
-
 # -- verify ----------------------------------------------------------------------------
 
-def item_path(item: Item) -> Path:
+def item_path(item: ItemSpec) -> Path:
     return Path(item["root"] if item["kind"] == "artifact" else item["path"])
 
 
-def current_digest(item: Item) -> str | None:
+def current_digest(item: ItemSpec) -> str | None:
     kind = item["kind"]
     path = item_path(item)
     if not (path.exists() or path.is_symlink()):
@@ -341,35 +186,57 @@ def current_digest(item: Item) -> str | None:
     return sqlite_digest(path) if kind == "data" else None
 
 
-def verify(items: list[Item], bundle: Path) -> dict[str, Any]:
-    index = json.loads((bundle / "index.json").read_text())
-    mismatches = []
-    for item in items:
-        meta = index[item["name"]]
-        if item["kind"] == "package":
-            same = package_version(item) == meta["installed"]
-        elif item["kind"] == "service":
-            same = service_running(item) == meta["running"]
-        elif item["kind"] in PATH_KINDS:
-            same = current_digest(item) == (None if meta.get("absent") else meta["digest"])
-        else:
-            same = True
-        if not same:
-            mismatches.append(item["name"])
-    return {"ok": not mismatches, "mismatches": mismatches}
+
+# -- replication (copy_data, load_data) -------------------------------------------------
+
+def copy_data(request: CopyDataRequest) -> CopyDataReply:
+    """A consistent copy of every SQLite data item (online backup API), sent back whole
+    with its sha256 and logical digest."""
+    index: dict[str, Entry] = {}
+    payloads: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="relctl-copy-") as work:
+        for item in (i for i in request["items"] if i["kind"] == "data"):
+            copy = Path(work) / f"{len(payloads)}.db"
+            backup_database(item["path"], copy)
+            st = Path(item["path"]).stat()
+            name = f"{item['name']}.db"
+            payloads[name] = base64.b64encode(copy.read_bytes()).decode()
+            index[item["name"]] = {
+                "kind": "data", "payload": name, "sha256": sha256_file(copy),
+                "bytes": copy.stat().st_size, "mode": st.st_mode, "uid": st.st_uid,
+                "gid": st.st_gid, "digest": sqlite_digest(copy)}
+    return {"ok": True, "index": index, "payloads": payloads}
 
 
-def main(argv: list[str]) -> int:
-    command, encoded, folder = argv[1], argv[2], Path(argv[3])
-    items: list[Item] = json.loads(base64.b64decode(encoded))
-    handlers = {"capture": capture, "restore": restore, "verify": verify, "load": load}
-    try:
-        result = handlers[command](items, folder)
-    except Exception as exc:  # report every failure as JSON for the controller to read
-        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(result))
-    return 0 if result.get("ok") else 1
+def load_data(request: LoadDataRequest) -> LoadDataReply:
+    """Replace each live database's content with the replica's, in one SQLite
+    transaction. Every payload's sha256 is checked before any database is touched.
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    The backup API writes through SQLite's own locking (and WAL), so a service that keeps
+    the database open sees the old content or the new one, never a torn file.
+    """
+    index = request["index"]
+    wanted = [i for i in request["items"] if i["kind"] == "data"]
+    digests: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="relctl-load-") as work:
+        copies: dict[str, Path] = {}
+        for n, item in enumerate(wanted):
+            entry = index[item["name"]]
+            copy = copies[item["name"]] = Path(work) / f"{n}.db"
+            copy.write_bytes(base64.b64decode(request["payloads"][entry["payload"]]))
+            if sha256_file(copy) != entry["sha256"]:
+                return {"ok": False, "error": f"the replica of {item['name']} fails its sha256"}
+        for item in wanted:
+            dest = Path(item["path"])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            source = open_read_only(copies[item["name"]])
+            target = sqlite3.connect(str(dest), timeout=30)
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+                source.close()
+            digests[item["name"]] = sqlite_digest(dest)
+            if digests[item["name"]] != index[item["name"]]["digest"]:
+                return {"ok": False, "error": f"{dest} does not match the replica after loading"}
+    return {"ok": True, "digests": digests}

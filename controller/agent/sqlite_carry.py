@@ -31,6 +31,9 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+if __name__ != "relctl_agent":  # on a host, protocol.py ran first in this namespace
+    from controller.agent.protocol import CarriedRows
+
 LISTED_MAX = 200  # rows listed per database in a reply (every one is counted)
 
 
@@ -208,7 +211,7 @@ class Carry:
 
 
 def carry_rows(live: Path, restored: Path, discard: bool,
-               queries: dict[str, str | None] | None = None) -> dict[str, Any]:
+               queries: dict[str, str | None] | None = None) -> CarriedRows:
     """Carry (or, ``discard``, list and drop) the rows ``live`` has gained, changed or lost
     since the snapshot into ``restored`` (a copy of the snapshot), in one transaction.
 

@@ -26,6 +26,8 @@ from controller.engine.cancel import Cancellation, Interrupted
 from controller.engine.children import JournalChildren
 from controller.engine.environment import Environment
 from controller.engine.gates import GateRunner
+from controller.engine.phases import PhaseScope, Progress
+from controller.engine.restored import RestoredHosts
 from controller.engine.resumption import (
     ResumeRefusedError,
     close_stale_phases,
@@ -37,20 +39,13 @@ from controller.engine.signoff import approvals_line, require_signoffs
 from controller.engine.snapshots import Snapshots
 from controller.errors import ExitCode, RelctlError, RollbackRefusedError
 from controller.journal import Journal, ReleaseRecord, current_holder
-from controller.manifest_loader import load_manifest
 from controller.models.gates import LoadStats
 from controller.models.manifest import Manifest
 from controller.models.notify import NoticeEvent
 from controller.notify import Notifier, journal_deliveries
 from controller.planning.release import ReleasePlan, plan_release
-from controller.reports.catch_up import (
-    DataReports,
-    rollback_detail,
-    summary_lines,
-    write_catch_up,
-)
+from controller.reports.catch_up import DataReports, rollback_detail
 
-Progress = Callable[[str], None]
 TOUCHED_STATES = ("applying", "applied", "verified", "failed")
 OUTCOME_NOTICES: dict[str, tuple[NoticeEvent, str]] = {  # final state -> notice, status
     "released": ("success", ""),
@@ -335,14 +330,16 @@ class ReleaseEngine:
                 phase["uploaded_objects"] = result.uploaded
                 phase["data"] = result.data()
                 phase["writes_refused_s"] = result.writes_refused()
+        restored = RestoredHosts(self.env, self.journal, release_id, self.manifest,
+                                 self.progress)
         if phase.get("data"):
-            self._report_data(release_id, phase["data"], phase["writes_refused_s"])
+            restored.report_data(phase["data"], phase["writes_refused_s"])
         if result is not None and not result.succeeded:
             return self._finish(release_id, "rollback_failed", ExitCode.ROLLBACK_FAILED,
                                 f"{reason}. Restore FAILED: {result.summary()}",
                                 touched, started)
-        runs_now = self._verify_restored(
-            release_id, {host: snapshots.previous_version(host) for host in touched})
+        runs_now = restored.recheck(
+            {host: snapshots.previous_version(host) for host in touched})
         for host, version in runs_now.items():  # "version after" is what the host runs now
             self.journal.set_host_state(release_id, host, "restored", version_after=version)
         if bad:
@@ -352,82 +349,6 @@ class ReleaseEngine:
         state = "rolled back" if bad else "interrupted and rolled back"
         return self._finish(release_id, "rolled_back", ExitCode.ROLLED_BACK,
                             f"{state}: {reason}", touched, started)
-
-    def _report_data(self, release_id: int, data: DataReports,
-                     writes_refused: dict[str, float | None]) -> None:
-        """Say, journal and write down what the rollback did with each host's data."""
-        folder = self.env.state_dir / "rollbacks" / self.manifest.release
-        path = write_catch_up(folder, self.manifest.release, data, writes_refused)
-        for line in summary_lines(data):
-            self.progress(line)
-            self.journal.log(release_id, f"data: {line}")
-        for host, seconds in sorted(writes_refused.items()):
-            if seconds is not None and host in data:
-                self.progress(f"{host}: writes refused for {seconds:.2f} s (services stopped)")
-        self.progress(f"catch-up report: {path}")
-
-    def _verify_restored(self, release_id: int, linked: dict[str, str | None]
-                         ) -> dict[str, str | None]:
-        """Re-check every restored host: against the version its snapshot's artifact
-        link named, else against the environment's previous good release (its manifest's
-        gates); a host neither can re-check is said so, with why. What each host runs
-        now (None: not known)."""
-        gates = GateRunner(self.env, self.journal, release_id, self.manifest)
-        runs_now = dict(linked)
-        by_version: dict[str, list[str]] = {}
-        for host, previous in linked.items():
-            if previous:
-                by_version.setdefault(previous, []).append(host)
-        runners: dict[str, GateRunner] = {}
-        unknown = sorted(h for h, v in linked.items() if not v)
-        if unknown:
-            previous_gates, version, why = self._previous_release_gates(release_id)
-            if previous_gates is None or version is None:
-                self._not_rechecked(release_id, unknown, why)
-            else:
-                by_version.setdefault(version, []).extend(unknown)
-                runners[version] = previous_gates
-                runs_now.update(dict.fromkeys(unknown, version))
-        for version, hosts in by_version.items():
-            runner = runners.get(version, gates)
-            with self._phase(release_id, f"gate:testinfra:restored-{version}") as phase:
-                verdict = runner.checks(hosts, f"restored-{version}", version)
-                phase["verdict"] = verdict.outcome
-                phase["hosts"] = hosts
-            self.progress(f"restored state checks on {', '.join(hosts)} ({version}): "
-                          f"{verdict.outcome}")
-        return runs_now
-
-    def _previous_release_gates(self, release_id: int
-                                ) -> tuple[GateRunner | None, str | None, str]:
-        """The gates of the environment's last good release before this one, loaded from
-        its manifest as it ran (same sha256); or None and why not."""
-        m = self.manifest
-        previous = self.journal.last_good_release(m.service, m.environment)
-        if previous is None or previous.id == release_id:
-            return None, None, f"no earlier good release of {m.service} in {m.environment}"
-        path = previous.manifest_path
-        try:
-            manifest = load_manifest(path)
-        except RelctlError as error:
-            return None, None, (f"the manifest of {previous.name} ({path}) cannot be read: "
-                                f"{error.message}")
-        if manifest.source_sha256 != previous.manifest_sha256:
-            return None, None, f"the manifest of {previous.name} ({path}) changed since it ran"
-        if not manifest.gates.testinfra:
-            return None, None, f"{previous.name} has no testinfra gate"
-        self.progress(f"re-checking restored hosts with {previous.name}'s gates "
-                      f"({previous.version})")
-        return GateRunner(self.env, self.journal, release_id, manifest), previous.version, ""
-
-    def _not_rechecked(self, release_id: int, hosts: list[str], why: str) -> None:
-        """Say (terminal, journal, report) that restored hosts could not be re-checked."""
-        line = f"restored hosts {', '.join(hosts)} NOT re-checked: {why}"
-        self.progress(line)
-        self.journal.log(release_id, line)
-        phase = self.journal.begin_phase(release_id, "gate:testinfra:restored")
-        self.journal.end_phase(phase, "skipped", {"hosts": hosts, "not_rechecked": why},
-                               seconds=0.0)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -490,29 +411,3 @@ def _changes_line(changes: dict[str, list[dict[str, str]]]) -> str:
         return "no host would change"
     return "would change " + ", ".join(f"{host} ({len(tasks)} tasks)"
                                        for host, tasks in sorted(changes.items()))
-
-
-class PhaseScope:
-    """``with`` block that journals a phase's start, end, state, detail and duration
-    (monotonic: this machine's wall clock jumps), and says how long it took."""
-
-    def __init__(self, journal: Journal, release_id: int, name: str,
-                 progress: Progress = lambda _msg: None) -> None:
-        self.journal, self.release_id, self.name = journal, release_id, name
-        self.progress = progress
-        self.detail: dict[str, Any] = {}
-        self.phase_id = 0
-        self.started = 0.0
-
-    def __enter__(self) -> dict[str, Any]:
-        self.phase_id = self.journal.begin_phase(self.release_id, self.name)
-        self.started = time.monotonic()
-        return self.detail
-
-    def __exit__(self, kind: object, error: object, _tb: object) -> None:
-        seconds = time.monotonic() - self.started
-        if error is not None:
-            self.detail["error"] = str(error)[:1000]
-        self.journal.end_phase(self.phase_id, "failed" if error else "ok", self.detail,
-                               seconds=seconds)
-        self.progress(f"{self.name}: {seconds:.1f} s" + (" (failed)" if error else ""))

@@ -11,20 +11,24 @@ objects it lacks or has damaged; retention (``planning/snapshots.py``) keeps the
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
-from typing import Any
+from typing import cast
 
-from controller.adapters.agent_transport import AgentReply, AgentTransport, transport_for
+from controller.adapters.agent_transport import AgentReply, AgentTransport
 from controller.adapters.ansible import EventCallback
-from controller.adapters.safe_tar import UnsafeArchiveError, safe_extract
+from controller.adapters.host_agent import AgentProgram, HostAgent
 from controller.adapters.snapshot_store import ObjectMismatchError, ObjectStore
-from controller.agent import snapshot_agent
+from controller.agent.protocol import (
+    CaptureReply,
+    DataReport,
+    Entry,
+    RestoreReply,
+    RestoreRequest,
+)
 from controller.engine.children import JournalChildren
 from controller.engine.environment import Environment
 from controller.engine.server_data import ServerData
@@ -32,7 +36,6 @@ from controller.errors import RelctlError
 from controller.journal import Journal
 from controller.planning.release import ReleasePlan, version_from_link
 from controller.planning.snapshots import (
-    AgentProgram,
     Held,
     capture_request,
     entry_objects,
@@ -43,7 +46,7 @@ from controller.planning.snapshots import (
     services_request,
 )
 
-Index = dict[str, dict[str, Any]]
+Index = dict[str, Entry]
 
 
 class SnapshotError(RelctlError):
@@ -54,7 +57,7 @@ class SnapshotError(RelctlError):
 class RestoreResult:
     """What a restore did on each host: its agent's reply, and the objects uploaded."""
 
-    replies: dict[str, AgentReply]
+    replies: dict[str, AgentReply[RestoreReply]]
     uploaded: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     databases: dict[str, str] = field(default_factory=dict)  # server-side item -> how
@@ -74,9 +77,9 @@ class RestoreResult:
             return self.database_error[:1500]
         return "; ".join(f"{h}: {self.replies[h].error}" for h in self.failed_hosts)[:1500]
 
-    def data(self) -> dict[str, dict[str, dict[str, Any]]]:
+    def data(self) -> dict[str, dict[str, DataReport]]:
         """What each host's agent did with its data items (kept, carried, ...)."""
-        return {h: dict(r.data.get("data") or {}) for h, r in self.replies.items()
+        return {h: r.data.get("data") or {} for h, r in self.replies.items()
                 if r.data.get("data")}
 
     def writes_refused(self) -> dict[str, float | None]:
@@ -85,8 +88,7 @@ class RestoreResult:
 
     def how(self, host: str) -> dict[str, str]:
         """How each item came back on ``host`` (switched, unpacked, restored, removed)."""
-        restored: dict[str, str] = self.replies[host].data.get("restored", {})
-        return restored
+        return self.replies[host].data.get("restored", {})
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,8 @@ class Snapshots:
         known = self.store.names()
         request = capture_request(self.plan.agent_items, self._host_dir, self._scope,
                                   self.release_id, known, keep)
-        replies = self._agents.run(f"r{self.release_id}-snapshot",
-                                   {h: self._program.stdin(request) for h in hosts})
+        replies = self._agent.capture(f"r{self.release_id}-snapshot",
+                                      dict.fromkeys(hosts, request))
         failed = {h: r.error for h, r in replies.items() if not r.ok}
         if failed:
             raise SnapshotError(f"snapshot failed: {_join(failed)}", hint="no host was changed")
@@ -141,7 +143,7 @@ class Snapshots:
                          "the release could not be started again: it is stopped")
                 return RestoreResult(restarted, seconds=time.monotonic() - started,
                                      database_error=f"{error.message}; {again}")
-        replies = self._agents.run(label, {h: self._restore_stdin(indexes[h]) for h in hosts})
+        replies = self._agent.restore(label, {h: self._restore(indexes[h]) for h in hosts})
         uploads: dict[str, dict[str, str]] = {}
         for host, reply in list(replies.items()):
             if reply.data.get("missing"):
@@ -150,8 +152,8 @@ class Snapshots:
                 except SnapshotError as error:
                     replies[host] = AgentReply(host, False, reply.data, error.message)
         if uploads:
-            replies |= self._agents.run(f"{label}-upload", {
-                h: self._restore_stdin(indexes[h], objects) for h, objects in uploads.items()})
+            replies |= self._agent.restore(f"{label}-upload", {
+                h: self._restore(indexes[h], objects) for h, objects in uploads.items()})
         return RestoreResult(replies, {h: len(o) for h, o in uploads.items()},
                              time.monotonic() - started, databases)
 
@@ -164,7 +166,7 @@ class Snapshots:
         if rows and any("payload" in row.meta for row in rows):
             raise SnapshotError(f"the snapshot of {host} was taken by an older relctl: "
                                 f"restore it by hand from {self.env.snapshot_dir(self.release_id)}")
-        return {row.item: dict(row.meta) for row in rows}
+        return {row.item: cast(Entry, dict(row.meta)) for row in rows}
 
     def previous_version(self, host: str) -> str | None:
         """The release an artifact's ``current`` link named when the snapshot was taken."""
@@ -188,8 +190,9 @@ class Snapshots:
                 shutil.rmtree(self.env.snapshot_dir(record.id), ignore_errors=True)
         needed: set[str] = set()
         for row in self.journal.live_snapshots():
-            if main_object(row.meta) and self.store.has(main_object(row.meta)):
-                needed |= entry_objects(row.meta, self.store.members)
+            entry = cast(Entry, row.meta)  # the journal keeps the agent's entries as given
+            if main_object(entry) and self.store.has(main_object(entry)):
+                needed |= entry_objects(entry, self.store.members)
         self.store.drop_except(needed)
 
     @property
@@ -209,20 +212,15 @@ class Snapshots:
         return scope_of(self.plan.manifest.service, self.plan.manifest.environment)
 
     @cached_property
-    def _program(self) -> AgentProgram:
-        return AgentProgram.load()
-
-    @cached_property
-    def _agents(self) -> AgentTransport:
+    def _agent(self) -> HostAgent:
         if self.transport is not None:
-            return self.transport
-        return transport_for(self.env.inventory, self.env.ansible_cfg, self.plan.hosts,
-                             self._program.boot, self.env.runs_dir,
-                             self.env.connections_dir,
-                             JournalChildren(self.journal, self.release_id,
-                                             self.env.children_dir))
+            return HostAgent(self.transport, AgentProgram.load())
+        return HostAgent.reaching(self.env.inventory, self.env.ansible_cfg, self.plan.hosts,
+                                  self.env.runs_dir, self.env.connections_dir,
+                                  JournalChildren(self.journal, self.release_id,
+                                                  self.env.children_dir))
 
-    def _keep_objects(self, host: str, reply: Mapping[str, Any]) -> Index:
+    def _keep_objects(self, host: str, reply: CaptureReply) -> Index:
         """Store the objects ``host`` sent; check the store now holds every one its index
         needs, each matching its sha256."""
         try:
@@ -230,7 +228,7 @@ class Snapshots:
         except (ObjectMismatchError, ValueError) as error:
             raise SnapshotError(f"a payload fetched from {host} fails its sha256: {error}",
                                 hint="no host was changed") from error
-        index: Index = reply["index"]
+        index: Index = reply.get("index", {})
         for name, entry in index.items():
             if self.store.claim(entry_objects(entry, self.store.members)):
                 raise SnapshotError(f"the snapshot of {name} on {host} is incomplete",
@@ -248,14 +246,18 @@ class Snapshots:
                                     version_before=linked_version(index))
 
     def _services(self, hosts: list[str], label: str, *, running: bool
-                  ) -> dict[str, AgentReply]:
-        request = self._program.stdin(services_request(self.plan.agent_items, running))
-        return self._agents.run(label, dict.fromkeys(hosts, request))
+                  ) -> dict[str, AgentReply[RestoreReply]]:
+        """Stop (or start) the service items on ``hosts``; as restore replies (nothing
+        restored), which is what a restore that stopped there reports."""
+        replies = self._agent.services(label, dict.fromkeys(
+            hosts, services_request(self.plan.agent_items, running)))
+        return {h: AgentReply(h, r.ok, RestoreReply(ok=r.ok, error=r.error), r.error)
+                for h, r in replies.items()}
 
-    def _restore_stdin(self, index: Index, objects: Mapping[str, str] | None = None) -> bytes:
-        return self._program.stdin(restore_request(
-            self.plan.agent_items, self._host_dir, self._scope, self.release_id, index,
-            objects))
+    def _restore(self, index: Index, objects: Mapping[str, str] | None = None
+                 ) -> RestoreRequest:
+        return restore_request(self.plan.agent_items, self._host_dir, self._scope,
+                               self.release_id, index, objects)
 
     def _upload(self, index: Index, missing: list[str]) -> dict[str, str]:
         """The objects to send a host that lacks ``missing``: with a tree's member list,
@@ -274,24 +276,6 @@ class Snapshots:
 
 def _join(failures: Mapping[str, str]) -> str:
     return "; ".join(f"{host}: {error}" for host, error in sorted(failures.items()))[:1500]
-
-
-def unpack_bundle(folder: Path, host: str) -> dict[str, Any]:
-    """Extract ``folder/bundle.tar`` fetched from ``host``; check every payload's sha256
-    (the continuity replication's bundles)."""
-    try:
-        safe_extract(folder / "bundle.tar", folder)
-    except UnsafeArchiveError as error:
-        raise SnapshotError(f"the bundle fetched from {host} is refused: {error}",
-                            hint="no host was changed") from error
-    index: dict[str, Any] = json.loads((folder / "bundle" / "index.json").read_text())
-    for name, meta in index.items():
-        payload = meta.get("payload")
-        digest = snapshot_agent.sha256_file(folder / "bundle" / payload) if payload else None
-        if payload and digest != meta["sha256"]:
-            raise SnapshotError(f"the copy of {name} fetched from {host} fails its sha256",
-                                hint="no host was changed")
-    return index
 
 
 def linked_version(index: Index) -> str | None:

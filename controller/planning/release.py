@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import cast
 
+from controller.agent.protocol import ItemSpec
 from controller.models.manifest import ArtifactItem, ConfigItem, DataItem, Manifest
 
 
@@ -18,14 +17,9 @@ class ReleasePlan:
     manifest: Manifest
     hosts: list[str]
     batches: list[list[str]]
-    agent_items: list[dict[str, Any]]
+    agent_items: list[ItemSpec]
     # Data items the controller snapshots once, on their server (``controller/data``).
     server_data: list[DataItem] = field(default_factory=list)
-
-    @property
-    def agent_items_b64(self) -> str:
-        """The items as the agent's command-line argument (base64 JSON: no quoting issues)."""
-        return base64.b64encode(json.dumps(self.agent_items).encode()).decode()
 
     @property
     def irreversible(self) -> list[str]:
@@ -46,13 +40,14 @@ def plan_release(manifest: Manifest, hosts: list[str]) -> ReleasePlan:
     )
 
 
-def agent_item(item: ConfigItem) -> dict[str, Any]:
-    """The fields of ``item`` the snapshot agent reads, as plain JSON values."""
+def agent_item(item: ConfigItem) -> ItemSpec:
+    """The fields of ``item`` the host agent reads (``protocol.ItemSpec``), as JSON values."""
     data = item.model_dump(mode="json", exclude_none=True)
     if isinstance(item, ArtifactItem):
         data.pop("source", None)  # a controller-side path; the agent never needs it
-    return {key: str(value) if isinstance(value, PurePosixPath) else value
-            for key, value in data.items()}
+    # model_dump(mode="json") of the item models gives exactly ItemSpec's fields
+    return cast(ItemSpec, {key: str(value) if isinstance(value, PurePosixPath) else value
+                           for key, value in data.items()})
 
 
 def version_from_link(target: str | None) -> str | None:

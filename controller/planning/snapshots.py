@@ -9,19 +9,20 @@ and the tree's member list itself (``tree``: its members name their objects).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from controller.agent import host_store, snapshot_agent, sqlite_carry
+from controller.agent.protocol import (
+    CaptureRequest,
+    Entry,
+    ItemSpec,
+    RestoreRequest,
+    ServicesRequest,
+)
 
-Entry = Mapping[str, Any]
 # Release states after which nothing can be rolled back by relctl any more.
 CLOSED = ("rolled_back",)
-AGENT_SOURCES = (Path(snapshot_agent.__file__), Path(sqlite_carry.__file__),
-                 Path(host_store.__file__))
 
 
 @dataclass(frozen=True)
@@ -72,46 +73,22 @@ def scope_of(service: str, environment: str) -> str:
     return f"{service}.{environment}"
 
 
-def capture_request(items: list[dict[str, Any]], host_dir: str, scope: str, snapshot: int,
-                    known: Iterable[str], keep: Iterable[int]) -> dict[str, Any]:
+def capture_request(items: list[ItemSpec], host_dir: str, scope: str, snapshot: int,
+                    known: Iterable[str], keep: Iterable[int]) -> CaptureRequest:
     """What the agent reads to capture ``items`` into the host's copy."""
     return {"command": "capture", "items": items, "dir": host_dir, "scope": scope,
             "snapshot": snapshot, "known": sorted(known), "keep": sorted(keep)}
 
 
-def restore_request(items: list[dict[str, Any]], host_dir: str, scope: str, snapshot: int,
+def restore_request(items: list[ItemSpec], host_dir: str, scope: str, snapshot: int,
                     index: Mapping[str, Entry],
-                    objects: Mapping[str, str] | None = None) -> dict[str, Any]:
+                    objects: Mapping[str, str] | None = None) -> RestoreRequest:
     """What the agent reads to restore and verify ``index`` (``objects``: sha -> base64
     content, those the host lacked)."""
     return {"command": "restore", "items": items, "dir": host_dir, "scope": scope,
             "snapshot": snapshot, "index": dict(index), "objects": dict(objects or {})}
 
 
-def services_request(items: list[dict[str, Any]], running: bool) -> dict[str, Any]:
+def services_request(items: list[ItemSpec], running: bool) -> ServicesRequest:
     """What the agent reads to stop (or start) the services among ``items``."""
     return {"command": "services", "items": items, "running": running}
-
-
-@dataclass(frozen=True)
-class AgentProgram:
-    """The agent as one ``python -c`` program that reads its sources, then a request,
-    from stdin: nothing is copied to the host first, so one ssh session does it all."""
-
-    sources: tuple[bytes, ...]
-
-    @classmethod
-    def load(cls) -> AgentProgram:
-        return cls(tuple(path.read_bytes() for path in AGENT_SOURCES))
-
-    @property
-    def boot(self) -> str:
-        """The ``-c`` program: exec each source in one namespace, then serve."""
-        reads = ";".join(f"exec(compile(r.read({len(s)}),'relctl-agent-{n}','exec'),g)"
-                         for n, s in enumerate(self.sources))
-        return ("import sys;g={'__name__':'relctl_agent'};r=sys.stdin.buffer;"
-                f"{reads};sys.exit(g['serve']())")
-
-    def stdin(self, request: Mapping[str, Any]) -> bytes:
-        """The agent's whole input: its sources, then the request."""
-        return b"".join(self.sources) + json.dumps(request).encode()

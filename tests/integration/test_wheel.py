@@ -73,11 +73,16 @@ class UserRepo:
 
 
 def _build_and_install() -> Path:
-    """Build relctl's wheel and install it into a new virtualenv; return its relctl."""
+    """Build relctl's wheel and install it into a new virtualenv; return its relctl.
+    The wheel is built from a copy of the checkout: setuptools builds in the tree it is
+    given (build/, *.egg-info), and a test writes nothing into the source tree."""
     shutil.rmtree(WORK, ignore_errors=True)
-    dist = WORK / "dist"
+    source, dist = WORK / "source", WORK / "dist"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
+        ".ansible"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist),
-                    str(ROOT)], check=True, capture_output=True, cwd=WORK.parent)
+                    str(source)], check=True, capture_output=True, cwd=WORK.parent)
     wheel = next(dist.glob("relctl-*.whl"))
     venv = WORK / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -118,7 +123,7 @@ def test_the_wheel_carries_relctl_and_nothing_of_the_samples(user: UserRepo) -> 
     wheel = next((WORK / "dist").glob("relctl-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-        assert "controller/playbooks/relctl_snapshot.yml" in names
+        assert "controller/playbooks/relctl_agent.yml" in names
         assert "controller/playbooks/templates/haproxy.cfg.j2" in names
         code = [n for n in names if n.startswith("controller/")]
         assert [n for n in code if b"ledger" in archive.read(n).lower()] == []

@@ -4,11 +4,8 @@ host-side agent run locally through the same ``python -c`` program relctl sends 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,6 @@ import pytest
 
 from controller.adapters.snapshot_store import ObjectMismatchError, ObjectStore
 from controller.planning.snapshots import (
-    AgentProgram,
     Held,
     capture_request,
     entry_objects,
@@ -25,6 +21,7 @@ from controller.planning.snapshots import (
     retained,
     rollback_targets,
 )
+from tests.unit.agent_run import agent
 from tests.unit.test_snapshot_agent import make_site
 
 SCOPE = "app.lab"
@@ -98,14 +95,6 @@ def test_entry_objects_follow_a_tree_to_its_members() -> None:
 
 
 # -- the agent on the host -------------------------------------------------------------
-
-def agent(request: dict[str, Any]) -> dict[str, Any]:
-    program = AgentProgram.load()
-    result = subprocess.run([sys.executable, "-c", program.boot], input=program.stdin(request),
-                            capture_output=True, check=False)
-    assert result.stdout, result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
-
 
 def snapshot(site: Path, items: list[dict[str, Any]], number: int,
              known: set[str] | None = None) -> dict[str, Any]:

@@ -5,10 +5,8 @@ another live database, stop only its own process."""
 from __future__ import annotations
 
 import base64
-import json
+import hashlib
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,17 +14,14 @@ from typing import Any
 import psutil
 import pytest
 
-from controller.agent import litestream_agent
 from controller.engine.continuity.litestream import shipped_binary
+from tests.unit.agent_run import agent as run_agent
 
 
-def agent(command: str, spec: dict[str, Any]) -> dict[str, Any]:
-    encoded = base64.b64encode(json.dumps(spec).encode()).decode()
-    done = subprocess.run([sys.executable, litestream_agent.__file__, command, encoded],
-                          capture_output=True, text=True, timeout=120, check=False)
-    reply: dict[str, Any] = json.loads(done.stdout)
-    assert (done.returncode == 0) == bool(reply["ok"]), done.stderr
-    return reply
+def agent(action: str, spec: dict[str, Any], fetch: bool = False) -> dict[str, Any]:
+    """The host agent's ``litestream`` command, run as a host runs it."""
+    return run_agent({"command": "litestream", "action": action, "spec": spec,
+                      "fetch": fetch})
 
 
 @pytest.fixture
@@ -39,7 +34,7 @@ def spec(tmp_path: Path) -> dict[str, Any]:
     conn.close()
     return {"binary": str(shipped_binary()), "config": str(tmp_path / "etc" / "ls.yml"),
             "pidfile": str(tmp_path / "run" / "ls.pid"), "log": str(tmp_path / "ls.log"),
-            "out": str(tmp_path / "out"),
+            "binary_sha256": hashlib.sha256(shipped_binary().read_bytes()).hexdigest(),
             "dbs": [{"name": "ledger-db", "path": str(db),
                      "replica": {"type": "file", "path": str(tmp_path / "replica")},
                      "sync_interval_ms": 200}]}
@@ -67,8 +62,12 @@ def test_replicate_status_restore_and_stop(spec: dict[str, Any], tmp_path: Path)
         backup = tmp_path / "backup.db"
         sqlite3.connect(backup).execute("CREATE TABLE other (x)").connection.close()
         restored = agent("restore", {**spec, "config": str(tmp_path / "etc" / "b.yml"),
-                                     "dbs": [{**spec["dbs"][0], "path": str(backup)}]})
-        assert restored["dbs"]["ledger-db"]["txid"] == state["replica_txid"]
+                                     "dbs": [{**spec["dbs"][0], "path": str(backup)}]},
+                         fetch=True)
+        db = restored["dbs"]["ledger-db"]
+        assert db["txid"] == state["replica_txid"]
+        copy = base64.b64decode(restored["payloads"][db["payload"]])
+        assert hashlib.sha256(copy).hexdigest() == db["sha256"]
         rows = sqlite3.connect(backup).execute("SELECT amount FROM tx ORDER BY id").fetchall()
         assert rows == [(1,), (2,), (3,), (4,), (5,)]
     finally:
@@ -80,3 +79,13 @@ def test_replicate_status_restore_and_stop(spec: dict[str, Any], tmp_path: Path)
 def test_restore_without_a_replica_is_reported_not_failed(spec: dict[str, Any]) -> None:
     reply = agent("restore", spec)
     assert reply["empty"] == "ledger-db" and reply["dbs"] == {}
+
+
+def test_a_binary_that_is_not_relctls_is_reported_for_install(spec: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+    other = tmp_path / "litestream"
+    other.write_text("#!/bin/sh\necho not litestream\n")
+    other.chmod(0o755)
+    reply = agent("status", {**spec, "binary": str(other)})
+    assert not reply["ok"] and reply["install"] is True
+    assert not Path(spec["pidfile"]).exists()  # nothing was started

@@ -29,7 +29,7 @@ def test_every_playbook_relctl_names_ships_in_the_package(monkeypatch: pytest.Mo
     monkeypatch.delenv(PLAYBOOKS_ENV, raising=False)
     source = "\n".join(p.read_text() for p in PACKAGE.rglob("*.py"))
     named = set(re.findall(r'"((?:relctl|lb)_[a-z_]+\.yml)"', source))
-    assert {"lb_setup.yml", "relctl_snapshot.yml", "relctl_agent.yml"} <= named
+    assert {"lb_setup.yml", "relctl_litestream.yml", "relctl_agent.yml"} <= named
     for name in named:
         assert bundled_playbook(name).parent == PACKAGE / "playbooks"
 
@@ -37,8 +37,8 @@ def test_every_playbook_relctl_names_ships_in_the_package(monkeypatch: pytest.Mo
 def test_a_missing_playbook_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(PLAYBOOKS_ENV, str(tmp_path))
     assert playbooks_dir() == tmp_path
-    with pytest.raises(PrerequisiteError, match=r"relctl_snapshot\.yml is missing") as caught:
-        bundled_playbook("relctl_snapshot.yml")
+    with pytest.raises(PrerequisiteError, match=r"relctl_agent\.yml is missing") as caught:
+        bundled_playbook("relctl_agent.yml")
     assert caught.value.exit_code == ExitCode.PREREQUISITE
     assert PLAYBOOKS_ENV in caught.value.message
 

@@ -8,29 +8,30 @@ testinfra.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from controller.adapters import http
 from controller.adapters.ansible import (
     Inventory,
-    PlaybookResult,
     PlaybookRun,
     failure_summary,
     read_inventory,
     run_playbook,
 )
+from controller.adapters.host_agent import HostAgent
 from controller.adapters.testinfra import CheckRun, run_checks
-from controller.agent import snapshot_agent
+from controller.agent.protocol import CopyDataRequest, Entry, ItemSpec, LoadDataRequest
 from controller.engine.continuity.loadbalancer import LoadBalancer, lb_for
 from controller.engine.continuity.methods import replication_for
 from controller.engine.continuity.records import Progress, ReplicaRecord
 from controller.engine.continuity.replication import Replication
 from controller.engine.environment import Environment, environment_for
-from controller.engine.snapshots import SnapshotError, unpack_bundle
 from controller.errors import ContinuityError
 from controller.journal import ContinuityRecord, Journal, ReleaseRecord
 from controller.manifest_loader import (
@@ -46,7 +47,6 @@ from controller.manifest_loader import (
 from controller.models.continuity import ContinuityPlan, CriticalFunction
 from controller.models.manifest import Manifest
 from controller.notify import notify_event
-from controller.paths import bundled_playbook
 
 PLAN_HINT = "relctl init writes a starter continuity plan; the README lists its fields"
 
@@ -203,36 +203,58 @@ class Continuity:
             raise ContinuityError("the continuity plan declares no data to replicate")
         return self.replication.replicate(self)
 
-    def capture(self, host: str, store: Path, tag: str) -> dict[str, Any]:
-        """A consistent copy of the plan's data on ``host``, fetched to ``store/host``."""
-        result = self._run("relctl_snapshot.yml", [host], tag, relctl_store=str(store),
-                           relctl_release=tag)
-        if not result.succeeded:
-            raise ContinuityError(f"cannot copy the data from {host}: {failure_summary(result)}")
-        try:
-            return unpack_bundle(store / host, host)
-        except SnapshotError as error:
-            raise ContinuityError(error.message) from error
+    @cached_property
+    def agent(self) -> HostAgent:
+        """relctl's host agent on the plan's hosts (ssh where it can, else Ansible)."""
+        return HostAgent.reaching(self.env.inventory, self.env.ansible_cfg,
+                                  [*self.primaries, *self.backups], self.env.runs_dir,
+                                  self.env.connections_dir)
+
+    def capture(self, host: str, store: Path, tag: str) -> dict[str, Entry]:
+        """A consistent copy of the plan's data on ``host`` (online backup API), kept in
+        ``store/host/bundle`` with its ``index.json``; every copy's sha256 checked. The
+        files are named by the plan's item names, never by what the host sent."""
+        request = CopyDataRequest(command="copy_data", items=self._data_items())
+        reply = self.agent.copy_data(tag, {host: request})[host]
+        if not reply.ok:
+            raise ContinuityError(f"cannot copy the data from {host}: {reply.error}")
+        folder = store / host / "bundle"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        sent, payloads = reply.data.get("index", {}), reply.data.get("payloads", {})
+        index: dict[str, Entry] = {}
+        for data in self.plan.data:
+            entry = sent.get(data.name)
+            body = base64.b64decode(payloads.get(entry.get("payload", ""), "")) if entry else b""
+            if entry is None or hashlib.sha256(body).hexdigest() != entry.get("sha256"):
+                raise ContinuityError(f"the copy of {data.name} fetched from {host} is "
+                                      "missing or fails its sha256", hint="no host was changed")
+            (folder / f"{data.name}.db").write_bytes(body)
+            index[data.name] = {**entry, "payload": f"{data.name}.db"}
+        (folder / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True))
+        return index
 
     def load(self, hosts: list[str], bundle: Path, tag: str) -> None:
-        """Load a fetched bundle's databases into ``hosts`` (online backup API)."""
-        result = self._run("relctl_replica_load.yml", hosts, tag, relctl_bundle=str(bundle),
-                           relctl_tag=tag)
-        if not result.succeeded:
-            raise ContinuityError(f"cannot load the data on {', '.join(result.failed_hosts)}: "
-                                  f"{failure_summary(result)}")
+        """Load the databases of a bundle folder (``capture``'s) into ``hosts`` through
+        the online backup API; the host checks each sha256 before it touches anything."""
+        index: dict[str, Entry] = json.loads((bundle / "index.json").read_text())
+        payloads: dict[str, str] = {}
+        for name, entry in index.items():
+            payload = str(entry.get("payload", ""))
+            if Path(payload).name != payload or payload in ("", ".", ".."):
+                raise ContinuityError(f"the replica's index names {payload!r} for {name}: "
+                                      f"not a file of {bundle}", hint="no host was changed")
+            payloads[payload] = base64.b64encode((bundle / payload).read_bytes()).decode()
+        request = LoadDataRequest(command="load_data", items=self._data_items(), index=index,
+                                  payloads=payloads)
+        replies = self.agent.load_data(tag, dict.fromkeys(hosts, request))
+        failed = {h: r.error for h, r in replies.items() if not r.ok}
+        if failed:
+            raise ContinuityError(f"cannot load the data on {', '.join(sorted(failed))}: "
+                                  + "; ".join(f"{h}: {e}" for h, e in sorted(failed.items())))
 
-    def _run(self, playbook: str, hosts: list[str], label: str, **extravars: Any) -> PlaybookResult:
-        items = [{"kind": "data", "name": d.name, "path": d.path, "engine": d.engine}
-                 for d in self.plan.data]
-        run = PlaybookRun(
-            playbook=bundled_playbook(playbook), inventory=self.env.inventory,
-            ansible_cfg=self.env.ansible_cfg, runs_dir=self.env.runs_dir,
-            limit=",".join(hosts), label=label,
-            extravars={"relctl_hosts": "all", "relctl_agent": snapshot_agent.__file__,
-                       "relctl_items_b64": base64.b64encode(json.dumps(items).encode()).decode(),
-                       **extravars})
-        return run_playbook(run)
+    def _data_items(self) -> list[ItemSpec]:
+        return [ItemSpec(kind="data", name=d.name, path=d.path or "", engine=d.engine)
+                for d in self.plan.data]
 
     # -- release on a site ---------------------------------------------------------------
 

@@ -1,19 +1,27 @@
 """Litestream (https://litestream.io) for SQLite data: ``litestream replicate`` on the
 writer, detached with a pid file, streaming every transaction to the plan's replica;
 ``litestream restore`` on the backup hosts at failover, loaded into the live database.
-relctl's agent (``controller/agent/litestream_agent.py``) does the work on each host."""
+relctl's host agent (its ``litestream`` command, ``controller/agent/litestream_agent.py``)
+does the work on each host."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controller.adapters.ansible import PlaybookRun, TaskEvent, failure_summary, run_playbook
-from controller.agent import litestream_agent
+from controller.adapters.ansible import PlaybookRun, failure_summary, run_playbook
+from controller.agent.protocol import (
+    LitestreamDb,
+    LitestreamReply,
+    LitestreamRequest,
+    LitestreamSpec,
+)
+from controller.agent.snapshot_agent import sha256_file
 from controller.engine.continuity.records import ReplicaRecord
 from controller.engine.continuity.replication import SqliteSites, every_db, iso
 from controller.errors import ContinuityError, RelctlError
@@ -24,7 +32,6 @@ if TYPE_CHECKING:
     from controller.engine.continuity.context import Continuity
 
 LITESTREAM_ON_HOSTS = "/usr/local/lib/relctl/litestream"
-AGENT_TASK = "Run the Litestream agent"
 
 
 class LitestreamReplication(SqliteSites):
@@ -91,49 +98,73 @@ class LitestreamReplication(SqliteSites):
                 else f"Litestream was not running on {ctx.writer()}")
 
     def _agent(self, ctx: Continuity, action: str, hosts: list[str], tag: str,
-               store: Path | None = None) -> dict[str, dict[str, Any]]:
-        """Run the Litestream agent's ``action`` on ``hosts``; each host's reply."""
+               store: Path | None = None) -> dict[str, LitestreamReply]:
+        """Run the agent's ``litestream`` command (``action``) on ``hosts``; each host's
+        reply. relctl's own binary is installed first where a host lacks it (the agent
+        says so); a restore with ``store`` keeps the first host's restored copies there."""
         plan = ctx.plan
         settings = plan.data[0].litestream
         assert settings is not None
         name = f"{plan.service}-{plan.environment}"
-        out = f"/tmp/relctl-litestream-{name}-{tag}"
-        spec: dict[str, Any] = {"binary": settings.binary or LITESTREAM_ON_HOSTS,
-                "config": f"/etc/relctl/litestream/{name}.yml",
-                "pidfile": f"/run/relctl/litestream-{name}.pid",
-                "log": f"/var/log/relctl/litestream-{name}.log", "out": out,
-                "dbs": [{"name": d.name, "path": d.path, "replica": d.litestream.replica,
-                         "sync_interval_ms": round(d.litestream.sync_interval * 1000)}
-                        for d in plan.data if d.litestream is not None]}
-        replies: dict[str, dict[str, Any]] = {}
-
-        def collect(event: TaskEvent) -> None:
-            if event.task == AGENT_TASK and event.stdout.strip():
-                try:
-                    replies[event.host] = json.loads(event.stdout.strip().splitlines()[-1])
-                except json.JSONDecodeError:
-                    replies[event.host] = {"ok": False, "error": event.stdout[-400:]}
-
+        binary = None if settings.binary else shipped_binary()
+        spec = LitestreamSpec(
+            binary=settings.binary or LITESTREAM_ON_HOSTS,
+            binary_sha256=sha256_file(binary) if binary else "",
+            config=f"/etc/relctl/litestream/{name}.yml",
+            pidfile=f"/run/relctl/litestream-{name}.pid",
+            log=f"/var/log/relctl/litestream-{name}.log",
+            dbs=[LitestreamDb(name=d.name, path=d.path or "", replica=d.litestream.replica,
+                              sync_interval_ms=round(d.litestream.sync_interval * 1000))
+                 for d in plan.data if d.litestream is not None])
+        requests = {h: LitestreamRequest(command="litestream", action=action, spec=spec,
+                                         fetch=store is not None and h == hosts[0])
+                    for h in hosts}
+        replies = ctx.agent.litestream(f"litestream-{action}", requests)
+        install = [h for h, r in replies.items() if r.data.get("install")]
+        if install and binary is not None:
+            self._install(ctx, binary, spec["binary"], install)
+            replies |= ctx.agent.litestream(f"litestream-{action}",
+                                            {h: requests[h] for h in install})
+        failed = {h: r.error for h, r in sorted(replies.items()) if not r.ok}
+        if failed:
+            raise ContinuityError(f"Litestream {action} failed on {', '.join(failed)}: "
+                                  + "; ".join(f"{h}: {e}" for h, e in failed.items()))
         if store is not None:
-            (store / "bundle").mkdir(parents=True, exist_ok=True)
+            self._keep_copies(replies[hosts[0]].data, store / "bundle", hosts[0],
+                              [db["name"] for db in spec["dbs"]])
+        return {h: r.data for h, r in replies.items()}
+
+    @staticmethod
+    def _install(ctx: Continuity, binary: Path, dest: str, hosts: list[str]) -> None:
+        """Copy relctl's litestream binary to ``hosts`` (an Ansible ``copy``)."""
         result = run_playbook(PlaybookRun(
             playbook=bundled_playbook("relctl_litestream.yml"), inventory=ctx.env.inventory,
             ansible_cfg=ctx.env.ansible_cfg, runs_dir=ctx.env.runs_dir, limit=",".join(hosts),
-            label=f"litestream-{action}", extravars={
-                "relctl_hosts": "all", "relctl_agent": litestream_agent.__file__,
-                "relctl_action": action,
-                "relctl_spec_b64": base64.b64encode(json.dumps(spec).encode()).decode(),
-                "relctl_binary_src": "" if settings.binary else str(shipped_binary()),
-                "relctl_binary": spec["binary"], "relctl_out": out,
-                "relctl_names": [d["name"] for d in spec["dbs"]],
-                "relctl_fetch_host": hosts[0], "relctl_store": str(store or "")}),
-            on_event=collect)
-        errors = [f"{h}: {r.get('error')}" for h, r in replies.items() if not r.get("ok")]
-        if errors or not result.succeeded or set(replies) != set(hosts):
-            raise ContinuityError(f"Litestream {action} failed on "
-                                  f"{', '.join(result.failed_hosts or hosts)}: "
-                                  + ("; ".join(errors) or failure_summary(result)))
-        return replies
+            label="litestream-install", extravars={
+                "relctl_hosts": "all", "relctl_binary_src": str(binary),
+                "relctl_binary": dest}))
+        if not result.succeeded:
+            raise ContinuityError(f"cannot install litestream on {', '.join(hosts)}: "
+                                  f"{failure_summary(result)}")
+
+    @staticmethod
+    def _keep_copies(reply: LitestreamReply, folder: Path, host: str, names: list[str]
+                     ) -> None:
+        """The restored copies ``host`` sent for the plan's databases ``names``, each
+        checked against its sha256 and named by the plan (the failback's catch-up report
+        reads them); a database the plan does not name is dropped from the reply."""
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        payloads, dbs = reply.get("payloads", {}), reply.get("dbs", {})
+        for name in list(dbs):
+            if name not in names:
+                del dbs[name]
+                continue
+            body = base64.b64decode(payloads.get(str(dbs[name].get("payload")), ""))
+            if hashlib.sha256(body).hexdigest() != dbs[name].get("sha256"):
+                raise ContinuityError(f"the restored copy of {name} from {host} fails its "
+                                      "sha256")
+            (folder / f"{name}.db").write_bytes(body)
+            dbs[name]["payload"] = f"{name}.db"
 
 
 def shipped_binary() -> Path:

@@ -46,7 +46,7 @@ class ReplicaRecord:
     loaded_on: list[str]
     bytes: int
     tested: list[dict[str, Any]]  # test failovers that used it: at, test_failover, ok
-    method: str = "copy"  # copy (bundle: a tar of the writer's) | litestream (restored)
+    method: str = "copy"  # copy (bundle: the writer's copies) | litestream (restored)
 
     @classmethod
     def of(cls, record: ContinuityRecord) -> ReplicaRecord:
@@ -62,7 +62,9 @@ class ReplicaRecord:
         """The folder of the replica's databases and index.json on the controller."""
         if self.bundle is None:
             return None
-        return self.bundle if self.method == "litestream" else self.bundle.parent / "bundle"
+        # copy: the bundle folder (replicas of relctl 0.x name its bundle.tar beside it)
+        return (self.bundle.parent / "bundle" if self.bundle.name == "bundle.tar"
+                else self.bundle)
 
     @property
     def captured_iso(self) -> str | None:

@@ -81,7 +81,7 @@ class SqliteSites:
                 bundle_tables(store / "backup" / active / "bundle", new))
 
     def bring_back(self, ctx: Continuity, store: Path, tag: str) -> str:
-        ctx.load(ctx.primaries, store / "backup" / ctx.backups[0] / "bundle.tar",
+        ctx.load(ctx.primaries, store / "backup" / ctx.backups[0] / "bundle",
                  f"{tag}-load")
         return f"backup data loaded on {', '.join(ctx.primaries)}"
 
@@ -135,13 +135,13 @@ class CopyReplication(SqliteSites):
         try:
             index = ctx.capture(source, store, f"rep{record}")
             ctx.progress(f"replica of {', '.join(names)} taken on {source}, sha256 checked")
-            ctx.load(ctx.backups, store / source / "bundle.tar", f"rep{record}")
+            ctx.load(ctx.backups, store / source / "bundle", f"rep{record}")
         except RelctlError as error:
             ctx.journal.end_continuity(record, "failed", {"error": error.message})
             raise
         ctx.progress(f"replica loaded on {', '.join(ctx.backups)}")
         return ctx.journal.end_continuity(record, "ok", {
-            "captured_at": captured_at.isoformat(), "bundle": str(store / source / "bundle.tar"),
+            "captured_at": captured_at.isoformat(), "bundle": str(store / source / "bundle"),
             "loaded_on": ctx.backups,
             "sha256": {n: m.get("sha256") for n, m in index.items()},
             "digest": {n: m.get("digest") for n, m in index.items()},
@@ -150,13 +150,13 @@ class CopyReplication(SqliteSites):
     def restore(self, ctx: Continuity, hosts: list[str], tag: str, *, only_missing: bool
                 ) -> tuple[ReplicaRecord | None, str]:
         replica = ctx.last_replica()
-        if replica is None or replica.bundle is None or replica.method != self.method:
+        if replica is None or replica.folder is None or replica.method != self.method:
             return None, "no replica to load"
         missing = [h for h in hosts if h not in replica.loaded_on] if only_missing else hosts
         if not missing:
             return replica, (f"replica {replica.id} of {replica.captured_iso} already on "
                              f"{', '.join(hosts)}")
-        ctx.load(missing, replica.bundle, tag)
+        ctx.load(missing, replica.folder, tag)
         return replica, (f"replica {replica.id} of {replica.captured_iso} loaded on "
                          f"{', '.join(missing)}")
 

@@ -1,0 +1,37 @@
+"""A release's phases in the journal: each one's start, end, state, detail and time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from controller.journal import Journal
+
+Progress = Callable[[str], None]
+
+
+class PhaseScope:
+    """``with`` block that journals a phase's start, end, state, detail and duration
+    (monotonic: this machine's wall clock jumps), and says how long it took."""
+
+    def __init__(self, journal: Journal, release_id: int, name: str,
+                 progress: Progress = lambda _msg: None) -> None:
+        self.journal, self.release_id, self.name = journal, release_id, name
+        self.progress = progress
+        self.detail: dict[str, Any] = {}
+        self.phase_id = 0
+        self.started = 0.0
+
+    def __enter__(self) -> dict[str, Any]:
+        self.phase_id = self.journal.begin_phase(self.release_id, self.name)
+        self.started = time.monotonic()
+        return self.detail
+
+    def __exit__(self, kind: object, error: object, _tb: object) -> None:
+        seconds = time.monotonic() - self.started
+        if error is not None:
+            self.detail["error"] = str(error)[:1000]
+        self.journal.end_phase(self.phase_id, "failed" if error else "ok", self.detail,
+                               seconds=seconds)
+        self.progress(f"{self.name}: {seconds:.1f} s" + (" (failed)" if error else ""))
