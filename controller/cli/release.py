@@ -22,7 +22,8 @@ from controller.cli.output import (
 from controller.cli.signoff import WAIT_APPROVAL_OPTION
 from controller.engine.children import stop_orphans
 from controller.engine.environment import resolve_environment
-from controller.engine.release import ReleaseEngine, ReleaseOutcome
+from controller.engine.outcome import ReleaseOutcome
+from controller.engine.release import ReleaseEngine
 from controller.errors import InputError
 from controller.journal import ReleaseRecord
 from controller.manifest_loader import load_manifest, manifest_json_schema

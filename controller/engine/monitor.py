@@ -26,7 +26,8 @@ from datetime import datetime
 from typing import Any
 
 from controller.engine.gates import GateRunner, worst
-from controller.engine.release import ReleaseEngine, ReleaseOutcome
+from controller.engine.outcome import ReleaseOutcome
+from controller.engine.release import ReleaseEngine
 from controller.errors import ExitCode, InputError, RelctlError
 from controller.journal import MonitorState, ReleaseRecord
 from controller.manifest_loader import check_as_released

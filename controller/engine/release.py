@@ -24,8 +24,10 @@ from controller.adapters.ansible import PlaybookRun, TaskEvent, failure_summary,
 from controller.engine.admission import refuse_bad_release
 from controller.engine.cancel import Cancellation, Interrupted
 from controller.engine.children import JournalChildren
+from controller.engine.dry_run import check_mode
 from controller.engine.environment import Environment
 from controller.engine.gates import GateRunner
+from controller.engine.outcome import ReleaseOutcome
 from controller.engine.phases import PhaseScope, Progress
 from controller.engine.restored import RestoredHosts
 from controller.engine.resumption import (
@@ -54,24 +56,6 @@ OUTCOME_NOTICES: dict[str, tuple[NoticeEvent, str]] = {  # final state -> notice
     "rollback_failed": ("rollback", "the rollback failed: the service may be degraded and "
                                     "operations are restoring it"),
 }
-
-
-@dataclass
-class ReleaseOutcome:
-    """How a release ended, for people and for pipelines."""
-
-    release: str
-    release_id: int | None
-    state: str
-    exit_code: int
-    message: str
-    hosts: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    gates: list[dict[str, Any]] = field(default_factory=list)
-    phases: list[dict[str, Any]] = field(default_factory=list)  # name, state, seconds
-    data: DataReports = field(default_factory=dict)  # what a rollback did with the data
-    # dry run: host -> the tasks that would change it, with their diffs
-    changes: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
 
 class GateFailed(Exception):  # noqa: N818 - a signal inside the engine, never raised out
@@ -122,37 +106,15 @@ class ReleaseEngine:
             self.env.close_connections()
 
     def dry_run(self) -> ReleaseOutcome:
-        """The apply playbooks in check mode with diff: nothing on any host changes.
-        Any non-zero ``ansible-playbook`` result (a parse error, an unreachable host, a
-        failed task) is exit 8 with its error; the would-be changes come per host."""
-        started = time.monotonic()
+        """The apply playbooks in check mode with diff (``dry_run.py``): nothing changes."""
         plan = self._plan()
         self._check_databases(plan)
-        changes: dict[str, list[dict[str, str]]] = {}
-
-        def collect(event: TaskEvent) -> None:
-            self._on_event(event)
-            if event.changed:
-                changes.setdefault(event.host, []).append(
-                    {"task": event.task, "diff": event.diff})
-
-        errors = []
         try:
-            for playbook in self.manifest.playbooks.apply:
-                result = run_playbook(self._playbook(playbook, plan.hosts, "dry-run",
-                                                     check=True), collect)
-                if not result.succeeded:
-                    errors.append(f"{playbook.name}: {failure_summary(result)}")
-                if result.cancelled or self.cancel.requested():
-                    errors.append(self.cancel.reason or "cancelled")
-                    break
+            return check_mode(self.manifest, plan, self.cancel, self._on_event,
+                              lambda playbook: self._playbook(playbook, plan.hosts, "dry-run",
+                                                              check=True))
         finally:
             self.env.close_connections()
-        message = ("check mode passed: " + _changes_line(changes) if not errors else
-                   "check mode failed: " + "; ".join(errors))
-        return ReleaseOutcome(self.manifest.release, None, "dry-run",
-                              int(ExitCode.PLAYBOOK) if errors else 0, message, plan.hosts,
-                              time.monotonic() - started, changes=changes)
 
     def rollback(self, record: ReleaseRecord, reason: str,
                  interrupted: bool = False) -> ReleaseOutcome:
@@ -404,10 +366,3 @@ class ReleaseEngine:
         data: DataReports = rollback_detail(recorded).get("data", {})
         return ReleaseOutcome(self.manifest.release, release_id, state, int(code), message,
                               hosts, time.monotonic() - started, gates, phases, data)
-
-
-def _changes_line(changes: dict[str, list[dict[str, str]]]) -> str:
-    if not changes:
-        return "no host would change"
-    return "would change " + ", ".join(f"{host} ({len(tasks)} tasks)"
-                                       for host, tasks in sorted(changes.items()))
