@@ -14,10 +14,15 @@ log line or a journal row).
 - **A killed controller** takes its client tools with it (``setpriv --pdeathsig``): a dump
   is not half-stored (objects are stored whole, by sha256), a restore's transaction rolls
   back, and ``relctl resume`` does the step again.
-- **Restore**: in one ``psql --single-transaction``: drop every object of the database's
-  own schemas (extensions' objects kept), then the dump's SQL (``pg_restore -f -``).
-  Objects a migration added after the snapshot go too, which ``pg_restore --clean`` alone
-  would leave behind; a failure anywhere leaves the database as it was.
+- **Restore**: in one transaction on relctl's own connection, every table of the
+  database's own schemas locked against writers first: drop every object of those schemas
+  (extensions' objects kept), then the dump's SQL (``pg_restore -f -``, section by section:
+  statements as they come, each table's rows through ``COPY FROM STDIN``). Objects a
+  migration added after the snapshot go too, which ``pg_restore --clean`` alone would
+  leave behind; a failure anywhere leaves the database as it was.
+- **Rollback with carry-forward** (``roll_back``): the same transaction reads the rows
+  written since the snapshot before the restore and carries them into it after
+  (``pg_carry.py``), checking the restored rows against the snapshot's digest first.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -37,7 +42,8 @@ from typing import IO, Protocol
 
 import psycopg
 
-from controller.data.engine import Capture
+from controller.data.engine import Capture, CarryReport, CarryRequest, DataRestoreError
+from controller.data.pg_carry import PgCarry, describe, lock_tables
 from controller.errors import DataUnreachableError, InputError, PrerequisiteError
 from controller.models.items import PostgresDatabase
 from controller.models.rows import TableRows
@@ -48,10 +54,18 @@ PG_LIB = Path(os.environ.get("RELCTL_PG_LIB", "/usr/lib/postgresql"))
 # SQLSTATE classes of a refused login or a wrong database: the manifest or its secret.
 BAD_LOGIN = ("28", "3D")
 # A client tool gets SIGTERM when relctl dies (util-linux's setpriv sets its parent-death
-# signal, then runs it): a kill -9 of the controller leaves no pg_dump or psql running, and
-# a restore's transaction rolls back on the server.
+# signal, then runs it): a kill -9 of the controller leaves no pg_dump or pg_restore
+# running, and a restore's transaction rolls back on the server (its connection dies too).
 DIES_WITH_US = (["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else [])
 NOISE = re.compile(r"^(--.*|\\(un)?restrict .*|)$")
+# psql's meta-commands in pg_restore's SQL (pg_dump 17.6, 16.10, 15.14, ... on): skipped.
+RESTRICT = re.compile(rb"^\\(un)?restrict [A-Za-z0-9]*\r?\n?$")
+COPY_FROM = re.compile(rb"^COPY .+ FROM stdin;\r?\n$")
+END_OF_COPY = (b"\\.\n", b"\\.\r\n", b"\\.")
+# The data section wraps large objects in BEGIN/COMMIT: the restore is one transaction.
+TRANSACTION_LINES = (b"BEGIN;", b"COMMIT;")
+SECTIONS = ("pre-data", "data", "post-data")
+COPY_CHUNK = 1 << 20
 
 # Drops every object of the database's own schemas, keeping what extensions own.
 CLEAR = r"""
@@ -145,33 +159,65 @@ class PostgresEngine:
             self._run(self._tool("pg_dump", version), "-Fc", "--no-password",
                       f"--snapshot={snapshot}", "-f", str(dump), *self._target())
             schema = self._schema(version, snapshot)
-            digest = self._digest(conn, schema)
-        return Capture(dump, digest, version, time.monotonic() - started,
-                       hashlib.sha256(schema).hexdigest())
+            lines = self._row_lines(conn)
+        return Capture(dump, _digest_of(schema, lines), version, time.monotonic() - started,
+                       hashlib.sha256(schema).hexdigest(), _digest_of(b"", lines))
 
     def restore(self, dump: Path) -> None:
+        self._restore(dump, None)
+
+    def roll_back(self, dump: Path, carry: CarryRequest) -> CarryReport:
+        report = self._restore(dump, carry)
+        assert report is not None
+        return report
+
+    def _restore(self, dump: Path, carry: CarryRequest | None) -> CarryReport | None:
+        """The restore, in one transaction holding off every writer; with ``carry``, the
+        rows written since read before it and carried in after (``pg_carry``)."""
         version = self.check()
-        with tempfile.TemporaryDirectory(prefix="relctl-pg-") as tmp:
-            clear = Path(tmp) / "clear.sql"
-            clear.write_text(CLEAR)
-            errors = Path(tmp) / "pg_restore.err"
-            # pg_restore writes the dump's SQL to psql's stdin: no copy of it on disk
-            with errors.open("wb") as log, subprocess.Popen(
-                    [*DIES_WITH_US, str(self._tool("pg_restore", version)), "-f", "-",
-                     str(dump)], stdout=subprocess.PIPE, stderr=log,
-                    env=self._environment()) as source:
-                try:
-                    self._run(self._tool("psql", version), "-X", "-q", "--no-password",
-                              "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f",
-                              str(clear), "-f", "-", *self._target(), stdin=source.stdout)
-                except BaseException:
-                    source.kill()  # psql stopped reading: pg_restore must not wait on it
-                    raise
-                finally:
-                    source.wait()
+        where = f"data item {self.item.name!r} ({self.db.address})"
+        try:
+            with self.connect() as conn, conn.transaction():
+                live = lock_tables(conn)
+                rows = PgCarry(conn, carry) if carry is not None else None
+                if rows is not None:
+                    rows.read_live(live)
+                conn.execute(CLEAR.encode())
+                for section in SECTIONS:
+                    with self._restore_sql(dump, version, section) as script:
+                        run_script(conn, script, data=section == "data")
+                if carry is not None and carry.rows_digest and (
+                        _digest_of(b"", self._row_lines(conn)) != carry.rows_digest):
+                    raise DataRestoreError(f"{where}: the restored rows do not match the "
+                                           "snapshot's digest: nothing was changed")
+                if rows is not None:
+                    rows.carry()
+        except psycopg.Error as error:
+            raise DataRestoreError(f"{where}: the restore failed and was undone (the "
+                                   f"database is as it was): {describe(error)}") from None
+        return rows.report() if rows is not None else None
+
+    @contextmanager
+    def _restore_sql(self, dump: Path, version: str, section: str) -> Iterator[IO[bytes]]:
+        """The SQL of one section of ``dump``, as ``pg_restore -f -`` streams it."""
+        with tempfile.TemporaryFile(prefix="relctl-pg-restore-") as errors, subprocess.Popen(
+                [*DIES_WITH_US, str(self._tool("pg_restore", version)),
+                 f"--section={section}", "-f", "-", str(dump)], stdout=subprocess.PIPE,
+                stderr=errors, env=self._environment()) as source:
+            assert source.stdout is not None
+            try:
+                yield source.stdout
+                source.stdout.read()  # the rest (nothing): pg_restore ends on its own
+            except BaseException:
+                source.kill()  # we stopped reading: pg_restore must not wait on us
+                raise
+            finally:
+                source.wait()
             if source.returncode != 0:
+                errors.seek(0)
+                said = errors.read().decode(errors="replace")[-500:]
                 raise InputError(f"data item {self.item.name!r}: pg_restore could not read "
-                                 f"the dump {dump}: {errors.read_text()[-500:]}")
+                                 f"the dump {dump}: {said}")
 
     def tables(self, host: str | None = None, port: int | None = None
                ) -> dict[str, TableRows]:
@@ -190,8 +236,13 @@ class PostgresEngine:
         return tables
 
     def digest(self) -> str:
+        return self.digests()[0]
+
+    def digests(self) -> tuple[str, str]:
         with self._snapshot() as (conn, version, snapshot):
-            return self._digest(conn, self._schema(version, snapshot))
+            schema = self._schema(version, snapshot)
+            return (_digest_of(schema, self._row_lines(conn)),
+                    hashlib.sha256(schema).hexdigest())
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -215,10 +266,12 @@ class PostgresEngine:
         return b"".join(line.encode() + b"\n" for line in schema.splitlines()
                         if not NOISE.match(line))
 
-    def _digest(self, conn: Connection, schema: bytes) -> str:
-        """Schema, rows and sequences as the transaction holding ``conn``'s snapshot sees
-        them (``schema``: ``_schema`` of the same snapshot)."""
-        digest = hashlib.sha256(schema)
+    @staticmethod
+    def _row_lines(conn: Connection) -> list[bytes]:
+        """Rows and sequences as ``conn``'s transaction sees them: per table its row count
+        and an order-independent hash of its rows, per sequence its position (the logical
+        digest hashes the schema, then these)."""
+        lines = []
         for name, kind in conn.execute(TABLES).fetchall():
             if kind == "S":
                 row = conn.execute(f"SELECT last_value, is_called FROM {name}").fetchone()
@@ -226,8 +279,8 @@ class PostgresEngine:
                 row = conn.execute(
                     f"SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' ORDER BY "
                     f"md5(t::text)), '')) FROM {name} t").fetchone()
-            digest.update(f"{name}|{row}\n".encode())
-        return digest.hexdigest()
+            lines.append(f"{name}|{row}\n".encode())
+        return lines
 
     @contextmanager
     def connect(self, host: str | None = None, port: int | None = None
@@ -300,9 +353,9 @@ class PostgresEngine:
         env["PGAPPNAME"] = "relctl"
         return env
 
-    def _run(self, tool: Path, *args: str, stdin: IO[bytes] | None = None) -> str:
+    def _run(self, tool: Path, *args: str) -> str:
         try:
-            done = subprocess.run([*DIES_WITH_US, str(tool), *args], stdin=stdin,
+            done = subprocess.run([*DIES_WITH_US, str(tool), *args], stdin=subprocess.DEVNULL,
                                   capture_output=True, text=True, env=self._environment(),
                                   timeout=TOOL_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired:
@@ -313,6 +366,61 @@ class PostgresEngine:
             raise InputError(f"data item {self.item.name!r} ({self.db.address}): "
                              f"{tool.name} failed: {' | '.join(detail)}"[:1500])
         return done.stdout
+
+
+def _digest_of(schema: bytes, lines: Iterable[bytes]) -> str:
+    digest = hashlib.sha256(schema)
+    for line in lines:
+        digest.update(line)
+    return digest.hexdigest()
+
+
+def run_script(conn: Connection, script: Iterable[bytes], *, data: bool) -> None:
+    """Run SQL as ``pg_restore -f -`` writes it on ``conn``, inside its transaction:
+    psql's ``\\restrict`` lines skipped; in the data section (``data``), the statements
+    between its COPY blocks as they come, each COPY's rows through ``COPY FROM STDIN``, and
+    the BEGIN/COMMIT around large objects skipped (the whole restore is one transaction).
+    The schema sections go whole, as one batch of statements."""
+    pending: list[bytes] = []
+    lines = iter(script)
+    for line in lines:
+        if RESTRICT.match(line):
+            continue
+        if not data:
+            pending.append(line)
+        elif COPY_FROM.match(line):
+            _flush(conn, pending)
+            _copy(conn, line, lines)
+        elif line.strip() not in TRANSACTION_LINES:
+            pending.append(line)
+    _flush(conn, pending)
+
+
+def _flush(conn: Connection, pending: list[bytes]) -> None:
+    statements = b"".join(pending)
+    pending.clear()
+    if any(line.strip() and not line.lstrip().startswith(b"--")
+           for line in statements.splitlines()):
+        conn.execute(statements)
+
+
+def _copy(conn: Connection, command: bytes, lines: Iterator[bytes]) -> None:
+    """One table's rows: the COPY command's lines up to its ``\\.``."""
+    chunk: list[bytes] = []
+    size = 0
+    with conn.cursor() as cursor, cursor.copy(command.strip().rstrip(b";")) as copy:
+        for line in lines:
+            if line in END_OF_COPY:
+                break
+            chunk.append(line)
+            size += len(line)
+            if size >= COPY_CHUNK:
+                copy.write(b"".join(chunk))
+                chunk, size = [], 0
+        else:
+            raise DataRestoreError("the dump's SQL ends inside a COPY block")
+        if chunk:
+            copy.write(b"".join(chunk))
 
 
 def pg_tool(name: str, major: int = 0) -> Path:

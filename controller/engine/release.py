@@ -36,7 +36,7 @@ from controller.engine.resumption import (
     forward_refusal,
     where_stopped,
 )
-from controller.engine.server_data import check_databases
+from controller.engine.server_data import add_database_reports, check_databases
 from controller.engine.signoff import approvals_line, require_signoffs
 from controller.engine.snapshots import Snapshots
 from controller.errors import ExitCode, RelctlError, RollbackRefusedError
@@ -292,6 +292,8 @@ class ReleaseEngine:
                 phase["uploaded_objects"] = result.uploaded
                 phase["data"] = result.data()
                 phase["writes_refused_s"] = result.writes_refused()
+                add_database_reports(phase, self.journal, release_id, result.seconds,
+                                     self.manifest.items)
         restored = RestoredHosts(self.env, self.journal, release_id, self.manifest,
                                  self.progress)
         if phase.get("data"):

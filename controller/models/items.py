@@ -146,11 +146,14 @@ class DataItem(_Item):
         "carry forward. discard: restore and drop what was written since (listed in the "
         "catch-up report).")
     rollback_rows: dict[str, str | None] | None = Field(
-        None, description="sqlite: how rows written under the new schema read in the old "
-        "one, for the rollback's carry-forward: old table -> one SELECT over the new schema "
-        "giving that table's rows in its old columns (run read-only on the live database); "
-        "a table only the new schema has, mapped to null, is derived data (counted, not "
-        "listed). Unnamed tables are carried by column name.")
+        None, description="How rows written under the new schema read in the old one, for "
+        "the rollback's carry-forward: old table -> one SELECT over the new schema giving "
+        "that table's rows in its old columns (run read-only on the live database); a table "
+        "only the new schema has, mapped to null, is derived data (counted, not listed). "
+        "postgresql: tables as `name` (schema public) or `schema.name`; an old table mapped "
+        "to null keeps the snapshot's rows (a schema version, a cache), as a migration "
+        "tool's own table (alembic_version, django_migrations, flyway_schema_history, ...) "
+        "does unless mapped to a query. Unnamed tables are carried by column name.")
 
     @property
     def on_controller(self) -> bool:

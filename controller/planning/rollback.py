@@ -27,9 +27,10 @@ RESTORE_HOW: dict[str, str] = {
     "service": "stopped before the restore, then returned to the state the snapshot "
                "recorded (running or not)",
     "data": "SQLite online-backup copy restored (stale -wal/-shm files removed)",
-    "data:postgresql": "the services stopped, then the pg_dump restored in one transaction "
-                       "(every object dropped first) and checked against its logical digest, "
-                       "then the hosts",
+    "data:postgresql": "the services stopped; kept live when no migration ran, else the "
+                       "pg_dump restored in one transaction (writers held off, every object "
+                       "dropped first), checked against its logical digest, every row written "
+                       "since carried into it (what does not fit is listed); then the hosts",
 }
 PAYLOAD_SUFFIX = {"file": ".file", "directory": ".tar", "artifact": ".tar", "data": ".db"}
 NO_RETURN = ("NOT rolled back once converted: relctl refuses the rollback; roll forward "
