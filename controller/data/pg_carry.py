@@ -148,11 +148,11 @@ class Column:
 
 
 @dataclass(frozen=True)
-class Table:
+class Named:
+    """A table or sequence of the database, by schema and name."""
+
     schema: str
     name: str
-    columns: tuple[Column, ...]
-    key: tuple[str, ...]  # the primary key's columns, in the key's order (empty: none)
 
     @property
     def label(self) -> str:
@@ -161,6 +161,12 @@ class Table:
     @property
     def ident(self) -> sql.Identifier:
         return sql.Identifier(self.schema, self.name)
+
+
+@dataclass(frozen=True)
+class Table(Named):
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]  # the primary key's columns, in the key's order (empty: none)
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
@@ -228,19 +234,9 @@ def dependency_order(conn: Connection, found: Mapping[str, Table]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Sequence:
-    schema: str
-    name: str
+class Sequence(Named):
     increment: int
     owner: tuple[str, str, str] | None  # schema, table, column it numbers
-
-    @property
-    def label(self) -> str:
-        return label(self.schema, self.name)
-
-    @property
-    def ident(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
 
 
 def sequences(conn: Connection) -> list[Sequence]:
