@@ -1,29 +1,24 @@
-"""Fixtures every test layer may use: a real PostgreSQL for the shared journal."""
+"""What every test layer may use: the sample ledger's releases built; Hypothesis's caches
+outside the source tree. (A PostgreSQL server is for tests/integration only.)"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from tests.pg_cluster import PgCluster, missing_binaries, start_cluster
+from tests.unit.ledger_support import harness
+
+# No test writes into the source tree: Hypothesis keeps its caches (.hypothesis/, in the
+# working directory by default) in a temporary folder instead.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
+                      str(Path(tempfile.gettempdir()) / "relctl-tests-hypothesis"))
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
-    """One PostgreSQL cluster for the session, on 127.0.70.1 and a free port, stopped
-    (by its data directory) and removed at the end."""
-    why = missing_binaries()
-    if why is not None:
-        pytest.skip(f"no PostgreSQL to test the shared journal with: {why}")
-    cluster = start_cluster()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture
-def pg_url(pg_cluster: PgCluster) -> str:
-    """The URL of a new, empty database (a journal of its own for one test)."""
-    return pg_cluster.create_database()
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every ledger release built and unpacked in a temporary folder."""
+    built: dict[str, Path] = harness.prepare_releases(tmp_path_factory.mktemp("ledger"))
+    return built

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,15 @@ RELCTL = [sys.executable, "-m", "controller"]
 ROOT = Path(__file__).resolve().parent.parent
 # The sample service as the lab fronts it (its port and health path).
 LEDGER_SERVICE = "ledger:8080/health"
+
+
+def example_text(example: Path) -> str:
+    """An example's text with its relative paths (``../../playbooks/...``, relative to
+    its own folder) made absolute: a copy of it works from any folder, so tests write
+    their variants to a temporary folder, never beside the example in the source tree."""
+    return re.sub(r"(?<![\w./])((?:\.\./)+)",
+                  lambda up: f"{(example.parent / up.group(1)).resolve()}/",
+                  example.read_text())
 
 
 def relctl(state_dir: Path, *args: str, env: dict[str, str] | None = None,

@@ -1,4 +1,5 @@
-"""The real staging lab for integration tests: namespaced sshd hosts behind HAProxy.
+"""The real staging lab for integration tests: namespaced sshd hosts behind HAProxy; and
+the session's PostgreSQL server (tests that need one are integration tests).
 
 Each lab uses its own state directory under /var/tmp (not /tmp: every lab host mounts
 its own /tmp) and its own loopback addresses, so tests never collide with a demo lab.
@@ -17,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.pg_cluster import PgCluster, missing_binaries, start_cluster
 from tests.relctl_cli import LEDGER_SERVICE, relctl, relctl_json
 
 LAB_PARENT = Path("/var/tmp/relctl-tests")
@@ -64,10 +66,19 @@ def new_state_dir() -> Path:
     return path
 
 
-def start_lab(primary: int, backup: int, base_address: str) -> RunningLab:
+def start_lab(primary: int, backup: int, base_address: str, *,
+              postgresql: bool = False) -> RunningLab:
+    """The one way tests bring up a lab (``relctl lab up``, fronting the sample ledger) in
+    a new state directory; ``postgresql``: a PostgreSQL cluster on each app host (skipped
+    without Debian's postgresql package). Stop it with ``stop_lab``. Only test_lab (``lab
+    up`` itself under test) and test_wheel (the installed wheel's relctl) run ``lab up``
+    their own way."""
     _skip_without_lab()
+    if postgresql and (why := missing_binaries()) is not None:
+        pytest.skip(why)
     state_dir = new_state_dir()
     up = relctl(state_dir, "lab", "up", "--primary", str(primary), "--backup", str(backup),
+                *(["--postgresql"] if postgresql else []),
                 "--base-address", base_address, "--service", LEDGER_SERVICE)
     if up.returncode != 0:
         relctl(state_dir, "lab", "down")  # stop whatever part of it did start
@@ -96,3 +107,23 @@ def lab() -> Iterator[RunningLab]:
     running = start_lab(primary=2, backup=1, base_address=session_lab_address())
     yield running
     stop_lab(running)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One PostgreSQL cluster for the session, on 127.0.70.1 and a free port, stopped
+    (by its data directory) and removed at the end."""
+    why = missing_binaries()
+    if why is not None:
+        pytest.skip(f"no PostgreSQL to test with: {why}")
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> str:
+    """The URL of a new, empty database (a journal of its own for one test)."""
+    return pg_cluster.create_database()

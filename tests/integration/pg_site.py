@@ -50,10 +50,16 @@ def url(*hosts: str, base: str) -> str:
 
 
 def build_site(state: Path, folder: Path, base: str) -> BuiltSite:
-    """Bring the site up under ``state`` (``base``: the first three address bytes and a
-    dot, e.g. ``127.0.76.``); plan and secrets go to ``folder``."""
+    """Bring the lab up under ``state`` (``base``: the first three address bytes and a
+    dot, e.g. ``127.0.76.``), then the site on it (``prepare_site``)."""
     _must(relctl(state, "lab", "up", "--primary", "2", "--backup", "1", "--postgresql",
                  "--base-address", f"{base}10", "--service", LEDGER_SERVICE), "lab up")
+    return prepare_site(state, folder, base)
+
+
+def prepare_site(state: Path, folder: Path, base: str) -> BuiltSite:
+    """The site on a lab already up under ``state`` (2 primaries and 1 backup from
+    ``{base}10``, ``--postgresql``); plan and secrets go to ``folder``."""
     status = json.loads(_must(relctl(state, "lab", "status", "--json"), "lab status").stdout)
     reported = status["postgresql"]
     password = Path(reported["password_file"]).read_text().strip()

@@ -36,10 +36,9 @@ from tests.integration.continuity_helpers import (
     served_by,
     write,
 )
-from tests.relctl_cli import RELCTL, deploy_ledger, relctl, relctl_json
+from tests.relctl_cli import RELCTL, ROOT, deploy_ledger, example_text, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
-ROOT = Path(__file__).resolve().parents[2]
 PLAN = ROOT / "examples" / "continuity" / "ledger-lab.yml"
 PROBE = "continuity-probe"  # the account of the plan's synthetic record-transactions check
 
@@ -56,11 +55,11 @@ notify:
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[RunningLab]:
-    manifest = ROOT / "examples" / "releases" / ".test-guarded-1.1.0.yml"
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    manifest = tmp_path_factory.mktemp("continuity") / "guarded-1.1.0.yml"
     # This module proves continuity, not the load gate (test_release does): a latency
     # allowance keeps a noisy 2-core machine from rolling the site's release back.
-    text = (ROOT / "examples/releases/ledger-1.1.0.yml").read_text().replace(
+    text = example_text(ROOT / "examples/releases/ledger-1.1.0.yml").replace(
         "      p95_vs_baseline: 1.3\n", "      p95_vs_baseline: 1.3\n      p95_slack_ms: 200\n")
     manifest.write_text(text + GUARDED)
     running = start_lab(primary=2, backup=1, base_address="127.0.9.100")
@@ -81,7 +80,6 @@ def site() -> Iterator[RunningLab]:
         yield running
     finally:
         stop_lab(running)
-        manifest.unlink()
 
 
 def test_the_dead_notice_channel_was_journaled_without_its_secret(site: RunningLab) -> None:

@@ -30,10 +30,9 @@ from controller.journal import Journal
 from tests.integration.conftest import RunningLab, start_lab, stop_lab
 from tests.integration.ledger_http import served_versions
 from tests.integration.ledger_state import database_kept, fingerprints
-from tests.relctl_cli import RELCTL, deploy_ledger, relctl
+from tests.relctl_cli import RELCTL, ROOT, deploy_ledger, example_text, relctl
 
 pytestmark = pytest.mark.lab
-ROOT = Path(__file__).resolve().parents[2]
 RELEASES = ROOT / "examples" / "releases"
 # Each phase, and the child relctl runs in it (its journal label ends with this).
 PHASE_CHILD = {
@@ -62,25 +61,25 @@ def crash_lab() -> Iterator[RunningLab]:
         stop_lab(running)
 
 
-def manifest_for(case: str, phase: str) -> Path:
+def manifest_for(case: str, phase: str, folder: Path) -> Path:
     """ledger 1.1.0 under its own release name, one host per batch, and a short load gate
     only where ``phase`` needs one; for ``rollback`` the load gate asks for a rate no lab
-    reaches, so the release rolls back."""
+    reaches, so the release rolls back. Written to ``folder``, named after the release."""
     failing = phase == "rollback"
-    data: dict[str, Any] = yaml.safe_load((RELEASES / "ledger-1.1.0.yml").read_text())
+    data: dict[str, Any] = yaml.safe_load(example_text(RELEASES / "ledger-1.1.0.yml"))
     data["release"] = f"crash-{case.replace(':', '-')}"
     data["strategy"] = {"canary": 1, "batch_size": 1, "max_fail_percentage": 0}
     if phase not in LOAD_PHASES:
         del data["gates"]["locust"]
-        return _write(data)
+        return _write(data, folder)
     data["gates"]["locust"].update(duration_s=4, thresholds={
         "p95_ms": 3000, "max_failure_ratio": 0.05, "min_rps": 1_000_000 if failing else 1,
         "min_requests": 5})
-    return _write(data)
+    return _write(data, folder)
 
 
-def _write(data: dict[str, Any]) -> Path:
-    path = RELEASES / f".test-crash-{data['release']}.yml"
+def _write(data: dict[str, Any], folder: Path) -> Path:
+    path = folder / f"{data['release']}.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -146,19 +145,17 @@ def assert_nothing_left(lab: RunningLab, release_id: int) -> None:
 
 
 @pytest.mark.parametrize("phase", list(PHASE_CHILD))
-def test_kill_in_phase_then_resume_rolls_back(crash_lab: RunningLab, phase: str) -> None:
+def test_kill_in_phase_then_resume_rolls_back(crash_lab: RunningLab, phase: str,
+                                              tmp_path: Path) -> None:
     lab = crash_lab
     before = fingerprints(lab)
-    manifest = manifest_for(phase, phase)
-    try:
-        release_id = kill_in(lab, manifest, phase)
-        if phase in ("baseline", "snapshot"):
-            refused = relctl(lab.state_dir, "resume", "--forward")
-            assert refused.returncode == 2, refused.stderr
-            assert "snapshot is incomplete" in refused.stderr
-        resumed = relctl(lab.state_dir, "resume", "--json")
-    finally:
-        manifest.unlink()
+    manifest = manifest_for(phase, phase, tmp_path)
+    release_id = kill_in(lab, manifest, phase)
+    if phase in ("baseline", "snapshot"):
+        refused = relctl(lab.state_dir, "resume", "--forward")
+        assert refused.returncode == 2, refused.stderr
+        assert "snapshot is incomplete" in refused.stderr
+    resumed = relctl(lab.state_dir, "resume", "--json")
     assert resumed.returncode == 3, resumed.stderr
     assert f"stopped in phase {phase}" in resumed.stderr
     outcome = json.loads(resumed.stdout)  # every phase with the duration it took
@@ -168,21 +165,17 @@ def test_kill_in_phase_then_resume_rolls_back(crash_lab: RunningLab, phase: str)
                 if h.state == "restored"} <= {"1.0.0"}
     assert served_versions(lab) == {"1.0.0"}
     assert fingerprints(lab) == before  # code, config and the current link, by sha256
-    assert all(database_kept(lab, manifest.stem.removeprefix(".test-crash-"))
-               .values())
+    assert all(database_kept(lab, manifest.stem).values())
     assert_nothing_left(lab, release_id)
 
 
 @pytest.mark.parametrize("phase", FORWARD_PHASES)
-def test_kill_in_phase_then_resume_forward_releases(crash_lab: RunningLab,
-                                                    phase: str) -> None:
+def test_kill_in_phase_then_resume_forward_releases(crash_lab: RunningLab, phase: str,
+                                                    tmp_path: Path) -> None:
     lab = crash_lab
-    manifest = manifest_for(f"forward-{phase}", phase)
-    try:
-        release_id = kill_in(lab, manifest, phase)
-        resumed = relctl(lab.state_dir, "resume", "--forward", "--json")
-    finally:
-        manifest.unlink()
+    manifest = manifest_for(f"forward-{phase}", phase, tmp_path)
+    release_id = kill_in(lab, manifest, phase)
+    resumed = relctl(lab.state_dir, "resume", "--forward", "--json")
     try:
         assert resumed.returncode == 0, resumed.stderr
         assert served_versions(lab) == {"1.1.0"}

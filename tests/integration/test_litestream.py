@@ -32,7 +32,7 @@ from tests.integration.continuity_helpers import (
     served_by,
     write,
 )
-from tests.relctl_cli import ROOT, deploy_ledger, relctl, relctl_json
+from tests.relctl_cli import ROOT, deploy_ledger, example_text, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
 PLAN = ROOT / "examples" / "continuity" / "ledger-litestream.yml"
@@ -41,10 +41,10 @@ LITESTREAM = shutil.which("litestream", path=str(Path(sys.executable).parent)) o
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[RunningLab]:
-    manifest = ROOT / "examples" / "releases" / ".test-litestream-1.1.0.yml"
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    manifest = tmp_path_factory.mktemp("litestream") / "ledger-1.1.0.yml"
     # Continuity, not the load gate, is under test (test_release proves the gate).
-    release = yaml.safe_load((ROOT / "examples/releases/ledger-1.1.0.yml").read_text())
+    release = yaml.safe_load(example_text(ROOT / "examples/releases/ledger-1.1.0.yml"))
     release["gates"]["locust"] = None
     manifest.write_text(yaml.safe_dump(release, sort_keys=False))
     running = start_lab(primary=2, backup=1, base_address="127.0.74.10")
@@ -58,7 +58,6 @@ def site() -> Iterator[RunningLab]:
         yield running
     finally:
         stop_lab(running)
-        manifest.unlink()
 
 
 def run(lab: RunningLab, *args: str, plan: Path = PLAN) -> tuple[int, dict[str, Any], str]:

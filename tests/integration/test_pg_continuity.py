@@ -13,7 +13,6 @@ import json
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.integration.conftest import RunningLab, _skip_without_lab
+from tests.integration.conftest import RunningLab, start_lab, stop_lab
 from tests.integration.continuity_helpers import (
     Teller,
     bring_primary_site_back,
@@ -32,8 +31,8 @@ from tests.integration.continuity_helpers import (
     served_by,
     write,
 )
-from tests.integration.pg_site import build_site
-from tests.relctl_cli import relctl, relctl_json
+from tests.integration.pg_site import prepare_site
+from tests.relctl_cli import relctl
 
 pytestmark = pytest.mark.lab
 BASE = "127.0.76."  # lb .10, primary-1 .11, primary-2 .12, backup-1 .13
@@ -65,18 +64,14 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
-    _skip_without_lab()
-    state = Path("/var/tmp/relctl-pg-tests") / uuid.uuid4().hex[:8]
-    state.mkdir(parents=True)
+    lab = start_lab(primary=2, backup=1, base_address="127.0.76.10", postgresql=True)
     folder = Path(tempfile.mkdtemp(prefix="relctl-pg-continuity-"))
     try:
-        built = build_site(state, folder, BASE)
-        lab = RunningLab(state, relctl_json(state, "lab", "status"))
+        built = prepare_site(lab.state_dir, folder, BASE)
         yield Site(lab, built.plan, built.password, built.port, built.replicated)
     finally:
-        relctl(state, "lab", "down")
-        shutil.rmtree(state, ignore_errors=True)
         shutil.rmtree(folder, ignore_errors=True)
+        stop_lab(lab)
 
 
 def in_recovery(site: Site, host: str) -> bool:

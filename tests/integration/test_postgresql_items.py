@@ -20,7 +20,6 @@ import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +32,11 @@ import yaml
 
 from controller.adapters import http
 from controller.journal import Journal
-from tests.integration.conftest import RunningLab, _skip_without_lab
+from tests.integration.conftest import RunningLab, start_lab, stop_lab
 from tests.integration.ledger_http import served_versions
 from tests.integration.test_crash import _wait_for_child
-from tests.pg_cluster import PG_BIN, free_port, missing_binaries
-from tests.relctl_cli import LEDGER_SERVICE, RELCTL, ROOT, deploy_ledger, relctl, relctl_json
+from tests.pg_cluster import PG_BIN, free_port
+from tests.relctl_cli import RELCTL, ROOT, deploy_ledger, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
 EXAMPLES = ROOT / "examples" / "releases"
@@ -85,18 +84,9 @@ class Setup:
 def setup() -> Iterator[Setup]:
     """Two primaries at 127.0.72.10 with a PostgreSQL cluster each (the lab's), on ledger
     1.1.0 in PostgreSQL mode sharing database ``ledger`` on primary-1's cluster."""
-    _skip_without_lab()
-    why = missing_binaries()
-    if why is not None:
-        pytest.skip(why)
-    state = Path("/var/tmp/relctl-pg-tests") / uuid.uuid4().hex[:8]
-    state.mkdir(parents=True)
+    lab = start_lab(primary=2, backup=0, base_address="127.0.72.10", postgresql=True)
     folder = Path(tempfile.mkdtemp(prefix="relctl-pg-items-"))
     try:
-        up = relctl(state, "lab", "up", "--primary", "2", "--backup", "0", "--postgresql",
-                    "--base-address", "127.0.72.10", "--service", LEDGER_SERVICE)
-        assert up.returncode == 0, up.stderr
-        lab = RunningLab(state, relctl_json(state, "lab", "status"))
         reported = lab.status["postgresql"]
         cluster = LabDatabase(lab.hosts("app_primary")[0]["address"], reported["port"],
                               Path(reported["password_file"]).read_text().strip())
@@ -107,15 +97,14 @@ def setup() -> Iterator[Setup]:
         passfile.write_text(f"{cluster.address}:{cluster.port}:ledger:postgres:"
                             f"{cluster.password}\n")
         ready = Setup(lab, cluster, folder, password_file, passfile)
-        deploy = deploy_ledger(state, "1.1.0", extra=[
+        deploy = deploy_ledger(lab.state_dir, "1.1.0", extra=[
             "-e", f"ledger_database={ready.database}", "-e", f"ledger_db_passfile={passfile}"])
         assert deploy.returncode == 0, deploy.stdout[-3000:]
         wait_served(lab, "1.1.0")
         yield ready
     finally:
-        relctl(state, "lab", "down")
-        shutil.rmtree(state, ignore_errors=True)
         shutil.rmtree(folder, ignore_errors=True)
+        stop_lab(lab)
 
 
 def ledger_http(method: str, url: str, body: Any = None) -> tuple[int, Any]:

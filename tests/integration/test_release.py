@@ -30,11 +30,12 @@ from controller.reports.release_report import BASELINE_COLOUR, CANDIDATE_COLOUR,
 from tests.integration.conftest import RunningLab
 from tests.integration.ledger_http import served_versions
 from tests.integration.ledger_state import database_kept, fingerprints
-from tests.relctl_cli import RELCTL, deploy_ledger, relctl, relctl_json
+from tests.relctl_cli import RELCTL, ROOT, deploy_ledger, example_text, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
-ROOT = Path(__file__).resolve().parents[2]
 RELEASES = ROOT / "examples" / "releases"
+
+
 def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method,
@@ -196,18 +197,15 @@ BAD_MANIFESTS = {
 def test_invalid_manifest_exits_2_and_touches_nothing(
         lab: RunningLab, train: dict[str, Any], tmp_path: Path, case: str) -> None:
     old, new, expected = BAD_MANIFESTS[case]
-    text = (RELEASES / "ledger-1.1.0.yml").read_text()
+    text = example_text(RELEASES / "ledger-1.1.0.yml")
     assert old in text
-    manifest = RELEASES / f".test-{case}.yml"
+    manifest = tmp_path / f"{case}.yml"
     manifest.write_text(text.replace(old, new, 1))
-    try:
-        before = fingerprints(lab)
-        result = relctl(lab.state_dir, "apply", str(manifest), "--yes")
-    finally:
-        manifest.unlink()
+    before = fingerprints(lab)
+    result = relctl(lab.state_dir, "apply", str(manifest), "--yes")
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
-    assert f".test-{case}.yml:" in result.stderr
+    assert f"{manifest}:" in result.stderr
     assert fingerprints(lab) == before
 
 
@@ -264,21 +262,18 @@ def test_rollback_of_a_committed_release_on_demand(lab: RunningLab, train: dict[
     assert relctl_json(lab.state_dir, "status")["last_good"] == []
 
 
-def test_rollback_past_a_point_of_no_return_is_refused(lab: RunningLab,
-                                                       train: dict[str, Any]) -> None:
+def test_rollback_past_a_point_of_no_return_is_refused(lab: RunningLab, train: dict[str, Any],
+                                                       tmp_path: Path) -> None:
     # Without its load gate: this test is about the point of no return, and a p95 of
     # about 15 ms judged at 1.3x its baseline is at the mercy of a loaded machine.
-    data = yaml.safe_load((RELEASES / "ledger-1.2.0.yml").read_text())
+    data = yaml.safe_load(example_text(RELEASES / "ledger-1.2.0.yml"))
     del data["gates"]["locust"]
-    manifest = RELEASES / ".test-no-load-gate-ledger-1.2.0.yml"
+    manifest = tmp_path / "no-load-gate-ledger-1.2.0.yml"
     manifest.write_text(yaml.safe_dump(data, sort_keys=False))
-    try:  # rollback reads the release's manifest again
-        released = apply(lab, str(manifest))
-        assert released.returncode == 0, released.stderr
-        before = fingerprints(lab)
-        refused = relctl(lab.state_dir, "rollback", "ledger-1.2.0")
-    finally:
-        manifest.unlink()
+    released = apply(lab, str(manifest))
+    assert released.returncode == 0, released.stderr
+    before = fingerprints(lab)
+    refused = relctl(lab.state_dir, "rollback", "ledger-1.2.0")  # reads the manifest again
     assert refused.returncode == 4
     assert "point of no return" in refused.stderr and "roll forward" in refused.stderr
     assert fingerprints(lab) == before and served_versions(lab) == {"1.2.0"}

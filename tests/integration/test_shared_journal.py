@@ -4,7 +4,8 @@ copied from SQLite, and a clear exit 7 when the database cannot be reached.
 No lab: the controllers are real ``relctl`` processes with their own state directories,
 releasing to an inventory whose only host nobody answers for (127.0.70.9, port 1), so
 nothing on this machine is ever changed. Their load gate measures a tiny HTTP service on
-127.0.70.2; the PostgreSQL is the session's cluster on 127.0.70.1 (``tests/conftest.py``).
+127.0.70.2; the PostgreSQL is the session's cluster on 127.0.70.1
+(``tests/integration/conftest.py``).
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import RunningLab, _skip_without_lab
-from tests.relctl_cli import LEDGER_SERVICE, ROOT, deploy_ledger, relctl, relctl_json
+from tests.integration.conftest import RunningLab, start_lab, stop_lab
+from tests.relctl_cli import ROOT, deploy_ledger, relctl, relctl_json
 
 HOST_COPY = "/var/lib/relctl/snapshots/ledger.lab"
 FINGERPRINT = r'''
@@ -47,18 +47,12 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[RunningLab]:
-    """Two primary hosts at 127.0.60.30, state under /var/tmp/relctl-snap-tests."""
-    _skip_without_lab()
-    state = Path("/var/tmp/relctl-snap-tests") / uuid.uuid4().hex[:8]
-    state.mkdir(parents=True)
-    up = relctl(state, "lab", "up", "--primary", "2", "--backup", "0",
-                "--base-address", "127.0.60.30", "--service", LEDGER_SERVICE)
+    """Two primary hosts at 127.0.60.30."""
+    running = start_lab(primary=2, backup=0, base_address="127.0.60.30")
     try:
-        assert up.returncode == 0, up.stderr
-        yield RunningLab(state, relctl_json(state, "lab", "status"))
+        yield running
     finally:
-        relctl(state, "lab", "down")
-        shutil.rmtree(state, ignore_errors=True)
+        stop_lab(running)
 
 
 def manifest(lab: RunningLab, version: str) -> Path:

@@ -1,10 +1,10 @@
 """The release journal: lifecycle, steps, queries, locks and redaction.
 
-Every test runs on both backends (``target``): an SQLite file in a temporary folder,
-and a new database of a real PostgreSQL started on loopback for the session
-(``tests/conftest.py``). Where the backends differ on purpose (locks: a process only its
-own host can see, against a session the database server sees), a test says what each
-does.
+Every test of a journal (``target`` or ``journal``) runs here on an SQLite file in a
+temporary folder, and again on a new database of a real PostgreSQL (a server: in
+``tests/integration/test_journal_postgresql.py``). Where the backends differ on purpose
+(locks: a process only its own host can see, against a session the database server
+sees), a test says what each does.
 """
 
 from __future__ import annotations
@@ -57,12 +57,11 @@ class Clock:
 Target = Path | str
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
-    """Where a test's journal lives: a new SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        return tmp_path / "state" / "journal.db"
-    return str(request.getfixturevalue("pg_url"))
+@pytest.fixture
+def target(tmp_path: Path) -> Target:
+    """Where a test's journal lives: a new SQLite file (a new PostgreSQL database in
+    ``tests/integration/test_journal_postgresql.py``)."""
+    return tmp_path / "state" / "journal.db"
 
 
 @pytest.fixture
