@@ -61,6 +61,7 @@ from _lab import LEDGER, RELCTL, ROOT, deploy_ledger, fresh_state_dir, relctl
 
 from controller.adapters import http
 from controller.adapters.launcher import OWNER_ENV, PARENT_ENV, owner_mark
+from controller.adapters.processes import is_live
 
 BASE_ADDRESS = "127.0.82.10"
 BASE_VERSION = "1.2.0"
@@ -361,13 +362,6 @@ def _daemons(host: Host) -> set[int]:
     return found
 
 
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 def _line(proc: psutil.Process, why: str) -> str:
     try:
         command = " ".join(proc.cmdline())[:220]
@@ -418,7 +412,7 @@ class Release:
         here, inside = [], []
         for proc in psutil.process_iter():
             try:
-                if proc.pid == os.getpid() or not _alive(proc):
+                if proc.pid == os.getpid() or not is_live(proc):
                     continue
                 created = proc.create_time()
                 if created < self.started - 0.01:

@@ -25,7 +25,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar, cast
 
@@ -156,7 +156,6 @@ class MixedTransport:
 
     lean: SshTransport
     ansible: AnsibleTransport
-    replies: dict[str, AgentReply[Reply]] = field(default_factory=dict)
 
     def run(self, label: str, stdins: Mapping[str, bytes]) -> dict[str, AgentReply[Reply]]:
         by_ssh = {h: d for h, d in stdins.items() if h in self.lean.connections}

@@ -108,13 +108,14 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
     deadline = time.monotonic() + timeout
     alive = list(procs)
     while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if _is_live(p)]
+        alive = [p for p in alive if is_live(p)]
         if alive:
             time.sleep(0.02)
     return alive
 
 
-def _is_live(proc: psutil.Process) -> bool:
+def is_live(proc: psutil.Process) -> bool:
+    """True while ``proc`` runs (a zombie has ended: only its reaping is left)."""
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

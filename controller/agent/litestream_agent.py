@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -38,6 +37,7 @@ if __name__ != "relctl_agent":  # on a host, protocol.py ran first in this names
         LitestreamRequest,
         LitestreamSpec,
     )
+    from controller.agent.snapshot_agent import backup_database
 LTX_TIMESTAMP = slice(32, 40)  # LTX header: milliseconds since the epoch, big-endian
 
 
@@ -185,23 +185,12 @@ def restore_replica(spec: LitestreamSpec, out: Path) -> LitestreamReply:
         summary = json.loads(result.stdout[result.stdout.index("{"):])
         txid = int(summary["txid"], 16)
         _, at = newest_replicated(spec, db, txid)
-        load_into(copy, Path(db["path"]))
+        Path(db["path"]).parent.mkdir(parents=True, exist_ok=True)
+        backup_database(copy, Path(db["path"]))
         restored[db["name"]] = {"txid": txid, "replica_at": at, "payload": copy.name,
                                 "bytes": copy.stat().st_size,
                                 "sha256": hashlib.sha256(copy.read_bytes()).hexdigest()}
     return {"ok": True, "dbs": restored}
-
-
-def load_into(copy: Path, live: Path) -> None:
-    """Replace the live database's content with ``copy``'s in one SQLite transaction."""
-    live.parent.mkdir(parents=True, exist_ok=True)
-    source = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
-    target = sqlite3.connect(live, timeout=30)
-    try:
-        source.backup(target)
-    finally:
-        target.close()
-        source.close()
 
 
 def litestream(request: LitestreamRequest) -> LitestreamReply:

@@ -28,9 +28,6 @@ from typing import Any, TypedDict
 MIN_PYTHON = (3, 8)
 """The oldest Python the agent runs on (checked by ``vermin`` in CI, and by the agent)."""
 
-COMMANDS = ("capture", "restore", "verify", "services", "copy_data", "load_data",
-            "litestream")
-
 
 class ItemSpec(TypedDict, total=False):
     """One configuration item as the agent reads it (``planning.release.agent_item``)."""

@@ -125,9 +125,11 @@ def service_running(item: ItemSpec) -> bool:
 
 def backup_database(path: Path | str, copy: Path) -> None:
     """A consistent copy of the SQLite database at ``path`` through its online backup
-    API, never a raw copy."""
+    API, never a raw copy, into ``copy``: a new file, or a live database whose content it
+    replaces in one transaction (written through SQLite's own locks and WAL, so a service
+    that keeps it open sees the old content or the new one, never a torn file)."""
     source = open_read_only(path, timeout=30)
-    target = sqlite3.connect(copy)
+    target = sqlite3.connect(str(copy), timeout=30)
     try:
         source.backup(target)
     finally:
@@ -209,12 +211,8 @@ def copy_data(request: CopyDataRequest) -> CopyDataReply:
 
 
 def load_data(request: LoadDataRequest) -> LoadDataReply:
-    """Replace each live database's content with the replica's, in one SQLite
-    transaction. Every payload's sha256 is checked before any database is touched.
-
-    The backup API writes through SQLite's own locking (and WAL), so a service that keeps
-    the database open sees the old content or the new one, never a torn file.
-    """
+    """Replace each live database's content with the replica's (``backup_database``).
+    Every payload's sha256 is checked before any database is touched."""
     index = request["index"]
     wanted = [i for i in request["items"] if i["kind"] == "data"]
     digests: dict[str, str] = {}
@@ -229,13 +227,7 @@ def load_data(request: LoadDataRequest) -> LoadDataReply:
         for item in wanted:
             dest = Path(item["path"])
             dest.parent.mkdir(parents=True, exist_ok=True)
-            source = open_read_only(copies[item["name"]])
-            target = sqlite3.connect(str(dest), timeout=30)
-            try:
-                source.backup(target)
-            finally:
-                target.close()
-                source.close()
+            backup_database(copies[item["name"]], dest)
             digests[item["name"]] = sqlite_digest(dest)
             if digests[item["name"]] != index[item["name"]]["digest"]:
                 return {"ok": False, "error": f"{dest} does not match the replica after loading"}

@@ -7,6 +7,7 @@ does the work on each host."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import shutil
@@ -109,7 +110,7 @@ class LitestreamReplication(SqliteSites):
         binary = None if settings.binary else shipped_binary()
         spec = LitestreamSpec(
             binary=settings.binary or LITESTREAM_ON_HOSTS,
-            binary_sha256=sha256_file(binary) if binary else "",
+            binary_sha256=binary_digest(binary) if binary else "",
             config=f"/etc/relctl/litestream/{name}.yml",
             pidfile=f"/run/relctl/litestream-{name}.pid",
             log=f"/var/log/relctl/litestream-{name}.log",
@@ -165,6 +166,12 @@ class LitestreamReplication(SqliteSites):
                                       "sha256")
             (folder / f"{name}.db").write_bytes(body)
             dbs[name]["payload"] = f"{name}.db"
+
+
+@functools.cache
+def binary_digest(binary: Path) -> str:
+    """The sha256 of relctl's litestream binary (read once per process: tens of MB)."""
+    return sha256_file(binary)
 
 
 def shipped_binary() -> Path:
