@@ -40,6 +40,7 @@ class ExitCode(IntEnum):
     CONTINUITY_FAILED = 9
     TARGETS_MISSED = 10
     SIGNOFF_MISSING = 11
+    INTERRUPTED = 12  # a signal stopped the release before any host changed
 
 
 class RelctlError(Exception):

@@ -7,8 +7,13 @@ A config file is input from anyone who can write one, so reading it is bounded:
   and at most ``MAX_BYTES`` of it;
 - the YAML is composed into nodes at most ``MAX_DEPTH`` deep, and the tree its aliases
   expand to is measured (iteratively, each node once) before anything walks it: more
-  than ``MAX_NODES`` nodes (an alias bomb), ``MAX_DEPTH`` levels or an alias that
-  contains itself is refused before Python objects are built;
+  than ``MAX_NODES`` nodes or ``MAX_EXPANDED_BYTES`` of text (an alias bomb: a 60 KB
+  value aliased 4,000 times is 4,000 nodes but 240 MB once validated), ``MAX_DEPTH``
+  levels or an alias that contains itself is refused before Python objects are built,
+  naming the line and the field;
+- no single value is longer than ``MAX_VALUE_BYTES``: a value reaches command lines
+  (Ansible's, ssh's), whose arguments the kernel bounds (128 KiB each), and an oversize
+  one is refused here, at load, not after a release has taken its snapshots;
 - every reader, scanner, composer and constructor error (a NUL byte, a bad date, an
   integer of 5,000 digits) becomes one ``Problem`` with the file and line.
 """
@@ -33,6 +38,8 @@ MAX_SHOWN = 10
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 64
 MAX_NODES = 100_000
+MAX_EXPANDED_BYTES = 4 * MAX_BYTES
+MAX_VALUE_BYTES = 64 * 1024
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -167,10 +174,24 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+class ExpansionError(ComposerError):
+    """The tree is past a bound at ``node`` (whose field ``read_yaml`` names)."""
+
+    def __init__(self, message: str, node: yaml.Node) -> None:
+        super().__init__(None, None, message, node.start_mark)
+        self.node = node
+
+
+# What a node expands to: (nodes, depth, bytes of text)
+Measure = tuple[int, int, int]
+
+
 def check_expansion(root: yaml.Node) -> None:
-    """Refuse a tree whose aliases expand past ``MAX_NODES`` nodes or ``MAX_DEPTH`` levels,
-    or refer to themselves. Each distinct node is measured once: linear in the file."""
-    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, depth)
+    """Refuse (``ExpansionError``) a tree whose aliases expand past ``MAX_NODES`` nodes,
+    ``MAX_EXPANDED_BYTES`` of text or ``MAX_DEPTH`` levels, or refer to themselves, or that
+    holds a value longer than ``MAX_VALUE_BYTES``. Each distinct node is measured once:
+    linear in the file."""
+    measured: dict[int, Measure] = {}  # id(node) -> what it expands to
     open_nodes: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -179,23 +200,36 @@ def check_expansion(root: yaml.Node) -> None:
             open_nodes.discard(id(node))
             measured[id(node)] = _measure(node, measured)
         elif id(node) in open_nodes:
-            raise ComposerError(None, None, "an alias refers to a node that contains it",
-                                node.start_mark)
+            raise ExpansionError("an alias refers to a node that contains it", node)
         elif id(node) not in measured:
             open_nodes.add(id(node))
             stack.append((node, True))
             stack += [(child, False) for child in _children(node)]
 
 
-def _measure(node: yaml.Node, measured: dict[int, tuple[int, int]]) -> tuple[int, int]:
+def _measure(node: yaml.Node, measured: dict[int, Measure]) -> Measure:
     below = [measured[id(child)] for child in _children(node)]
-    size = 1 + sum(n for n, _ in below)
-    depth = 1 + max((d for _, d in below), default=0)
-    if size > MAX_NODES or depth > MAX_DEPTH:
-        what = f"{MAX_NODES} values" if size > MAX_NODES else f"{MAX_DEPTH} levels"
-        raise ComposerError(None, None, f"aliases expand to more than {what}",
-                            node.start_mark)
-    return size, depth
+    size = 1 + sum(n for n, _, _ in below)
+    depth = 1 + max((d for _, d, _ in below), default=0)
+    text = sum(b for _, _, b in below) + _scalar_bytes(node)
+    if size > MAX_NODES or depth > MAX_DEPTH or text > MAX_EXPANDED_BYTES:
+        what = (f"{MAX_NODES} values" if size > MAX_NODES else f"{MAX_DEPTH} levels"
+                if depth > MAX_DEPTH else f"{MAX_EXPANDED_BYTES} bytes of text")
+        raise ExpansionError(f"aliases expand to more than {what}", node)
+    return size, depth, text
+
+
+def _scalar_bytes(node: yaml.Node) -> int:
+    """The UTF-8 length of a scalar's text (0 for a collection); ``ExpansionError`` past
+    ``MAX_VALUE_BYTES``."""
+    if not isinstance(node, yaml.ScalarNode):
+        return 0
+    value = str(node.value)
+    size = len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_VALUE_BYTES:
+        raise ExpansionError(f"a value of {size} bytes, longer than {MAX_VALUE_BYTES}: "
+                             "keep large content in a file the manifest names", node)
+    return size
 
 
 def read_yaml(path: Path) -> YamlDocument:
@@ -204,6 +238,7 @@ def read_yaml(path: Path) -> YamlDocument:
     text = _decode(path, read_regular_file(path))
     lines: dict[Loc, int] = {}
     duplicates: list[Problem] = []
+    node: yaml.Node | None = None
     try:
         loader = BoundedLoader(text)
         try:
@@ -214,9 +249,36 @@ def read_yaml(path: Path) -> YamlDocument:
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+    except ExpansionError as error:
+        raise ConfigError([_expansion_problem(path, node or error.node, error)]) from None
     except yaml.YAMLError as error:
         raise ConfigError([_yaml_problem(path, text, error)]) from error
     return YamlDocument(path, text, data, lines, duplicates)
+
+
+def _expansion_problem(path: Path, root: yaml.Node, error: ExpansionError) -> Problem:
+    """The bound passed, at the line and field of the node where it was passed."""
+    return Problem(str(path), error.node.start_mark.line + 1,
+                   render(_location(root, error.node)), str(error.problem))
+
+
+def _location(root: yaml.Node, target: yaml.Node) -> Loc:
+    """Where ``target`` first appears in the tree (each node visited once; aliases are
+    not expanded); ``()`` when it is the top."""
+    seen: set[int] = set()
+    queue: list[tuple[yaml.Node, Loc]] = [(root, ())]
+    while queue:
+        node, loc = queue.pop()
+        if node is target:
+            return loc
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            queue += [(value, (*loc, str(key.value))) for key, value in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            queue += [(item, (*loc, index)) for index, item in enumerate(node.value)]
+    return ()
 
 
 def _yaml_problem(path: Path, text: str, error: yaml.YAMLError) -> Problem:

@@ -1,6 +1,17 @@
 """Run playbooks through ansible-runner and turn its dicts into typed results.
 
-This is the only module that imports ``ansible_runner``.
+This is the only module that imports ``ansible_runner``. It is also where relctl's rules
+for what reaches Ansible hold:
+
+- every extra variable is data: written with YAML's ``!unsafe`` tag (Ansible never
+  templates it, whatever text a manifest puts there) to a 0600 file in the run's private
+  folder, passed as ``-e @file`` (never on the command line, where ``ps`` shows it) and
+  removed when the run ends;
+- the user's Ansible and SSH settings win: relctl does not add ansible-runner's
+  ``ANSIBLE_HOST_KEY_CHECKING=False``; ansible-playbook gets the controller's
+  environment (a playbook may read a ``password_env`` there) but not relctl's journal URL;
+- ansible-runner's ``command`` artifact records only the variables relctl or the runner
+  set; the values the controller's environment holds (any password in it) are not kept.
 """
 
 from __future__ import annotations
@@ -12,19 +23,27 @@ import shlex
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ansible_runner
 
-from controller.adapters.children import ChildRecorder, owned_child
+from controller.adapters.ansible_vars import extravars_file
+from controller.adapters.children import ChildRecorder, owned_child, ssh_connections
 from controller.adapters.launcher import PROGRAM_ENV
 from controller.errors import InputError
 from controller.paths import tools_path
 
 CUT_SHORT = ("canceled", "timeout")  # ansible-runner's statuses of a run it stopped
+# Set by ansible-runner when the environment lacks it; it would override the user's
+# ansible.cfg (``host_key_checking = True``) and turn host key checking off.
+HOST_KEY_CHECKING = "ANSIBLE_HOST_KEY_CHECKING"
+# relctl's own secrets, which no playbook needs: the journal URL (``JOURNAL_ENV`` of
+# engine/environment.py), with its password.
+WITHHELD = ("RELCTL_JOURNAL",)
+NOT_RECORDED = "(from the controller's environment: not recorded)"
 HOST_EVENTS = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -68,6 +87,8 @@ class PlaybookResult:
     artifact_dir: Path
     hosts: dict[str, HostOutcome]
     stopped: list[int] = field(default_factory=list)  # pids it left that relctl stopped
+    # Cut short: the ssh connections relctl held then (``stop_sessions`` on the hosts).
+    connections: list[str] = field(default_factory=list)
 
     @property
     def cancelled(self) -> bool:
@@ -111,9 +132,10 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Pla
     ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{run.label}-{uuid.uuid4().hex[:6]}"
     hosts: dict[str, HostOutcome] = {}
     private = run.runs_dir / ident
-    private.mkdir(parents=True, exist_ok=True)
+    private.mkdir(mode=0o700, parents=True, exist_ok=True)
     started = time.monotonic()
-    with owned_child(run.children, run.label, "ansible-playbook") as child:
+    with owned_child(run.children, run.label, "ansible-playbook") as child, \
+            extravars_file(private, run.extravars) as extravars:
 
         def handler(event: dict[str, Any]) -> bool:
             child.seen()
@@ -124,23 +146,35 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Pla
                     on_event(parsed)
             return True
 
-        runner = ansible_runner.run(
+        def cancel() -> bool:
+            """Asked between events; before ansible-runner kills the launcher's group (and
+            the ssh connections with it), note them: what they ran is stopped on hosts."""
+            if run.cancel is None or not run.cancel():
+                return False
+            child.connections = ssh_connections()
+            return True
+
+        explicit = {**_environment(run), **child.env, PROGRAM_ENV: "ansible-playbook"}
+        config = ansible_runner.RunnerConfig(
             private_data_dir=str(private),
             ident=ident,
             playbook=str(run.playbook),
             inventory=str(run.inventory),
-            extravars=run.extravars,
             limit=run.limit,
             # With a `binary`, ansible-runner passes no playbook argument: we name it.
-            cmdline=shlex.join([*(["--check", "--diff"] if run.check else []),
+            cmdline=shlex.join([*(["-e", f"@{extravars}"] if extravars else []),
+                                *(["--check", "--diff"] if run.check else []),
                                 str(run.playbook)]),
             binary=child.binary(run.runs_dir),
-            envvars={**_environment(run), **child.env, PROGRAM_ENV: "ansible-playbook"},
-            event_handler=handler,
-            cancel_callback=run.cancel or _never,
+            envvars=explicit,
             quiet=True,
             suppress_env_files=True,
         )
+        config.prepare()
+        config.env = child_environment(config.env, explicit, os.environ)
+        runner = ansible_runner.Runner(config, event_handler=handler, cancel_callback=cancel,
+                                       status_handler=_unrecorded_environment(explicit))
+        runner.run()
         child.exit_code = int(runner.rc if runner.rc is not None else -1)
         child.cut_short = str(runner.status) in CUT_SHORT
     return PlaybookResult(
@@ -151,11 +185,44 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Pla
         artifact_dir=private / "artifacts" / ident,
         hosts=hosts,
         stopped=child.stopped,
+        connections=child.connections,
     )
 
 
-def _never() -> bool:
-    return False
+def child_environment(prepared: Mapping[str, str], explicit: Mapping[str, str],
+                      controller: Mapping[str, str]) -> dict[str, str]:
+    """ansible-playbook's environment: ``prepared`` (the controller's environment with
+    relctl's and ansible-runner's settings) less ansible-runner's host key default (unless
+    the controller or relctl set it on purpose) and relctl's ``WITHHELD`` secrets."""
+    env = {k: v for k, v in prepared.items() if k not in WITHHELD or k in explicit}
+    if HOST_KEY_CHECKING not in controller and HOST_KEY_CHECKING not in explicit:
+        env.pop(HOST_KEY_CHECKING, None)
+    return env
+
+
+def recorded_environment(env: Mapping[str, str], explicit: Mapping[str, str],
+                         controller: Mapping[str, str]) -> dict[str, str]:
+    """``env`` as the run's artifacts may keep it: what relctl or the runner set, and
+    only the names of what came from the controller's environment."""
+    return {k: v if k in explicit or controller.get(k) != v else NOT_RECORDED
+            for k, v in env.items()}
+
+
+def _unrecorded_environment(explicit: Mapping[str, str]) -> Callable[..., None]:
+    """A status handler: once ansible-runner wrote its ``command`` file (with the whole
+    environment), and before ansible-playbook starts ("running"), rewrite the file
+    without the values that came from the controller's environment."""
+
+    def handler(status: dict[str, Any], runner_config: Any = None) -> None:
+        if status.get("status") != "running" or runner_config is None:
+            return
+        path = Path(runner_config.artifact_dir) / "command"
+        if path.is_file() and not path.is_symlink():
+            record = json.loads(path.read_text(encoding="utf-8"))
+            record["env"] = recorded_environment(record.get("env") or {}, explicit, os.environ)
+            path.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+
+    return handler
 
 
 def _environment(run: PlaybookRun) -> dict[str, str]:
@@ -193,7 +260,7 @@ def read_inventory(inventory: Path, ansible_cfg: Path) -> Inventory:
     if result.returncode != 0:
         return Inventory({}, {})
     data = json.loads(result.stdout)
-    hostvars = data.get("_meta", {}).get("hostvars", {})
+    hostvars = _plain(data.get("_meta", {}).get("hostvars", {}))
 
     def members(group: str, seen: frozenset[str] = frozenset()) -> list[str]:
         node = data.get(group) or {}
@@ -208,6 +275,17 @@ def read_inventory(inventory: Path, ansible_cfg: Path) -> Inventory:
     for host in {h for hosts in groups.values() for h in hosts}:
         addresses.setdefault(host, host)
     return Inventory(groups, addresses, hostvars)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with ansible-inventory's ``{"__ansible_unsafe": text}`` as the text."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 ANSIBLE_ERROR = re.compile(r"^(ERROR!|\[ERROR\]:)", re.MULTILINE)  # older | newer ansible-core

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
+import psutil
+
 from controller.adapters import launcher
 
 
@@ -61,6 +63,9 @@ class OwnedChild:
     exit_code: int | None = None  # set by the caller when it knows it
     cut_short: bool = False  # the caller cancelled it or it timed out: sweep what it left
     stopped: list[int] = field(default_factory=list)  # pids relctl had to stop
+    # When cut short: the ssh connections relctl's children held at that moment (their
+    # SSH_CONNECTION on the hosts), so what the child left running there can be stopped.
+    connections: list[str] = field(default_factory=list)
 
     def argv(self, command: list[str]) -> list[str]:
         """``command`` run under the launcher (for ``subprocess``)."""
@@ -116,6 +121,7 @@ def owned_child(recorder: ChildRecorder | None, label: str,
     finally:
         child.seen()
         if not ended or child.cut_short:
+            child.connections = sorted({*child.connections, *ssh_connections(child.record)})
             child.stopped += stop_leftovers(child.pid)
         if ended and child.exit_code is None and not child.cut_short:
             child.exit_code = 0
@@ -124,8 +130,45 @@ def owned_child(recorder: ChildRecorder | None, label: str,
                            stopped=child.cut_short or bool(child.stopped))
         if child.record is not None:
             child.record.unlink(missing_ok=True)
+            launcher.connections_file(child.record).unlink(missing_ok=True)
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def ssh_connections(record: Path | None = None) -> list[str]:
+    """The TCP connections held by processes of relctl's children (ssh and its
+    ControlPersist masters, whichever child started them), and those a launcher stopped
+    by a signal left in its record's side file, as the ``SSH_CONNECTION`` the hosts' sshd
+    sets: "client-address client-port server-address server-port"."""
+    marked = []
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(OSError, psutil.Error):
+            if launcher.OWNER_ENV in proc.environ():
+                marked.append(proc)
+    return sorted({*launcher.connections_of(marked), *left_connections(record).connections})
+
+
+@dataclass(frozen=True)
+class LeftConnections:
+    """What a launcher stopped by a signal noted beside its record file: the ssh
+    connections its child held, and how long before now (this clock) the child began."""
+
+    connections: list[str]
+    age_s: float
+
+
+def left_connections(record: Path | None) -> LeftConnections:
+    """The connections a launcher stopped by a signal wrote beside its record file."""
+    empty = LeftConnections([], 0.0)
+    if record is None:
+        return empty
+    try:
+        data = json.loads(launcher.connections_file(record).read_text())
+        since = max(0.0, time.time() - float(data["at"]))
+        return LeftConnections([str(c) for c in data["connections"]],
+                               float(data["age_s"]) + since)
+    except (OSError, ValueError, TypeError, KeyError):
+        return empty
 
 
 def stop_leftovers(pid: ChildPid | None, settle_s: float = 10.0) -> list[int]:

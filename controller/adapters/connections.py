@@ -16,12 +16,16 @@ import hashlib
 import json
 import os
 import shlex
+import stat
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from controller.paths import tools_path
+from controller.errors import InputError
+from controller.paths import check_private, private_dir, tools_path
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,8 @@ def resolve_connections(inventory: Path, ansible_cfg: Path, hosts: list[str],
     None: asked every time)."""
     key = _settings_key(inventory, ansible_cfg, hosts)
     cached = cache_dir / f"{key}.json" if cache_dir else None
-    if cached and cached.exists():
-        answers = json.loads(cached.read_text())
-    else:
+    answers = _read_cache(cached) if cached else None
+    if answers is None:
         env = {**os.environ, "ANSIBLE_CONFIG": str(ansible_cfg), "PATH": tools_path()}
         result = subprocess.run([sys.executable, "-m", "controller.adapters.ansible_connections",
                                  str(inventory), *hosts], capture_output=True, text=True,
@@ -63,11 +66,45 @@ def resolve_connections(inventory: Path, ansible_cfg: Path, hosts: list[str],
             return {}
         answers = json.loads(result.stdout)
         if cached:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            cached.write_text(json.dumps(answers))
+            _write_cache(cached, answers)
     return {host: Connection(tuple(a["argv"]), bool(a["become"]), str(a["become_user"]),
                              a.get("interpreter"))
             for host, a in answers.items() if a.get("lean")}
+
+
+def _read_cache(cached: Path) -> Any:
+    """The cached answers, None when there are none. The commands in them run as root:
+    a cache (or its folder) another user owns or may write to is refused (exit 2)."""
+    private_dir(cached.parent, "the connection cache")
+    try:
+        fd = os.open(cached, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as error:  # ELOOP: a link planted in place of the cache
+        raise InputError(f"cannot use the connection cache {cached}: {error}") from error
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"the connection cache {cached} is not a regular file")
+        check_private(cached, info, "the connection cache")
+        data = handle.read()
+    try:
+        return json.loads(data)
+    except ValueError:  # a half-written cache of an older relctl: asked again
+        return None
+
+
+def _write_cache(cached: Path, answers: Any) -> None:
+    """Write the cache 0600 under a unique name, then rename it into place: a reader
+    never sees half a file, and nothing is written through a link."""
+    handle, temporary = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=cached.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(json.dumps(answers))
+        os.replace(temporary, cached)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _settings_key(inventory: Path, ansible_cfg: Path, hosts: list[str]) -> str:

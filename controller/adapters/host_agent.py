@@ -7,7 +7,8 @@ one request, from stdin, over ``AgentTransport`` (ssh straight over Ansible's
 ControlPersist masters, or an Ansible task). Requests and replies are the ``TypedDict``s
 of ``controller/agent/protocol.py``, which the agent itself runs first: snapshots and
 rollback (capture, restore, verify, services), the continuity copies (copy_data,
-load_data) and Litestream all go this one way.
+load_data), Litestream and stopping what a cancelled release left on a host
+(stop_sessions) all go this one way.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from controller.adapters.agent_transport import AgentReply, AgentTransport, tran
 from controller.adapters.children import ChildRecorder
 from controller.agent import (
     commands,
+    confined,
     host_store,
     litestream_agent,
     protocol,
+    sessions,
     snapshot_agent,
     sqlite_carry,
+    trees,
 )
 from controller.agent.protocol import (
     CaptureReply,
@@ -42,17 +46,20 @@ from controller.agent.protocol import (
     RestoreRequest,
     ServicesReply,
     ServicesRequest,
+    StopSessionsReply,
+    StopSessionsRequest,
     VerifyReply,
     VerifyRequest,
 )
 
 # The order the agent runs them in: the protocol first, ``commands.serve`` last.
 AGENT_SOURCES = tuple(Path(module.__file__ or "") for module in (
-    protocol, snapshot_agent, sqlite_carry, host_store, litestream_agent, commands))
+    protocol, confined, snapshot_agent, trees, sqlite_carry, host_store, litestream_agent, sessions,
+    commands))
 
 R = TypeVar("R", bound=Reply)
 Request = (CaptureRequest | RestoreRequest | VerifyRequest | ServicesRequest
-           | CopyDataRequest | LoadDataRequest | LitestreamRequest)
+           | CopyDataRequest | LoadDataRequest | LitestreamRequest | StopSessionsRequest)
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,10 @@ class HostAgent:
     def litestream(self, label: str, requests: Mapping[str, LitestreamRequest]
                    ) -> dict[str, AgentReply[LitestreamReply]]:
         return self._run(label, requests, LitestreamReply)
+
+    def stop_sessions(self, label: str, requests: Mapping[str, StopSessionsRequest]
+                      ) -> dict[str, AgentReply[StopSessionsReply]]:
+        return self._run(label, requests, StopSessionsReply)
 
     def _run(self, label: str, requests: Mapping[str, Request], _reply: type[R]
              ) -> dict[str, AgentReply[R]]:

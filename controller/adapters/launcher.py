@@ -42,6 +42,7 @@ OWNER_ENV = "RELCTL_CHILD_OF"
 GRACE_S = 15.0
 PR_SET_PDEATHSIG = 1
 EXIT_ORPHANED = 125  # the controller died before the program could start
+_record: Path | None = None  # the record file the controller named, once known
 
 
 def main() -> int:
@@ -63,7 +64,9 @@ def main() -> int:
     me = psutil.Process()
     os.environ[OWNER_ENV] = owner_mark(me.pid, me.create_time())
     if record:
-        write_record(Path(record), command[0])
+        global _record  # noqa: PLW0603 - read by the signal handler
+        _record = Path(record)
+        write_record(_record, command[0])
     try:
         # The launcher has one thread, so preexec_fn is safe here.
         child = subprocess.Popen(command, preexec_fn=_program_dies_with_launcher)  # noqa: PLW1509
@@ -107,8 +110,58 @@ def _stop_and_exit(signum: int, _frame: FrameType | None) -> None:
     for each in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(each, signal.SIG_IGN)
     me = psutil.Process()
-    stop_members(members(me.pid, me.create_time(), exclude=me.pid))
+    procs = members(me.pid, me.create_time(), exclude=me.pid)
+    if _record is not None:  # what ran on hosts over these connections is stopped there
+        with contextlib.suppress(OSError):
+            connections_file(_record).write_text(json.dumps({
+                "connections": connections_of(procs), "at": time.time(),
+                "age_s": time.time() - me.create_time()}))
+    stop_members(procs)
     os._exit(128 + signum)
+
+
+def connections_file(record: Path) -> Path:
+    """Where a launcher stopped by a signal leaves the ssh connections its child held."""
+    return record.with_name(f"{record.stem}.connections.json")
+
+
+def connections_of(procs: list[psutil.Process]) -> list[str]:
+    """The established TCP connections ``procs`` use, each as the host's sshd names it in
+    ``SSH_CONNECTION`` ("client port server port"): their own, and those of the ssh
+    ControlPersist masters whose sockets sit where their ssh commands' ``ControlPath``
+    points (a master may have been opened by anyone; the mux clients are ``procs``)."""
+    holders = {proc.pid: proc for proc in procs}
+    folders = set()
+    for proc in procs:
+        with contextlib.suppress(OSError, psutil.Error):
+            folders.update(_control_folders(proc.cmdline()))
+    if folders:
+        with contextlib.suppress(OSError, psutil.Error):
+            for sock in psutil.net_connections(kind="unix"):
+                if sock.pid and isinstance(sock.laddr, str) and \
+                        os.path.dirname(sock.laddr) in folders:
+                    with contextlib.suppress(psutil.Error):
+                        holders.setdefault(sock.pid, psutil.Process(sock.pid))
+    found = set()
+    for proc in holders.values():
+        with contextlib.suppress(OSError, psutil.Error):
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_ESTABLISHED and conn.raddr:
+                    found.add(f"{conn.laddr.ip} {conn.laddr.port} "
+                              f"{conn.raddr.ip} {conn.raddr.port}")
+    return sorted(found)
+
+
+def _control_folders(argv: list[str]) -> set[str]:
+    """The folders of the ``ControlPath`` options in an ssh command line (token-free)."""
+    folders = set()
+    for arg in argv:
+        value = arg.removeprefix("-o").strip()
+        if value.lower().startswith("controlpath="):
+            folder = os.path.dirname(value.split("=", 1)[1].strip("\"'"))
+            if folder and "%" not in folder:
+                folders.add(folder)
+    return folders
 
 
 def members(pid: int, started: float, exclude: int = 0) -> list[psutil.Process]:

@@ -5,7 +5,8 @@
 Every host and every release shares it: ten hosts running the same release tree add its
 files once, and a release that changes two files adds two. An object is written under a
 temporary name and renamed once its content matches its name, so the store never holds
-an object whose bytes do not hash to its name.
+an object whose bytes do not hash to its name. Objects are 0600 in 0700 folders: they
+are config files and database dumps, passwords included.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from controller.agent.snapshot_agent import sha256_file
+from controller.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 
 
 class ObjectMismatchError(ValueError):
@@ -47,10 +50,14 @@ class ObjectStore:
             os.utime(self.path(sha))  # in use again: the grace of drop_except starts anew
             return
         path = self.path(sha)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{sha}.{os.getpid()}.partial")
-        partial.write_bytes(data)
-        partial.replace(path)
+        handle, partial = self._partial(path)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+            os.replace(partial, path)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
 
     def put_file(self, source: Path) -> str:
         """Move the file ``source`` into the store under its sha256 (read once, in
@@ -61,11 +68,23 @@ class ObjectStore:
             os.utime(path)
             source.unlink()
             return sha
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{sha}.{os.getpid()}.partial")
-        shutil.move(source, partial)
-        partial.replace(path)
+        handle, partial = self._partial(path)
+        os.close(handle)
+        try:
+            shutil.move(source, partial)
+            os.chmod(partial, PRIVATE_FILE_MODE)  # a moved file keeps its mode
+            os.replace(partial, path)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
         return sha
+
+    def _partial(self, path: Path) -> tuple[int, str]:
+        """A new private file beside ``path`` (0600, an unpredictable name, created
+        exclusively) in private folders: objects are config files with passwords."""
+        for folder in (self.root, path.parent):
+            folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
 
     def put_b64(self, objects: dict[str, str]) -> None:
         """Store objects as the agent sends them (sha -> base64)."""

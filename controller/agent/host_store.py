@@ -1,8 +1,9 @@
 """relctl's host-side snapshot store: capture to, and restore from, a copy kept on the host.
 
-Runs on the target after ``snapshot_agent.py`` and ``sqlite_carry.py`` in the same
-namespace (the controller sends the agent's sources on stdin, then one JSON request:
-``controller/adapters/host_agent.py``; ``commands.py`` serves it). Stdlib only.
+Runs on the target after ``confined.py``, ``snapshot_agent.py``, ``trees.py`` and
+``sqlite_carry.py`` in the same namespace (the controller sends the agent's sources on
+stdin, then one JSON request: ``controller/adapters/host_agent.py``; ``commands.py``
+serves it). Stdlib only.
 
     HOST_DIR/snapshots/SCOPE/objects/<sha256>   every payload, once (content-addressed)
     HOST_DIR/snapshots/SCOPE/<snapshot>.json    the index of one snapshot
@@ -16,6 +17,9 @@ restore  the objects it needs are checked against their sha256 first; any missin
          them and asks again). Then services stop, items are put back (an artifact whose
          release directory still has the snapshot's digest only gets its link switched
          back), services return to their state, and the host is verified in the same run.
+         Every member name and release path is checked inside its item before anything
+         is written; writes go through folder fds, never through a link
+         (``confined.py``).
 """
 
 from __future__ import annotations
@@ -24,13 +28,23 @@ import base64
 import hashlib
 import json
 import os
-import shutil
+import secrets
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
 
-if __name__ != "relctl_agent":  # on a host, the other sources ran first in this namespace
+if __name__ != "relctl_agent":  # on a host, the sources before ran first, in one namespace
+    from controller.agent.confined import (
+        RefusedError,
+        descend,
+        in_folder,
+        link_maker,
+        open_folder,
+        open_regular,
+        place_at,
+        remove_link,
+        set_owner,
+    )
     from controller.agent.protocol import (
         CaptureReply,
         CaptureRequest,
@@ -46,9 +60,9 @@ if __name__ != "relctl_agent":  # on a host, the other sources ran first in this
     )
     from controller.agent.snapshot_agent import (
         PATH_KINDS,
-        backup_database,
         current_digest,
         item_path,
+        node_digest,
         package_version,
         remove,
         restore_package,
@@ -56,11 +70,22 @@ if __name__ != "relctl_agent":  # on a host, the other sources ran first in this
         set_service,
         sha256_file,
         sqlite_digest,
-        tree_digest,
-        tree_entries,
     )
-    from controller.agent.sqlite_carry import carry_rows, live_schema_same, private_copy
-
+    from controller.agent.sqlite_carry import (
+        carry_rows,
+        live_schema_same,
+        private_copy,
+    )
+    from controller.agent.trees import (
+        capture_entry,
+        check_entry,
+        is_sha,
+        node_maker,
+        rebuild_tree,
+        release_intact,
+        release_parts,
+        tree_members,
+    )
 
 
 class Store:
@@ -74,14 +99,23 @@ class Store:
             os.chmod(folder, 0o700)
 
     def path(self, sha: str) -> Path:
+        if not is_sha(sha):
+            raise RefusedError(f"{str(sha)[:80]!r} names no snapshot object")
         return self.objects / sha
 
     def add_file(self, source: Path) -> str:
-        """Copy ``source`` in under its sha256 (once); its sha256."""
-        sha = sha256_file(source)
-        if not self.intact(sha):
-            partial = self.objects / f".{sha}.partial"
-            shutil.copyfile(source, partial)
+        """Copy the regular file ``source`` in under its sha256 (once), read once through
+        an fd of the file itself (``open_regular``: no link followed, no FIFO waited on)."""
+        partial = self.objects / f".{secrets.token_hex(12)}.partial"
+        digest = hashlib.sha256()
+        with os.fdopen(open_regular(source), "rb") as src, partial.open("xb") as out:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+        sha = digest.hexdigest()
+        if self.intact(sha):
+            partial.unlink()
+        else:
             os.replace(partial, self.path(sha))
         return sha
 
@@ -103,87 +137,17 @@ class Store:
 
 # -- capture ---------------------------------------------------------------------------
 
-def tree_manifest(root: Path, store: Store) -> tuple[list[list[Any]], int]:
-    """Every member of ``root``: [path, type, mode, uid, gid, mtime, object or target]
-    (files keep their mtime; folders and links do not)."""
-    members, size = [], 0
-    for path in tree_entries(root):
-        st = path.lstat()
-        rel = os.path.relpath(path, root)
-        if path.is_symlink():
-            members.append([rel, "link", st.st_mode, st.st_uid, st.st_gid, 0, os.readlink(path)])
-        elif path.is_file():
-            members.append([rel, "file", st.st_mode, st.st_uid, st.st_gid, st.st_mtime,
-                            store.add_file(path)])
-            size += st.st_size
-        else:  # a folder's mtime differs on every host that unpacked it: not kept, so
-            # the member list of one release tree is one object for all hosts
-            members.append([rel, "dir", st.st_mode, st.st_uid, st.st_gid, 0, None])
-    return members, size
-
-
-def capture_tree_at(root: Path, store: Store) -> Entry:
-    members, size = tree_manifest(root, store)
-    manifest = store.add_bytes(json.dumps(members, sort_keys=True).encode())
-    return {"tree": manifest, "digest": tree_digest(root), "bytes": size}
-
-
-def capture_entry(item: ItemSpec, store: Store) -> Entry:
-    kind = item["kind"]
-    if kind == "package":
-        return {"installed": package_version(item)}
-    if kind == "service":
-        return {"running": service_running(item)}
-    path = item_path(item)
-    if not (path.exists() or path.is_symlink()):
-        return {"absent": True}
-    if kind == "file":
-        st = path.lstat()
-        return {"object": store.add_file(path), "mode": st.st_mode, "uid": st.st_uid,
-                "gid": st.st_gid, "bytes": st.st_size, "digest": sha256_file(path)}
-    if kind == "directory":
-        return capture_tree_at(path, store)
-    if kind == "artifact":
-        return capture_artifact(path, store)
-    return capture_database(path, store)
-
-
-def capture_artifact(root: Path, store: Store) -> Entry:
-    """The ``current`` link and the release it names: never the other releases."""
-    link = root / "current"
-    if not link.is_symlink():
-        return {"current": None}
-    target = os.readlink(link)
-    release = (root / target) if not os.path.isabs(target) else Path(target)
-    if not release.is_dir():
-        return {"current": target, "release": str(release), "dangling": True}
-    return {"current": target, "release": str(release), **capture_tree_at(release, store)}
-
-
-def capture_database(path: Path, store: Store) -> Entry:
-    """A consistent copy through SQLite's online backup API, never a raw copy."""
-    partial = store.objects / ".backup.partial"
-    partial.unlink(missing_ok=True)
-    backup_database(path, partial)
-    st = path.stat()
-    try:
-        return {"object": store.add_file(partial), "mode": st.st_mode, "uid": st.st_uid,
-                "gid": st.st_gid, "bytes": partial.stat().st_size,
-                "digest": sqlite_digest(partial)}
-    finally:
-        partial.unlink(missing_ok=True)
-
 
 def referenced(index: dict[str, Entry], store: Store) -> set[str]:
     """Every object an index needs, tree members included (as far as the host has them)."""
     shas: set[str] = set()
-    for entry in index.values():
+    for name, entry in index.items():
         if entry.get("object"):
             shas.add(entry["object"])
         if entry.get("tree"):
             shas.add(entry["tree"])
             if store.path(entry["tree"]).is_file():
-                shas |= {m[6] for m in json.loads(store.path(entry["tree"]).read_text())
+                shas |= {m[6] for m in tree_members(store, entry["tree"], name)
                          if m[1] == "file"}
     return shas
 
@@ -205,7 +169,10 @@ def capture(request: CaptureRequest) -> CaptureReply:
     store = Store(request["dir"], request["scope"])
     index: dict[str, Entry] = {}
     for item in request["items"]:
-        entry = capture_entry(item, store)
+        try:
+            entry = capture_entry(item, store)
+        except RefusedError as error:  # bad input: the controller's exit 2, no index written
+            return {"ok": False, "refused": True, "error": f"item {item['name']}: {error}"}
         entry["kind"] = item["kind"]
         index[item["name"]] = entry
     snapshot = str(request["snapshot"])
@@ -220,17 +187,11 @@ def capture(request: CaptureRequest) -> CaptureReply:
 
 # -- restore ---------------------------------------------------------------------------
 
-def release_intact(entry: Entry) -> bool:
-    """The artifact's release directory is on disk with the snapshot's digest."""
-    release = Path(entry["release"])
-    return release.is_dir() and not release.is_symlink() and tree_digest(release) == entry[
-        "digest"]
-
 
 def needed_objects(index: dict[str, Entry], store: Store) -> tuple[set[str], set[str]]:
     """The objects a restore reads, and which of them the host lacks or has damaged."""
     needed: set[str] = set()
-    for entry in index.values():
+    for name, entry in index.items():
         if entry.get("absent") or entry.get("dangling"):
             continue
         if entry.get("object"):
@@ -238,62 +199,34 @@ def needed_objects(index: dict[str, Entry], store: Store) -> tuple[set[str], set
         if entry.get("tree") and not (entry["kind"] == "artifact" and release_intact(entry)):
             needed.add(entry["tree"])
             if store.intact(entry["tree"]):
-                needed |= {m[6] for m in json.loads(store.path(entry["tree"]).read_text())
+                needed |= {m[6] for m in tree_members(store, entry["tree"], name)
                            if m[1] == "file"}
     return needed, {sha for sha in needed if not store.intact(sha)}
 
 
-def put_file(store: Store, sha: str, dest: Path, mode: int, uid: int, gid: int) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.relctl-restore")
-    shutil.copyfile(store.path(sha), partial)
-    os.chown(partial, uid, gid)
-    os.chmod(partial, mode & 0o7777)
-    os.replace(partial, dest)
-
-
-def rebuild_tree(store: Store, manifest: str, root: Path) -> None:
-    """Replace ``root`` with the tree its manifest describes: bytes, modes, owners, links."""
-    remove(root)
-    members = json.loads(store.path(manifest).read_text())
-    dirs = []
-    for rel, kind, mode, uid, gid, mtime, ref in members:
-        path = root if rel == "." else root / rel
-        if kind == "dir":
-            path.mkdir(parents=True, exist_ok=True)
-            dirs.append((path, mode, uid, gid))
-        elif kind == "link":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(ref, path)
-            os.lchown(path, uid, gid)
-        else:
-            put_file(store, ref, path, mode, uid, gid)
-            os.utime(path, (mtime, mtime))
-    for path, mode, uid, gid in reversed(dirs):
-        os.chown(path, uid, gid)
-        os.chmod(path, mode & 0o7777)
-
-
-def switch_link(link: Path, target: str) -> None:
-    """Point ``link`` at ``target`` atomically (a new link renamed over the old one)."""
-    partial = link.with_name(f".{link.name}.relctl-switch")
-    partial.unlink(missing_ok=True)
-    os.symlink(target, partial)
-    os.replace(partial, link)
-
-
 def restore_artifact(item: ItemSpec, entry: Entry, store: Store) -> str:
-    link = Path(item["root"]) / "current"
+    """Switch ``current`` back (a new link renamed over it), the release folder rebuilt
+    first when it is not there as snapshotted."""
+    root = item["root"]
     current = entry.get("current")
     if current is None:
-        link.unlink(missing_ok=True)
+        remove_link(root, "current")
         return "unlinked"
     how = "switched"
-    if not entry.get("dangling") and not release_intact(entry):
-        rebuild_tree(store, entry["tree"], Path(entry["release"]))
-        how = "unpacked"
-    Path(item["root"]).mkdir(parents=True, exist_ok=True)
-    switch_link(link, current)
+    top = open_folder(root, create=True)
+    try:
+        if not entry.get("dangling") and not release_intact(entry):
+            parts = release_parts(root, entry["release"], f"{root}/current -> {current}")
+            folder = descend(top, parts[:-1], create_mode=0o755)
+            try:
+                rebuild_tree(store, tree_members(store, entry["tree"], item["name"]),
+                             folder, parts[-1])
+            finally:
+                os.close(folder)
+            how = "unpacked"
+        place_at(top, "current", link_maker(current))
+    finally:
+        os.close(top)
     return how
 
 
@@ -306,13 +239,15 @@ def restore_entry(item: ItemSpec, entry: Entry, store: Store) -> str:
     if kind == "artifact":
         return restore_artifact(item, entry, store)
     if kind == "directory":
-        rebuild_tree(store, entry["tree"], item_path(item))
+        members = tree_members(store, entry["tree"], item["name"])
+        in_folder(item_path(item), lambda fd, name: rebuild_tree(store, members, fd, name))
     elif kind in ("file", "data"):
         if kind == "data":
             for suffix in ("-wal", "-shm", "-journal"):
                 Path(f"{item['path']}{suffix}").unlink(missing_ok=True)
-        put_file(store, entry["object"], item_path(item), entry["mode"], entry["uid"],
-                 entry["gid"])
+        make = node_maker(store, entry.get("type") or "file", entry["mode"], entry["uid"],
+                          entry["gid"], None, entry.get("target") or entry.get("object"))
+        in_folder(item_path(item), lambda fd, name: place_at(fd, name, make))
     elif kind == "package":
         restore_package(item, entry)
     return "restored"
@@ -346,8 +281,7 @@ def restore_database(item: ItemSpec, entry: Entry, store: Store) -> tuple[str, D
     try:  # the manifest's rollback_rows read the new schema: only when one is there
         rows = carry_rows(live, copy, discard=policy == "discard",
                           queries=None if same_schema else item.get("rollback_rows"))
-        os.chown(copy, entry["uid"], entry["gid"])
-        os.chmod(copy, entry["mode"] & 0o7777)
+        set_owner(copy, entry["uid"], entry["gid"], entry["mode"])
         digest = sqlite_digest(copy)
         os.replace(copy, live)
     finally:
@@ -390,7 +324,21 @@ def entry_matches(item: ItemSpec, entry: Entry, digest: str | None = None) -> bo
         return target is None or bool(entry.get("dangling")) or release_intact(entry)
     if entry.get("absent"):
         return current_digest(item) is None
+    if kind == "file":
+        return file_matches(item_path(item), entry)
     return bool(current_digest(item) == entry["digest"])
+
+
+def file_matches(path: Path, entry: Entry) -> bool:
+    """A file item is what was captured: its type, mode, owner, and its bytes or its
+    link's target (a link is never followed, a FIFO never opened)."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return False
+    if (st.st_mode, st.st_uid, st.st_gid) != (entry["mode"], entry["uid"], entry["gid"]):
+        return False
+    return node_digest(path, st) == entry["digest"]
 
 
 def receive(store: Store, objects: dict[str, str]) -> list[str]:
@@ -406,11 +354,17 @@ def restore(request: RestoreRequest) -> RestoreReply:
     store = Store(request["dir"], request["scope"])
     index: dict[str, Entry] = request["index"]
     bad = receive(store, request.get("objects", {}))
-    _, missing = needed_objects(index, store)
+    items = request["items"]
+    try:  # every name checked before anything is written: a bad one restores nothing
+        _, missing = needed_objects(index, store)
+        if not (bad or missing):
+            for item in items:
+                check_entry(item, index[item["name"]], store)
+    except RefusedError as error:
+        return {"ok": False, "error": f"nothing restored: {error}"}
     if bad or missing:
         return {"ok": False, "missing": sorted(missing | set(bad)),
                 "error": f"{len(missing)} objects missing or damaged on the host"}
-    items = request["items"]
     services = [i for i in items if i["kind"] == "service"]
     for service in services:
         set_service(service, running=False)

@@ -15,6 +15,7 @@ under each host's own Python (``MIN_PYTHON``).
     copy_data    CopyDataRequest         CopyDataReply  consistent copies of the databases
     load_data    LoadDataRequest         LoadDataReply  replica databases into the live ones
     litestream   LitestreamRequest       LitestreamReply  start | status | stop | restore
+    stop_sessions StopSessionsRequest    StopSessionsReply  what a cancelled release left
 
 Every reply has ``ok`` and, when not ok, ``error``; any exception on the host is such a
 reply, never a traceback.
@@ -64,6 +65,8 @@ class Entry(TypedDict, total=False):
     current: str | None  # artifact: the ``current`` link's target
     release: str  # artifact: the release folder it names
     dangling: bool  # artifact: the link names no folder
+    type: str  # file: "link" or "fifo" when the item is one (no type: a regular file)
+    target: str  # file of type link: where the link points (never followed)
     installed: str | None  # package
     running: bool  # service
     payload: str  # copy_data: the file name of the database copy
@@ -106,6 +109,7 @@ class CaptureRequest(TypedDict):
 
 class CaptureReply(Reply, total=False):
     index: dict[str, Entry]
+    refused: bool  # an item cannot be captured as it is (bad input): nothing was captured
     objects: dict[str, str]  # sha256 -> base64: the objects the controller lacks
 
 
@@ -202,6 +206,23 @@ class LitestreamReply(Reply, total=False):
     # replica_at, payload, bytes, sha256
     dbs: dict[str, dict[str, Any]]
     payloads: dict[str, str]  # restore with fetch: payload name -> base64 copy
+
+
+class StopSessionsRequest(TypedDict, total=False):
+    command: str  # "stop_sessions"
+    connections: list[str]  # SSH_CONNECTION values: "client port server port"
+    max_age_s: float  # only processes started this many seconds ago or later
+    grace_s: float  # SIGTERM, then SIGKILL after this long (default 5)
+
+
+class SessionProcess(TypedDict):
+    pid: int
+    command: str
+
+
+class StopSessionsReply(Reply, total=False):
+    stopped: list[SessionProcess]
+    left: list[SessionProcess]  # alive even after SIGKILL (the reply is not ok)
 
 
 def python_ok() -> str:

@@ -1,14 +1,17 @@
 """relctl's host agent: what it knows of configuration items on one host.
 
-The first of the agent's sources after ``protocol.py`` (the controller sends them all on
-stdin, ``controller/adapters/host_agent.py``; ``commands.py`` serves the request). Runs
-with the host's own Python (stdlib only, ``protocol.MIN_PYTHON`` and newer). Item kinds:
-file, directory, artifact, package, service, data (sqlite).
+One of the agent's first sources, after ``protocol.py`` and ``confined.py`` (the
+controller sends them all on stdin, ``controller/adapters/host_agent.py``;
+``commands.py`` serves the request). Runs with the host's own Python (stdlib only,
+``protocol.MIN_PYTHON`` and newer). Item kinds: file, directory, artifact, package,
+service, data (sqlite).
 
 Here: digests, read-only SQLite, packages and services, and the replication commands
 (``copy_data``: consistent copies of the databases sent back; ``load_data``: copies
 loaded into the live databases through SQLite's online backup API while the service
 keeps running). Snapshots and rollback are ``host_store.py``'s.
+
+Every path the agent writes is reached through ``confined.py`` (no link followed).
 """
 
 from __future__ import annotations
@@ -16,14 +19,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import shutil
 import sqlite3
+import stat
 import subprocess
 import tempfile
 import urllib.parse
 from pathlib import Path
 
-if __name__ != "relctl_agent":  # on a host, protocol.py ran first in this namespace
+if __name__ != "relctl_agent":  # on a host, the sources before ran first, in one namespace
+    from controller.agent.confined import (
+        file_type,
+        leaf_name,
+        open_folder,
+        open_regular,
+        remove_at,
+    )
     from controller.agent.protocol import (
         CopyDataReply,
         CopyDataRequest,
@@ -32,6 +42,7 @@ if __name__ != "relctl_agent":  # on a host, protocol.py ran first in this names
         LoadDataReply,
         LoadDataRequest,
     )
+
 
 PATH_KINDS = ("file", "directory", "artifact", "data")
 
@@ -42,6 +53,27 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_regular(path: Path | str) -> str:
+    """``sha256_file`` of the file ``path`` names itself (``open_regular``)."""
+    digest = hashlib.sha256()
+    with os.fdopen(open_regular(path), "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def node_digest(path: Path | str, st: os.stat_result) -> str:
+    """What a path holds, by type: a regular file's sha256; ``link:TARGET``; ``fifo``;
+    ``dir``; ``special:...`` (a socket or device: never read)."""
+    if stat.S_ISLNK(st.st_mode):
+        return "link:" + os.readlink(path)
+    if stat.S_ISREG(st.st_mode):
+        return sha256_regular(path)
+    if stat.S_ISFIFO(st.st_mode):
+        return "fifo"
+    return "dir" if stat.S_ISDIR(st.st_mode) else "special:" + file_type(st.st_mode)
 
 
 def tree_entries(root: Path) -> list[Path]:
@@ -63,12 +95,9 @@ def tree_digest(root: Path) -> str:
     digest = hashlib.sha256()
     for path in tree_entries(root):
         st = path.lstat()
-        if path.is_symlink():
-            body = "link:" + os.readlink(path)
-        elif path.is_file():
-            body = "file:" + sha256_file(path)
-        else:
-            body = "dir"
+        body = node_digest(path, st)
+        if stat.S_ISREG(st.st_mode):
+            body = "file:" + body
         rel = os.path.relpath(path, root)
         digest.update(f"{rel}|{st.st_mode:o}|{st.st_uid}|{st.st_gid}|{body}\n".encode())
     return digest.hexdigest()
@@ -138,10 +167,15 @@ def backup_database(path: Path | str, copy: Path) -> None:
 
 
 def remove(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path)
+    """Remove whatever is at ``path`` (a tree: all of it), confined to it (``remove_at``)."""
+    try:
+        folder = open_folder(str(path.parent))
+    except FileNotFoundError:
+        return
+    try:
+        remove_at(folder, leaf_name(path))
+    finally:
+        os.close(folder)
 
 
 def restore_package(item: ItemSpec, entry: Entry) -> None:
@@ -182,11 +216,10 @@ def current_digest(item: ItemSpec) -> str | None:
     if not (path.exists() or path.is_symlink()):
         return None
     if kind == "file":
-        return sha256_file(path)
+        return node_digest(path, path.lstat())
     if kind in ("directory", "artifact"):
         return tree_digest(path)
     return sqlite_digest(path) if kind == "data" else None
-
 
 
 # -- replication (copy_data, load_data) -------------------------------------------------

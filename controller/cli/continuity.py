@@ -19,6 +19,7 @@ from controller.cli.output import (
     progress_printer,
     write_output,
 )
+from controller.cli.params import RECORD_ID
 from controller.engine.continuity import Continuity, Outcome, failback, failover
 from controller.engine.drill import SCENARIOS, Drill, DrillPlan, plan_drill, restore_drill
 from controller.engine.drill.test_failover import run_test_failover
@@ -295,7 +296,7 @@ def drill_test_failover(app: AppContext, plan_path: Path, inventory: Path | None
 
 
 @drill.command(name="restore")
-@click.argument("drill_id", type=int)
+@click.argument("drill_id", type=RECORD_ID)
 @PLAN_OPTION
 @INVENTORY_OPTION
 @JSON_OPTION
@@ -318,7 +319,7 @@ def drill_restore(app: AppContext, drill_id: int, plan_path: Path, inventory: Pa
 
 
 @drill.command(name="report")
-@click.argument("drill_id", type=int)
+@click.argument("drill_id", type=RECORD_ID)
 @JUNIT_OPTION
 @click.option("--html", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the drill as one self-contained HTML page: targets, "

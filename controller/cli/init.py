@@ -17,6 +17,7 @@ from pydantic_core import ErrorDetails
 from controller.cli.output import JSON_OPTION, console, emit_json
 from controller.engine.scaffold import InitResult, init_service
 from controller.errors import InputError
+from controller.journal.redaction import mask_secrets
 from controller.models.scaffold import ScaffoldRequest
 
 OPTION_OF = {"configs": "--config", "dirs": "--dir", "playbooks": "--playbook"}
@@ -138,7 +139,8 @@ def build_request(**options: Any) -> ScaffoldRequest:
 
 
 def _problem(detail: ErrorDetails) -> str:
-    message = detail["msg"].removeprefix("Value error, ")
+    # A refused --postgresql URL is quoted back: never with the password it should not hold.
+    message = mask_secrets(detail["msg"].removeprefix("Value error, "))
     if not detail["loc"]:
         return message
     field = str(detail["loc"][0])

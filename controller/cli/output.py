@@ -18,6 +18,7 @@ from rich.text import Text
 
 from controller.adapters.ansible import TaskEvent
 from controller.errors import InputError, RelctlError
+from controller.journal.redaction import mask_secrets
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -60,21 +61,26 @@ def emit_json(payload: Any) -> None:
 
 
 def report_error(error: RelctlError, *, as_json: bool) -> None:
-    """Tell the user what failed and what to do; JSON on stdout too when asked."""
+    """Tell the user what failed and what to do; JSON on stdout too when asked.
+
+    A message may quote input holding a credential (a journal URL that did not parse):
+    every URL's user info and ``password=`` value is masked here, the last door out."""
+    message = mask_secrets(error.message)
+    hint = mask_secrets(error.hint) if error.hint else error.hint
     if as_json:
         emit_json(
             {
                 "ok": False,
                 "error": type(error).__name__,
-                "message": error.message,
-                "hint": error.hint,
+                "message": message,
+                "hint": hint,
                 "exit_code": int(error.exit_code),
             }
         )
     # Messages quote input ("[/x]" in a manifest value): printed as text, never as markup.
-    err_console.print(Text.assemble(("error:", "bold red"), " ", error.message))
-    if error.hint:
-        err_console.print(Text.assemble(("hint:", "dim"), " ", error.hint))
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message))
+    if hint:
+        err_console.print(Text.assemble(("hint:", "dim"), " ", hint))
 
 
 def write_output(path: Path, text: str) -> None:

@@ -80,7 +80,8 @@ def apply(app: AppContext, manifest: Path, inventory: Path | None, dry_run: bool
     \b
     Exit codes: 0 released, 2 invalid manifest or a bad release, 3 rolled back,
     4 rollback failed or refused (needs a human), 5 environment locked,
-    11 sign-off missing (nothing touched).
+    11 sign-off missing (nothing touched), 12 stopped by a signal before any host
+    changed (nothing to roll back; a signal later rolls back: 3).
     """
     loaded = load_manifest(manifest)
     env = resolve_environment(app.state_dir, loaded, inventory)
@@ -149,6 +150,7 @@ def resume(app: AppContext, inventory: Path | None, forward: bool, as_json: bool
         journal.break_lock(record.environment)
     _say_stopped(stop_orphans(journal, release_id=record.id), as_json)
     engine = _engine_for(app, record, inventory, as_json)
+    engine.adopt_leftovers(record)
     _say_stopped([engine.stopped_at(record)], as_json)
     with requests_on_signals(engine.cancel.request):
         outcome = (engine.resume_forward(record) if forward else

@@ -7,7 +7,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.adapters.children import ChildPid, read_record, stop_recorded
+from controller.adapters.children import (
+    ChildPid,
+    LeftConnections,
+    left_connections,
+    read_record,
+    stop_recorded,
+)
 from controller.adapters.processes import same_process
 from controller.journal import ChildRecord, Holder, Journal, current_holder
 
@@ -59,6 +65,21 @@ def stop_orphans(journal: Journal, *, release_id: int | None = None,
         for line in lines:
             journal.log(release_id, line)
     return lines
+
+
+def orphan_connections(journal: Journal, release_id: int) -> LeftConnections:
+    """The ssh connections the children of a dead controller held when their launchers
+    were stopped, and the age of the oldest of those children (what they ran on the hosts
+    is stopped there before anything else)."""
+    here = socket.gethostname()
+    found: set[str] = set()
+    age = 0.0
+    for child in journal.children(release_id):
+        if child.host == here:
+            left = left_connections(child.record)
+            found.update(left.connections)
+            age = max(age, left.age_s)
+    return LeftConnections(sorted(found), age)
 
 
 def _pid_of(child: ChildRecord) -> ChildPid | None:

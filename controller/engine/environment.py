@@ -12,6 +12,7 @@ from controller.errors import InputError
 from controller.journal import Journal
 from controller.models.lab import LabState
 from controller.models.manifest import Manifest
+from controller.paths import private_state_dir
 from controller.planning.lab import LabLayout
 
 JOURNAL_ENV = "RELCTL_JOURNAL"
@@ -71,6 +72,7 @@ def environment_for(state_dir: Path, chosen: Path | None, named_by: str,
 
     The load balancer URL is the lab's frontend of ``service`` (else its first one).
     """
+    private_state_dir(state_dir)  # the CLI made it private already, and told of it
     lab = LabLayout(state_dir / "lab")
     if chosen is None:
         if not lab.inventory.exists():

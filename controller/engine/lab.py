@@ -15,10 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from controller.adapters import processes, ssh
 from controller.adapters.ansible import PlaybookRun, failure_summary, run_playbook
+from controller.adapters.ansible_vars import ansible_yaml, unsafe
 from controller.adapters.haproxy import BackendServer, RuntimeApi
 from controller.adapters.system import check_lab_prerequisites, check_overlay, ensure_mountpoints
 from controller.data.postgresql import pg_tool
@@ -258,8 +257,7 @@ class Lab:
         progress(f"all {len(state.hosts)} hosts answer on ssh")
 
     def _write_ansible_files(self, state: LabState) -> None:
-        inventory = plan.render_inventory(self.layout, state)
-        self.layout.inventory.write_text(yaml.safe_dump(inventory, sort_keys=False))
+        self.layout.inventory.write_text(inventory_text(self.layout, state))
         self.layout.ansible_cfg.write_text(plan.render_ansible_cfg(self.layout, len(state.hosts)))
 
     def _configure_lb(self, state: LabState) -> None:
@@ -301,6 +299,15 @@ class Lab:
         tmp = self.layout.state_file.with_suffix(".tmp")
         tmp.write_text(state.model_dump_json(indent=2))
         tmp.replace(self.layout.state_file)
+
+
+def inventory_text(layout: plan.LabLayout, state: LabState) -> str:
+    """The lab's inventory file. The services come from ``--service``: data Ansible never
+    templates (``!unsafe``; their health path goes into haproxy.cfg by a template)."""
+    inventory = plan.render_inventory(layout, state)
+    variables = inventory["all"]["vars"]
+    variables["lb_services"] = unsafe(variables["lb_services"])
+    return ansible_yaml(inventory)
 
 
 def _addressing(spec: LabSpec) -> tuple[str, int, int, int]:

@@ -23,7 +23,7 @@ from typing import Any
 from controller.adapters.ansible import PlaybookRun, TaskEvent, failure_summary, run_playbook
 from controller.engine.admission import refuse_bad_release
 from controller.engine.cancel import Cancellation, Interrupted
-from controller.engine.children import JournalChildren
+from controller.engine.children import JournalChildren, orphan_connections
 from controller.engine.dry_run import check_mode
 from controller.engine.environment import Environment
 from controller.engine.gates import GateRunner
@@ -75,6 +75,14 @@ class ReleaseEngine:
     on_task: Callable[[TaskEvent], None] | None = None  # every task on every host (live view)
     force: bool = False  # apply a release the journal marks bad
     cancel: Cancellation = field(default_factory=Cancellation)  # set by SIGTERM/SIGINT/SIGHUP
+    # The ssh connections a cut-short playbook ran over: what it left on the hosts is
+    # stopped before the restore (``agent/sessions.py``).
+    cut_connections: set[str] = field(default_factory=set)
+    # Only processes started since the cut-short playbook began are its own (a service an
+    # earlier batch started over the same connection is not): that start (monotonic), or
+    # for a dead controller's children (``resume``) how long ago they began.
+    cut_since: float | None = None
+    cut_age_s: float | None = None
 
     def apply(self) -> ReleaseOutcome:
         """Refuse a bad release, check sign-offs, lock, snapshot, apply in batches, verify,
@@ -137,6 +145,15 @@ class ReleaseEngine:
             self.journal.release_lock(record.environment, record.name)
             self.env.close_connections()
 
+    def adopt_leftovers(self, record: ReleaseRecord) -> None:
+        """Take over what a dead controller's children left on the hosts: the ssh
+        connections their launchers noted when stopped, stopped on the hosts before the
+        rollback or the next batch (``resume``), back to when the oldest of those children
+        began (a child that ended by itself left nothing to stop)."""
+        left = orphan_connections(self.journal, record.id)
+        self.cut_connections.update(left.connections)
+        self.cut_age_s = left.age_s
+
     def stopped_at(self, record: ReleaseRecord) -> str:
         """Where an unfinished release stopped, for people (phase, state, hosts)."""
         return where_stopped(self.journal, record, self._plan()).describe(record)
@@ -154,7 +171,7 @@ class ReleaseEngine:
             if baseline is not None:
                 phase["figures"] = baseline.figures()  # resume --forward judges against it
         if self.cancel.requested():
-            return self._finish(release_id, "aborted", ExitCode.ERROR,
+            return self._finish(release_id, "aborted", ExitCode.INTERRUPTED,
                                 f"{self.cancel.reason} before any host changed: nothing to "
                                 "roll back", [], started)
         self._state(release_id, "snapshotting")
@@ -202,6 +219,11 @@ class ReleaseEngine:
         started = time.monotonic()
         try:
             close_stale_phases(self.journal, record.id)
+            if self.cut_connections:  # the dead controller's task in flight: stopped first
+                left = self._stop_remote_leftovers(
+                    Snapshots(self.env, self.journal, record.id, plan), plan.hosts, started)
+                self.journal.log(record.id, "stopped what the dead controller left on the "
+                                 f"hosts: {sum(map(len, left.values()))} process(es)")
             self.journal.log(record.id, f"resumed forward from batch {stop.first_batch}")
             self.progress(f"resuming {record.name} forward from batch {stop.first_batch} "
                           f"of {len(plan.batches)} (snapshot of release {record.id})")
@@ -231,6 +253,10 @@ class ReleaseEngine:
                                   for h in batch}
                 if result.stopped:
                     phase["stopped_pids"] = result.stopped
+                if result.connections:
+                    self.cut_connections.update(result.connections)
+                    began = time.monotonic() - result.seconds
+                    self.cut_since = min(began, self.cut_since or began)
                 if result.cancelled or self.cancel.requested():
                     raise Interrupted(self.cancel.reason or f"{playbook.name} was cancelled "
                                       f"({result.status})")
@@ -283,6 +309,9 @@ class ReleaseEngine:
         self._state(release_id, "rolling_back")
         snapshots = Snapshots(self.env, self.journal, release_id, plan)
         with self._phase(release_id, "rollback") as phase:
+            if touched and self.cut_connections:
+                phase["stopped_on_hosts"] = self._stop_remote_leftovers(snapshots, touched,
+                                                                        started)
             result = snapshots.restore(touched, self._on_event) if touched else None
             phase["hosts"] = touched
             if result is not None:
@@ -315,6 +344,20 @@ class ReleaseEngine:
                             f"{state}: {reason}", touched, started)
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _stop_remote_leftovers(self, snapshots: Snapshots, hosts: list[str],
+                               started: float) -> dict[str, list[str]]:
+        """Stop what a cut-short playbook left running on ``hosts`` (its task in flight
+        goes on after the ssh connection closes) before anything is restored."""
+        age = (self.cut_age_s if self.cut_age_s is not None else
+               time.monotonic() - (self.cut_since if self.cut_since is not None else started))
+        stopped = snapshots.stop_sessions(hosts, sorted(self.cut_connections), age)
+        for host, lines in stopped.items():
+            if lines:
+                self.progress(f"  {host}: stopped {len(lines)} process(es) the cancelled "
+                              f"playbook left running: {'; '.join(lines)[:300]}")
+        return stopped
+
 
     def _check_databases(self, plan: ReleasePlan) -> None:
         """Log in to every server-side data item: a clear error before anything runs."""

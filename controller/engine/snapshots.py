@@ -28,11 +28,12 @@ from controller.agent.protocol import (
     Entry,
     RestoreReply,
     RestoreRequest,
+    StopSessionsRequest,
 )
 from controller.engine.children import JournalChildren
 from controller.engine.environment import Environment
 from controller.engine.server_data import ServerData
-from controller.errors import RelctlError
+from controller.errors import InputError, RelctlError
 from controller.journal import Journal
 from controller.planning.release import ReleasePlan, version_from_link
 from controller.planning.snapshots import (
@@ -47,10 +48,18 @@ from controller.planning.snapshots import (
 )
 
 Index = dict[str, Entry]
+# The age of a cancelled playbook's processes is measured on the controller and compared
+# on the host with its own clock: the request's transit is the only skew.
+SESSION_AGE_MARGIN_S = 2.0
 
 
 class SnapshotError(RelctlError):
     """A snapshot could not be taken or does not match its checksums: nothing changed."""
+
+
+class SnapshotRefusedError(InputError, SnapshotError):
+    """An item cannot be captured as it is (an artifact's ``current`` link out of its
+    root, a socket or a device): bad input, exit 2, nothing changed."""
 
 
 @dataclass
@@ -116,6 +125,11 @@ class Snapshots:
         replies = self._agent.capture(f"r{self.release_id}-snapshot",
                                       dict.fromkeys(hosts, request))
         failed = {h: r.error for h, r in replies.items() if not r.ok}
+        refused = {h: r.error for h, r in replies.items() if r.data.get("refused")}
+        if refused:
+            raise SnapshotRefusedError(f"snapshot refused: {_join(refused)}",
+                                       hint="nothing was changed: fix the item on the host "
+                                            "or in the manifest")
         if failed:
             raise SnapshotError(f"snapshot failed: {_join(failed)}", hint="no host was changed")
         for host in hosts:
@@ -156,6 +170,23 @@ class Snapshots:
                 h: self._restore(indexes[h], objects) for h, objects in uploads.items()})
         return RestoreResult(replies, {h: len(o) for h, o in uploads.items()},
                              time.monotonic() - started, databases)
+
+    def stop_sessions(self, hosts: list[str], connections: list[str],
+                      seconds: float) -> dict[str, list[str]]:
+        """Stop, on each host, the processes of the ssh ``connections`` started in the last
+        ``seconds`` (what a cancelled playbook left); per host, one line per process (or
+        the error: a host that could not be asked is restored all the same)."""
+        request = StopSessionsRequest(command="stop_sessions", connections=connections,
+                                      max_age_s=seconds + SESSION_AGE_MARGIN_S)
+        replies = self._agent.stop_sessions(f"r{self.release_id}-stop-leftovers",
+                                            dict.fromkeys(hosts, request))
+        stopped: dict[str, list[str]] = {}
+        for host, reply in replies.items():
+            lines = [f"{p['pid']} {p['command']}" for p in reply.data.get("stopped", [])]
+            if not reply.ok:
+                lines.append(f"NOT STOPPED: {reply.error}")
+            stopped[host] = lines
+        return stopped
 
     def index(self, host: str) -> Index:
         """``host``'s snapshot as the journal holds it: item name -> the agent's entry."""

@@ -62,11 +62,13 @@ from controller.journal.records import (
     SnapshotRecord,
     Verdict,
 )
-from controller.journal.redaction import redact
+from controller.journal.redaction import mask_secrets, redact
+from controller.journal.releases import MAX_RECORD_ID, is_record_id
 from controller.journal.store import Journal
 
 __all__ = [
     "FINAL_STATES",
+    "MAX_RECORD_ID",
     "SCHEMA_VERSION",
     "ChildRecord",
     "ChildState",
@@ -103,6 +105,8 @@ __all__ = [
     "copy_journal",
     "current_holder",
     "describe",
+    "is_record_id",
+    "mask_secrets",
     "mask_url",
     "redact",
 ]

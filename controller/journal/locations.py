@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from controller.journal.redaction import mask_secrets
 
 SQLITE_PREFIX = "sqlite:"
 MASK = "***"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_PASSWORD_PARAM = re.compile(r"password=([^&#\s]*)", re.IGNORECASE)
 
 
 def split_target(target: str | Path) -> tuple[str, str]:
@@ -47,8 +50,23 @@ def mask_url(text: str) -> str:
                            for k, v in parse_qsl(parts.query, keep_blank_values=True)],
                           safe="*")
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:  # unparsable: show the scheme only, never what follows
-        return text.split("://", 1)[0] + "://" + MASK
+    except ValueError:  # unparsable (an IPv6 address without its "]"): mask by pattern
+        return mask_secrets(text)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password of ``url`` as written and as decoded, and every ``password=`` value,
+    found by pattern: a URL libpq or urllib cannot parse still has its password found
+    (an error quoting the bad part of it is masked with these)."""
+    found: list[str] = []
+    scheme = _SCHEME.match(url)
+    if scheme:
+        userinfo, at, _rest = url[scheme.end():].rpartition("@")
+        if at and ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+    found += [m.group(1) for m in _PASSWORD_PARAM.finditer(url)]
+    found += [unquote(secret) for secret in found]
+    return sorted({s for s in found if s}, key=len, reverse=True)
 
 
 def describe(target: str | Path) -> str:

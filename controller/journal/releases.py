@@ -16,6 +16,8 @@ from controller.journal.records import (
 )
 
 OPEN_STATES = tuple(s for s in RELEASE_STATES if s not in FINAL_STATES)
+# The largest id a journal row can have (a signed 64-bit INTEGER in SQLite and PostgreSQL).
+MAX_RECORD_ID = 2**63 - 1
 _OPEN = ", ".join("?" * len(OPEN_STATES))
 
 
@@ -77,7 +79,7 @@ class ReleaseLog(JournalBase):
         """A release by id (``12``, ``"12"``, ``"#12"``) or the latest attempt of a name."""
         text = str(name_or_id).removeprefix("#")
         row = None
-        if text.isdigit():
+        if is_record_id(text):
             row = self._row("SELECT * FROM releases WHERE id = ?", (int(text),))
         if row is None and not isinstance(name_or_id, int):
             row = self._row("SELECT * FROM releases WHERE name = ? ORDER BY id DESC LIMIT 1",
@@ -118,3 +120,10 @@ class ReleaseLog(JournalBase):
             (*OPEN_STATES, environment, environment),
         )
         return [ReleaseRecord.from_row(r) for r in rows]
+
+
+def is_record_id(text: str) -> bool:
+    """``text`` is a row id: ASCII digits only (not ``²`` or ``١٢``, which ``int`` reads
+    too) naming a number a journal row can have."""
+    return (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_RECORD_ID))
+            and int(text) <= MAX_RECORD_ID)

@@ -13,7 +13,9 @@ LabGroup = Literal["lb", "app_primary", "app_backup"]
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 MAX_HOSTS = 250
 SERVICE_NAME = r"[a-z][a-z0-9_-]{0,39}"
-HEALTH_PATH = r"/[!-~]*"
+# A URL path (and query) of plain characters: it is written into haproxy.cfg by a Jinja
+# template, so no braces, quotes, backslash, '#' or '$' (HAProxy's comment and variables).
+HEALTH_PATH = r"/[A-Za-z0-9._~%!&*+,;=:@/?-]*"
 SERVICE_SPEC = re.compile(
     rf"^(?P<name>{SERVICE_NAME}):(?P<port>[0-9]{{1,5}})(?P<path>{HEALTH_PATH})?$"
 )

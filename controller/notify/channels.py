@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from controller.journal.redaction import mask_secrets
 from controller.models.notify import (
     ChannelConfig,
     OutboxChannel,
@@ -35,6 +36,8 @@ from controller.notify.notice import Notice
 HEADER_MAX = 150  # Slack: a header block's text
 SECTION_MAX = 3000  # Slack: a section block's text
 MASK = "***"
+SEGMENT_MIN = 8  # a path segment this long may be a token: masked when quoted alone
+REASON_MAX = 200  # an HTTP error's text as logged: the server chooses it
 
 
 class DeliveryError(Exception):
@@ -104,8 +107,9 @@ class WebhookSender:
         try:
             with opener.open(request, timeout=self.config.timeout) as response:
                 return f"HTTP {response.status}"
-        except urllib.error.HTTPError as error:
-            raise DeliveryError(f"HTTP {error.code} {error.reason}") from None
+        except urllib.error.HTTPError as error:  # its reason is the server's text: scrubbed
+            raise DeliveryError(scrub(f"HTTP {error.code} {error.reason}"[:REASON_MAX], url)
+                                ) from None
         except (OSError, ValueError) as error:
             raise DeliveryError(scrub(_reason(error), url)) from None
 
@@ -130,13 +134,23 @@ def _reason(error: Exception) -> str:
 
 
 def scrub(text: str, url: str) -> str:
-    """``text`` with the URL and each of its secret parts (user info, path, query) masked."""
-    parts = urlsplit(url)
-    secrets = [url, parts.path + (f"?{parts.query}" if parts.query else ""), parts.path,
+    """``text`` with the URL and each of its secret parts (user info, path, query), as
+    written and percent-decoded, masked; then any other URL's user info and any
+    ``password=`` value (``mask_secrets``)."""
+    try:
+        parts = urlsplit(url)
+        shown = masked_url(url)
+    except ValueError:  # an invalid IPv6 host: nothing of it is shown
+        parts, shown = urlsplit(""), MASK
+    secrets = [parts.path + (f"?{parts.query}" if parts.query else ""), parts.path,
                parts.query, parts.password or "", parts.username or ""]
-    for secret in sorted((s for s in secrets if len(s) > 1), key=len, reverse=True):
-        text = text.replace(secret, masked_url(url) if secret == url else MASK)
-    return text
+    # A server may quote one part of the path (a token) alone: long segments too.
+    secrets += [part for part in parts.path.split("/") if len(part) >= SEGMENT_MIN]
+    secrets += [unquote(secret) for secret in secrets]
+    text = text.replace(url, shown) if url else text
+    for secret in sorted({s for s in secrets if len(s) > 1}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return mask_secrets(text)
 
 
 # --- outbox -------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def test_every_acknowledged_write_survives_a_rollback(lab: RunningLab, base: str
         result = relctl(lab.state_dir, "apply", str(RELEASES / "ledger-2.0.1.yml"), "--yes",
                         "--json", "--force")
         time.sleep(1)
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == 3, result.stdout[-4000:] + result.stderr
     outcome = json.loads(result.stdout)
     host = lab.hosts("app_primary")[0]["name"]
     report = outcome["data"][host]["ledger-db"]
@@ -110,8 +110,10 @@ PLAYBOOK = """\
         dest: /etc/svc/svc.conf
         content: "version={{ svc_version }}\\n"
         mode: "0644"
-    - name: A slow step when the test asks for one
-      ansible.builtin.shell: test ! -e /etc/svc/slow || sleep 20
+    - name: A slow step when the test asks for one, which writes at its own end
+      ansible.builtin.shell: >-
+        test ! -e /etc/svc/slow ||
+        (sleep 20 && echo "version={{ svc_version }} (slow)" > /etc/svc/svc.conf)
       changed_when: false
     - name: A last write after it
       ansible.builtin.copy:
@@ -200,7 +202,7 @@ def test_sigterm_in_a_playbook_leaves_nothing_running_and_nothing_changing(
         if controller.poll() is None:
             controller.kill()
         host_file(lab, "rm -f /etc/svc/slow")
-    assert controller.returncode == 3, err
+    assert controller.returncode == 3, out[-3000:] + err
     outcome = json.loads(out)
     assert "interrupted by SIGTERM" in outcome["message"]
     # nothing of the release is alive: no process runs its playbook or the gate
@@ -209,7 +211,13 @@ def test_sigterm_in_a_playbook_leaves_nothing_running_and_nothing_changing(
     assert left == []
     restored = host_file(lab, "cat /etc/svc/svc.conf")
     assert restored == "version=1 (final)"
-    time.sleep(25)  # the slow task would have ended and written "version=2 (final)"
+    # nothing of the release runs on the host either: the task in flight was stopped
+    shown = json.loads(relctl(lab.state_dir, "show", "svc-2", "--json").stdout)
+    rollback = next(p for p in shown["phases"] if p["name"] == "rollback")
+    assert any("sleep 20" in line for lines in rollback["detail"]["stopped_on_hosts"].values()
+               for line in lines), rollback
+    assert "sleep 20" not in host_file(lab, "ps -eo args")
+    time.sleep(25)  # the slow task would have ended and written "version=2 (slow)"
     assert host_file(lab, "cat /etc/svc/svc.conf") == restored
     # the journal says the playbook was stopped, not that it ended well
     with sqlite3.connect(f"file:{lab.state_dir / 'journal.sqlite'}?mode=ro", uri=True) as conn:

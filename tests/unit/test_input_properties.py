@@ -2,7 +2,8 @@
 refused with exit 2 and a located message; never another exception, never over 2 s.
 
 Inputs are the valid examples mutated (a value swapped for a hostile one, a key dropped
-or added, bytes inserted or cut) and raw bytes: 2,100 cases per run in all. Derandomized:
+or added, bytes inserted or cut), raw bytes, and generated paths, member names, template
+strings and record ids: 2,750 cases per run in all. Derandomized:
 the same cases each run, so a failure is never a fluke of one CI run.
 """
 
@@ -241,3 +242,146 @@ def test_journal_and_history_options_are_accepted_or_refused(tree: Path,
             assert ran.stderr.startswith("error: "), ran
 
     run()
+
+
+# --- generated paths, member names and template strings (issue 25) ----------------------
+# 200 + 150 + 150 + 150 = 650 more cases per run: a manifest that loads keeps them as
+# written (data, never a template), one that does not is refused with a line; an id on
+# the command line is found or refused (exit 2); never a traceback, never over 2 s.
+
+SEGMENTS = ["..", ".", "", "~", "~root", "$HOME", "${X}", "$(id)", "`id`", "{{ x }}",
+            "\x00", "\n", "\t", " ", "-rf", "*", "?", "[a]", "é", "\u202e", "%2e%2e",
+            "a" * 255, "b" * 300, ".relctl-restore", "current", "proc", "dev", "etc"]
+
+
+@st.composite
+def hostile_paths(draw: st.DrawFn) -> str:
+    """Paths as an attacker writes them: ``..``, links' names, NULs, huge segments."""
+    parts = draw(st.lists(st.sampled_from(SEGMENTS) | st.text(max_size=12), max_size=8))
+    root = draw(st.sampled_from(["/", "", "./", "../", "//", "~/"]))
+    return root + "/".join(parts)
+
+
+MEMBER_NAMES = st.sampled_from(["..", "../x", "/etc/passwd", "a/../../b", "./.", "a\x00b",
+                                "a\nb", "-", "--help", ".git", "con", "x" * 300, "é/ü",
+                                "<<", "*", "&a", "!!python/name:os.system", "~"]) | st.text(
+                                    min_size=1, max_size=20)
+
+TEMPLATES = st.sampled_from([
+    "{{ lookup('pipe', 'id > /tmp/x; echo 1.0.0') }}", "{% for x in range(10**9) %}x{% endfor %}",
+    "{{ 7*7 }}", "{# c #}", "{{", "}}", "{%", "%}", "${HOME}", "$(id)", "`id`",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}", "!unsafe {{ x }}", "%(x)s", "{0}",
+    "{{ q('env', 'RELCTL_JOURNAL') }}", "{{ x | default(lookup('file', '/etc/shadow')) }}",
+]) | st.builds(lambda a, b: f"{a}{{{{ {b} }}}}", st.text(max_size=8), st.text(max_size=8))
+
+
+def _path_locations(data: Any) -> list[tuple[Any, ...]]:
+    return [where for where in paths_in(data)[1:]
+            if where[-1] in ("path", "root", "source", "tests", "locustfile")
+            or (isinstance(_at(data, where), str) and _at(data, where).startswith(("/", "..")))]
+
+
+def _at(data: Any, where: tuple[Any, ...]) -> Any:
+    for step in where:
+        data = data[step]
+    return data
+
+
+def _set(data: Any, where: tuple[Any, ...], value: Any) -> None:
+    _at(data, where[:-1])[where[-1]] = value
+
+
+def test_generated_paths_are_accepted_or_refused_with_a_line(tree: Path) -> None:
+    originals = examples(tree)
+    cases: list[str] = []
+
+    @settings(max_examples=200, **SETTINGS)  # type: ignore[arg-type]
+    @given(st.sampled_from(sorted(originals)), st.data())
+    def run(name: str, data: st.DataObject) -> None:
+        cases.append(name)
+        document = copy.deepcopy(originals[name][1])
+        for _ in range(data.draw(st.integers(1, 3))):
+            where = data.draw(st.sampled_from(_path_locations(document)))
+            _set(document, where, data.draw(hostile_paths()))
+        path = originals[name][0]
+        path.write_text(dumped(document))
+        check(path, loader(name))
+
+    run()
+    assert len(cases) >= 200  # every generated case ran
+
+
+def test_generated_member_names_are_accepted_or_refused_with_a_line(tree: Path) -> None:
+    originals = examples(tree)
+    path, release = originals["ledger-1.2.0"]
+    cases: list[str] = []
+
+    @settings(max_examples=150, **SETTINGS)  # type: ignore[arg-type]
+    @given(MEMBER_NAMES, MEMBER_NAMES, st.integers(0, 3))
+    def run(item_name: str, key: str, index: int) -> None:
+        cases.append(item_name)
+        document = copy.deepcopy(release)
+        document["items"][index % len(document["items"])]["name"] = item_name
+        document["extravars"] = {**document.get("extravars", {}), key: item_name}
+        path.write_text(dumped(document))
+        check(path, load_manifest)
+
+    run()
+    assert len(cases) >= 150  # every generated case ran
+
+
+def test_template_strings_stay_text(tree: Path) -> None:
+    originals = examples(tree)
+    path, release = originals["ledger-1.2.0"]
+    cases: list[str] = []
+
+    @settings(max_examples=150, **SETTINGS)  # type: ignore[arg-type]
+    @given(TEMPLATES, st.sampled_from(["extravars", "release_manager", "version", "start"]))
+    def run(template: str, field: str) -> None:
+        cases.append(template)
+        document = copy.deepcopy(release)
+        if field == "extravars":
+            document["extravars"] = {**document.get("extravars", {}), "note": template}
+        elif field == "release_manager":
+            document["owners"]["release_manager"] = template
+        elif field == "version":
+            document["version"] = template
+        else:
+            next(i for i in document["items"] if i["kind"] == "service")["start"] = template
+        path.write_text(dumped(document))
+        started = time.monotonic()
+        try:
+            loaded = load_manifest(path)
+        except InputError as error:
+            assert_located(error.message, path)
+        else:
+            if field == "extravars":
+                assert loaded.extravars["note"] == template  # as written: never evaluated
+        assert time.monotonic() - started < LIMIT_S
+
+    run()
+    assert len(cases) >= 150  # every generated case ran
+
+
+ID_TEXT = (st.integers(-(2**70), 2**70).map(str)
+           | st.text(st.characters(categories=["Nd", "No"]), min_size=1, max_size=25)
+           | st.sampled_from(["#", "#1", "1.0", "1e3", "0x1f", "+1", "-0", " 7", "7\n", "9" * 5000])
+           | st.text(min_size=1, max_size=12))
+
+
+def test_cli_ids_are_found_or_refused(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    cases: list[str] = []
+
+    @settings(max_examples=150, **SETTINGS)  # type: ignore[arg-type]
+    @given(ID_TEXT, st.sampled_from([["show"], ["report"], ["drill", "report"]]))
+    def run(record_id: str, command: list[str]) -> None:
+        cases.append(record_id)
+        started = time.monotonic()
+        ran = run_cli(state, *command, "--", _clean(record_id))
+        assert time.monotonic() - started < LIMIT_S
+        assert ran.code == 2, ran  # the journal is empty: no id names a record
+        assert ran.stderr.startswith("error: "), ran
+
+    run()
+    assert len(cases) >= 150  # every generated case ran

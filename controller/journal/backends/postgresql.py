@@ -36,7 +36,8 @@ from controller.journal.errors import (
     JournalUnreachableError,
     UnusableJournalError,
 )
-from controller.journal.locations import mask_url
+from controller.journal.locations import mask_url, url_secrets
+from controller.journal.redaction import mask_secrets
 
 NAMESPACE = 0x72656C63  # "relc": the first key of every advisory lock relctl takes
 MIGRATION_KEY = 0
@@ -64,7 +65,7 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str, busy_timeout_s: float = 10.0) -> None:
         super().__init__(mask_url(url))
-        self._secret = _password(url)
+        self._secrets = _passwords(url)
         try:
             conninfo = make_conninfo("", **{**DEFAULTS, **conninfo_to_dict(url)})
         except psycopg.Error as error:
@@ -159,8 +160,12 @@ class PostgresDatabase(Database):
         ) from error
 
     def _clean(self, error: BaseException) -> str:
+        """The error's first line, every form of the password masked (libpq quotes the
+        bad token of a URL it cannot parse: ``invalid percent-encoded token: "…"``)."""
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return text.replace(self._secret, "***") if self._secret else text
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return mask_secrets(text)
 
 
 class AdvisoryLocks:
@@ -216,9 +221,13 @@ def translate_ddl(statement: str) -> str:
     return "".join(parts)
 
 
-def _password(url: str) -> str | None:
+def _passwords(url: str) -> list[str]:
+    """Every form of the URL's password: as libpq reads it, and as written."""
+    found = url_secrets(url)
     try:
         secret = conninfo_to_dict(url).get("password")
     except psycopg.Error:
-        return None
-    return str(secret) if secret else None
+        secret = None
+    if secret:
+        found.append(str(secret))
+    return sorted(set(found), key=len, reverse=True)

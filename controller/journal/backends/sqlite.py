@@ -13,9 +13,10 @@ import os
 import sqlite3
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from controller.errors import InputError
 from controller.journal.backends.base import Database, Params, Result
 from controller.journal.errors import JournalDatabaseError, UnusableJournalError
 
@@ -31,7 +32,8 @@ class SqliteDatabase(Database):
         super().__init__(str(path))
         try:
             _check_regular(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _create_private(path)
             self._conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
         except (OSError, ValueError, sqlite3.Error) as error:
             raise UnusableJournalError(f"cannot open the journal {path}: {error}") from error
@@ -81,6 +83,9 @@ class SqliteDatabase(Database):
         except sqlite3.Error as error:
             raise JournalDatabaseError(
                 f"the journal {self.where} refused a statement: {error}") from error
+        except OverflowError as error:  # a number past 64 bits, from input not checked
+            raise InputError(f"a number too large for the journal {self.where}: {error}"
+                             ) from error
 
 
 def _check_regular(path: Path) -> None:
@@ -90,6 +95,21 @@ def _check_regular(path: Path) -> None:
         return
     if not stat.S_ISREG(mode):
         raise UnusableJournalError(f"the journal {path} is not a regular file")
+
+
+def _create_private(path: Path) -> None:
+    """A new journal file is 0600 (its -wal and -shm files take its mode): it holds the
+    releases' events. An existing one is left as its owner made it, but for what anyone
+    may read: a journal is never for everybody."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        info = os.stat(path)
+        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o007:
+            with suppress(OSError):  # a journal on read-only media is still read
+                os.chmod(path, stat.S_IMODE(info.st_mode) & ~0o007)
+        return
+    os.close(fd)
 
 
 def _configure(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
