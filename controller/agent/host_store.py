@@ -25,10 +25,8 @@ restore  the objects it needs are checked against their sha256 first; any missin
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
-import secrets
 import sqlite3
 import time
 from pathlib import Path
@@ -40,7 +38,6 @@ if __name__ != "relctl_agent":  # on a host, the sources before ran first, in on
         in_folder,
         link_maker,
         open_folder,
-        open_regular,
         place_at,
         remove_link,
         set_owner,
@@ -68,7 +65,6 @@ if __name__ != "relctl_agent":  # on a host, the sources before ran first, in on
         restore_package,
         service_running,
         set_service,
-        sha256_file,
         sqlite_digest,
     )
     from controller.agent.sqlite_carry import (
@@ -77,62 +73,15 @@ if __name__ != "relctl_agent":  # on a host, the sources before ran first, in on
         private_copy,
     )
     from controller.agent.trees import (
+        Store,
         capture_entry,
         check_entry,
-        is_sha,
         node_maker,
         rebuild_tree,
         release_intact,
         release_parts,
         tree_members,
     )
-
-
-class Store:
-    """The host's copy: a folder only root reads (0700)."""
-
-    def __init__(self, root: str, scope: str) -> None:
-        self.root = Path(root) / "snapshots" / scope
-        self.objects = self.root / "objects"
-        self.objects.mkdir(parents=True, exist_ok=True)
-        for folder in (Path(root), self.root.parent, self.root, self.objects):
-            os.chmod(folder, 0o700)
-
-    def path(self, sha: str) -> Path:
-        if not is_sha(sha):
-            raise RefusedError(f"{str(sha)[:80]!r} names no snapshot object")
-        return self.objects / sha
-
-    def add_file(self, source: Path) -> str:
-        """Copy the regular file ``source`` in under its sha256 (once), read once through
-        an fd of the file itself (``open_regular``: no link followed, no FIFO waited on)."""
-        partial = self.objects / f".{secrets.token_hex(12)}.partial"
-        digest = hashlib.sha256()
-        with os.fdopen(open_regular(source), "rb") as src, partial.open("xb") as out:
-            for block in iter(lambda: src.read(1 << 20), b""):
-                digest.update(block)
-                out.write(block)
-        sha = digest.hexdigest()
-        if self.intact(sha):
-            partial.unlink()
-        else:
-            os.replace(partial, self.path(sha))
-        return sha
-
-    def add_bytes(self, data: bytes) -> str:
-        sha = hashlib.sha256(data).hexdigest()
-        if not self.intact(sha):
-            partial = self.objects / f".{sha}.partial"
-            partial.write_bytes(data)
-            os.replace(partial, self.path(sha))
-        return sha
-
-    def intact(self, sha: str) -> bool:
-        path = self.path(sha)
-        return path.is_file() and sha256_file(path) == sha
-
-    def index_path(self, snapshot: str) -> Path:
-        return self.root / f"{snapshot}.json"
 
 
 # -- capture ---------------------------------------------------------------------------

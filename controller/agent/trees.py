@@ -1,6 +1,7 @@
-"""Items into the host's store and back: capture of each kind of item, and a snapshot's
-entries and trees checked before anything is written, then rebuilt through confined
-paths (``confined.py``).
+"""Items into the host's store and back: the store itself (``Store``: content-addressed
+objects in a folder only root reads), the capture of each kind of item, and a
+snapshot's entries and trees checked before anything is written, then rebuilt through
+confined paths (``confined.py``).
 
 Runs on the host after ``snapshot_agent.py`` and before ``host_store.py``, in the same
 namespace (``controller/adapters/host_agent.py``). Stdlib only. A tree is captured as its
@@ -12,15 +13,14 @@ write) names nothing outside its tree, or the whole restore of the item is refus
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # only an annotation here: host_store.py runs after this
-    from controller.agent.host_store import Store
+from typing import Any
 
 if __name__ != "relctl_agent":  # on a host, the sources before ran first, in one namespace
     from controller.agent.confined import (
@@ -30,6 +30,7 @@ if __name__ != "relctl_agent":  # on a host, the sources before ran first, in on
         file_maker,
         file_type,
         link_maker,
+        open_regular,
         remove_at,
     )
     from controller.agent.protocol import (
@@ -42,10 +43,58 @@ if __name__ != "relctl_agent":  # on a host, the sources before ran first, in on
         node_digest,
         package_version,
         service_running,
+        sha256_file,
         sqlite_digest,
         tree_digest,
         tree_entries,
     )
+
+
+class Store:
+    """The host's copy: a folder only root reads (0700)."""
+
+    def __init__(self, root: str, scope: str) -> None:
+        self.root = Path(root) / "snapshots" / scope
+        self.objects = self.root / "objects"
+        self.objects.mkdir(parents=True, exist_ok=True)
+        for folder in (Path(root), self.root.parent, self.root, self.objects):
+            os.chmod(folder, 0o700)
+
+    def path(self, sha: str) -> Path:
+        if not is_sha(sha):
+            raise RefusedError(f"{str(sha)[:80]!r} names no snapshot object")
+        return self.objects / sha
+
+    def add_file(self, source: Path) -> str:
+        """Copy the regular file ``source`` in under its sha256 (once), read once through
+        an fd of the file itself (``open_regular``: no link followed, no FIFO waited on)."""
+        partial = self.objects / f".{secrets.token_hex(12)}.partial"
+        digest = hashlib.sha256()
+        with os.fdopen(open_regular(source), "rb") as src, partial.open("xb") as out:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+        sha = digest.hexdigest()
+        if self.intact(sha):
+            partial.unlink()
+        else:
+            os.replace(partial, self.path(sha))
+        return sha
+
+    def add_bytes(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        if not self.intact(sha):
+            partial = self.objects / f".{sha}.partial"
+            partial.write_bytes(data)
+            os.replace(partial, self.path(sha))
+        return sha
+
+    def intact(self, sha: str) -> bool:
+        path = self.path(sha)
+        return path.is_file() and sha256_file(path) == sha
+
+    def index_path(self, snapshot: str) -> Path:
+        return self.root / f"{snapshot}.json"
 
 
 def is_sha(name: Any) -> bool:

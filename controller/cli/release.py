@@ -84,8 +84,9 @@ def apply(app: AppContext, manifest: Path, inventory: Path | None, dry_run: bool
     changed (nothing to roll back; a signal later rolls back: 3).
     """
     loaded = load_manifest(manifest)
+    journal = app.journal()  # an unreachable journal: exit 7 before anything is made
     env = resolve_environment(app.state_dir, loaded, inventory)
-    engine = ReleaseEngine(loaded, env, app.journal(), progress_printer(as_json),
+    engine = ReleaseEngine(loaded, env, journal, progress_printer(as_json),
                            _notifier(loaded, as_json), approval_wait=wait_approval, force=force)
     if dry_run:
         with requests_on_signals(engine.cancel.request):

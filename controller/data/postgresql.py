@@ -43,7 +43,8 @@ from typing import IO, Protocol
 import psycopg
 
 from controller.data.engine import Capture, CarryReport, CarryRequest, DataRestoreError
-from controller.data.pg_carry import PgCarry, describe, lock_tables
+from controller.data.pg_carry import PgCarry
+from controller.data.pg_catalog import describe, lock_tables
 from controller.errors import DataUnreachableError, InputError, PrerequisiteError
 from controller.models.items import PostgresDatabase
 from controller.models.rows import TableRows

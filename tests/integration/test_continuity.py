@@ -194,10 +194,18 @@ def test_failover_with_primary_unreachable_then_failback_catch_up(site: RunningL
 LEDGERCTL = "/srv/ledger/current/bin/ledgerctl {} --config /etc/ledger/ledger.conf"
 
 
+class LabInventoryLoader(yaml.SafeLoader):
+    """The lab's inventory, whose service values are Ansible's ``!unsafe`` text."""
+
+
+LabInventoryLoader.add_constructor(
+    "!unsafe", lambda loader, node: loader.construct_scalar(node))
+
+
 def own_inventory(lab: RunningLab, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     status = relctl_json(lab.state_dir, "lab", "status")
-    lab_vars = yaml.safe_load(lab.inventory.read_text())["all"]["vars"]
+    lab_vars = yaml.load(lab.inventory.read_text(), LabInventoryLoader)["all"]["vars"]
     groups = {"app_primary": "east", "app_backup": "west", "lb": "edge"}
     lines = ["[all:vars]"] + [f"{k}={v}" for k, v in lab_vars.items()
                               if k.startswith("ansible_") or k == "service_manager"]
