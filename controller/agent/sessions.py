@@ -57,9 +57,9 @@ def stop_sessions(request: StopSessionsRequest) -> StopSessionsReply:
     return reply
 
 
-def _process_table() -> dict[int, tuple[int, int, int]]:
-    """Every process: pid -> (parent pid, start time in clock ticks since boot, session)."""
-    table: dict[int, tuple[int, int, int]] = {}
+def _process_table() -> dict[int, tuple[int, int, bool]]:
+    """Every process: pid -> (parent pid, start time in clock ticks since boot, alive)."""
+    table: dict[int, tuple[int, int, bool]] = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
             info = _stat(int(name))
@@ -68,15 +68,16 @@ def _process_table() -> dict[int, tuple[int, int, int]]:
     return table
 
 
-def _stat(pid: int) -> tuple[int, int, int] | None:
-    """(parent pid, start ticks, session) from /proc/PID/stat, or None when it is gone."""
+def _stat(pid: int) -> tuple[int, int, bool] | None:
+    """(parent pid, start ticks, alive: not a zombie) from /proc/PID/stat, or None when
+    the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             text = handle.read().decode("ascii", "replace")
     except OSError:
         return None
     fields = text[text.rindex(")") + 2:].split()  # the name may hold spaces and ")"
-    return int(fields[1]), int(fields[19]), int(fields[3])
+    return int(fields[1]), int(fields[19]), fields[0] not in ("Z", "X")
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -99,7 +100,7 @@ def _command(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()[:200]
 
 
-def _ancestors(pid: int, table: dict[int, tuple[int, int, int]]) -> set[int]:
+def _ancestors(pid: int, table: dict[int, tuple[int, int, bool]]) -> set[int]:
     found: set[int] = set()
     while pid in table and pid not in found:
         found.add(pid)
@@ -107,7 +108,7 @@ def _ancestors(pid: int, table: dict[int, tuple[int, int, int]]) -> set[int]:
     return found
 
 
-def _with_descendants(roots: list[int], table: dict[int, tuple[int, int, int]],
+def _with_descendants(roots: list[int], table: dict[int, tuple[int, int, bool]],
                       spared: set[int]) -> set[int]:
     """``roots`` and everything under them, not going into ``spared``."""
     children: dict[int, list[int]] = {}
@@ -126,16 +127,7 @@ def _with_descendants(roots: list[int], table: dict[int, tuple[int, int, int]],
 def _same(pid: int, start: int) -> bool:
     """Whether ``pid`` is still the process that started at ``start`` (not a reused pid)."""
     info = _stat(pid)
-    return info is not None and info[1] == start and not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            text = handle.read().decode("ascii", "replace")
-    except OSError:
-        return True
-    return text[text.rindex(")") + 2:].split()[0] in ("Z", "X")
+    return info is not None and info[1] == start and info[2]
 
 
 def _signal_all(targets: dict[int, int], signum: int) -> None:

@@ -78,11 +78,9 @@ class ReleaseEngine:
     # The ssh connections a cut-short playbook ran over: what it left on the hosts is
     # stopped before the restore (``agent/sessions.py``).
     cut_connections: set[str] = field(default_factory=set)
-    # Only processes started since the cut-short playbook began are its own (a service an
-    # earlier batch started over the same connection is not): that start (monotonic), or
-    # for a dead controller's children (``resume``) how long ago they began.
+    # Only processes started since the cut-short playbook began (monotonic) are its own:
+    # a service an earlier batch started over the same connection is not.
     cut_since: float | None = None
-    cut_age_s: float | None = None
 
     def apply(self) -> ReleaseOutcome:
         """Refuse a bad release, check sign-offs, lock, snapshot, apply in batches, verify,
@@ -152,7 +150,7 @@ class ReleaseEngine:
         began (a child that ended by itself left nothing to stop)."""
         left = orphan_connections(self.journal, record.id)
         self.cut_connections.update(left.connections)
-        self.cut_age_s = left.age_s
+        self.cut_since = time.monotonic() - left.age_s
 
     def stopped_at(self, record: ReleaseRecord) -> str:
         """Where an unfinished release stopped, for people (phase, state, hosts)."""
@@ -349,8 +347,7 @@ class ReleaseEngine:
                                started: float) -> dict[str, list[str]]:
         """Stop what a cut-short playbook left running on ``hosts`` (its task in flight
         goes on after the ssh connection closes) before anything is restored."""
-        age = (self.cut_age_s if self.cut_age_s is not None else
-               time.monotonic() - (self.cut_since if self.cut_since is not None else started))
+        age = time.monotonic() - (self.cut_since if self.cut_since is not None else started)
         stopped = snapshots.stop_sessions(hosts, sorted(self.cut_connections), age)
         for host, lines in stopped.items():
             if lines:
