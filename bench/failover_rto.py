@@ -2,7 +2,8 @@
 HAProxy's own health-check failover (``inter 2s fall 3 rise 2``), against the goals.
 
 1. Lab at 127.0.60.10 (or $RELCTL_BENCH_BASE); ledger 1.0.0 on the primaries, ``relctl
-   apply`` of 1.1.0 (the journal's last good release), 1.1.0 on the backup (warm standby).
+   replicate`` then ``relctl apply`` of 1.1.0 (the journal's last good release): the
+   backup site, never deployed by hand, follows the release (a warm standby).
 2. ``relctl drill site-loss``, then ``host-loss``, RUNS times each (each drill restores the
    lab itself); the median, min and max of its measures: detection, preflight, switch,
    verify, RTO (fault -> every critical function verified through the LB), RPO, failed
@@ -86,15 +87,17 @@ def fresh_state() -> None:
 
 
 def start_lab() -> None:
-    """2 primaries + 1 backup; 1.1.0 released through relctl (last good), warm standby."""
+    """2 primaries + 1 backup; 1.1.0 released through relctl (last good); the backup
+    site, cold, untouched by hand: it follows the release (the plan lists the manifest
+    under ``releases``, and ``replicate`` first makes the plan known to the journal)."""
     say(f"lab up (2 primaries, 1 backup) at {BASE}, state {STATE}")
     relctl(STATE, "lab", "up", "--primary", "2", "--backup", "1", "--base-address", BASE,
            *LEDGER)
     deploy_ledger(STATE, "1.0.0", "app_primary")
-    say("relctl apply examples/releases/ledger-1.1.0.yml")
+    relctl(STATE, "replicate", "--plan", PLAN)
+    say("relctl apply examples/releases/ledger-1.1.0.yml (the backup site follows)")
     outcome = relctl(STATE, "apply", "examples/releases/ledger-1.1.0.yml", "--yes")
-    say(f"ledger-1.1.0: {outcome.get('state')}")
-    deploy_ledger(STATE, "1.1.0", "app_backup")
+    say(f"ledger-1.1.0: {outcome.get('state')}; backup site: {outcome.get('backup_site')}")
 
 
 def lab_down() -> None:

@@ -14,6 +14,8 @@
     └── SignoffMissingError          exit 11  the environment requires sign-offs the
                                               release lacks: nothing was touched
     (exit 10: a drill ran, and measured RTO/RPO missed a target)
+    (exit 12: a signal stopped a release before any host changed)
+    (exit 13: released on the primaries, but the backup site did not follow it)
 
 Library code raises these and never prints or exits; ``controller.cli`` maps them to a
 message and an exit code in one place.
@@ -41,6 +43,7 @@ class ExitCode(IntEnum):
     TARGETS_MISSED = 10
     SIGNOFF_MISSING = 11
     INTERRUPTED = 12  # a signal stopped the release before any host changed
+    BACKUP_BEHIND = 13  # released on the primaries; the backup site did not follow
 
 
 class RelctlError(Exception):

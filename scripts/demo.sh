@@ -18,6 +18,9 @@ for _ in 1 2 3; do http GET "$url/version"; done
 http POST "$url/tx" '{"account": "alice", "amount_cents": 1250}'
 http GET "$url/tx/1"
 
+step "3b. Replicate to the backup site: the continuity plan covers ledger's releases, so from now on the backup site follows each one"
+relctl replicate --plan examples/continuity/ledger-lab.yml
+
 step "4. Plan 1.1.0 (runbook, rollback plan, risks), then release it: snapshot, canary, batches, gates"
 relctl plan examples/releases/ledger-1.1.0.yml -o "$DEMO_DIR/plan-ledger-1.1.0.md"
 sed -n '/^## 3. Cut-over runbook/,/^## 4/p' "$DEMO_DIR/plan-ledger-1.1.0.md" | head -n -1
@@ -42,8 +45,7 @@ http GET "$url/tx/1"
 step "8. History, from the journal"
 relctl history
 
-step "9. DR drill: the whole primary site is lost under load; relctl fails over to the backup site"
-deploy --limit app_backup 1.2.0   # the backup site: a warm standby on the last good release
+step "9. DR drill: the whole primary site is lost under load; relctl fails over to the backup site (already on 1.2.0: it followed the release)"
 set +e; relctl drill site-loss --plan examples/continuity/ledger-lab.yml; code=$?; set -e
 echo "drill exit code: $code (0 targets met, 10 a target missed)"; [ "$code" = 0 ] || [ "$code" = 10 ]
 http GET "$url/tx/1"

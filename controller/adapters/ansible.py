@@ -20,7 +20,9 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -89,6 +91,13 @@ class PlaybookResult:
     stopped: list[int] = field(default_factory=list)  # pids it left that relctl stopped
     # Cut short: the ssh connections relctl held then (``stop_sessions`` on the hosts).
     connections: list[str] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)  # the hosts of ``--limit``, if any
+
+    @property
+    def matched_none(self) -> bool:
+        """The run was limited to hosts and no play matched any of them (Ansible says
+        "skipping: no hosts matched" and exits 0): nothing was deployed."""
+        return bool(self.asked) and not set(self.asked) & set(self.hosts)
 
     @property
     def cancelled(self) -> bool:
@@ -96,7 +105,8 @@ class PlaybookResult:
 
     @property
     def succeeded(self) -> bool:
-        return self.rc == 0 and self.status == "successful" and not self.failed_hosts
+        return (self.rc == 0 and self.status == "successful" and not self.failed_hosts
+                and not self.matched_none)
 
     @property
     def failed_hosts(self) -> list[str]:
@@ -186,7 +196,45 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Pla
         hosts=hosts,
         stopped=child.stopped,
         connections=child.connections,
+        asked=[h for h in (run.limit or "").split(",") if h],
     )
+
+
+def playbook_hosts(playbook: Path, inventory: Path, ansible_cfg: Path, limit: list[str],
+                   extravars: Mapping[str, Any], runs_dir: Path) -> list[str]:
+    """The hosts of ``limit`` that some play of ``playbook`` targets, as ``ansible-playbook
+    --list-hosts`` resolves them (no host is contacted, no task runs); ``InputError``
+    when Ansible cannot read the playbook."""
+    runs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ansible_cfg), "PATH": tools_path()}
+    env = {k: v for k, v in env.items() if k not in WITHHELD}
+    private = Path(tempfile.mkdtemp(prefix="list-hosts-", dir=runs_dir))
+    try:
+        with extravars_file(private, dict(extravars)) as extra:
+            result = subprocess.run(
+                ["ansible-playbook", "--list-hosts", "-i", str(inventory), "--limit",
+                 ",".join(limit), *(["-e", f"@{extra}"] if extra else []), str(playbook)],
+                capture_output=True, text=True, env=env, check=False, timeout=120)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    if result.returncode != 0:
+        found = list(ANSIBLE_ERROR.finditer(result.stderr + result.stdout))
+        text = plain_text((result.stderr + result.stdout)[found[-1].start():] if found
+                          else result.stderr)
+        raise InputError(f"ansible-playbook cannot list the hosts of {playbook}: "
+                         + " ".join(text.split())[:600])
+    return listed_hosts(result.stdout, limit)
+
+
+def listed_hosts(output: str, limit: list[str]) -> list[str]:
+    """The hosts of ``limit`` named under a ``hosts (N):`` line of ``--list-hosts``."""
+    found: set[str] = set()
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        match = re.match(r"\s*hosts \((\d+)\):\s*$", line)
+        if match:
+            found.update(name.strip() for name in lines[index + 1:index + 1 + int(match[1])])
+    return [host for host in limit if host in found]
 
 
 def child_environment(prepared: Mapping[str, str], explicit: Mapping[str, str],
@@ -304,6 +352,9 @@ def failure_summary(result: PlaybookResult) -> str:
     messages = [f"{name}: {m}" for name, h in sorted(result.hosts.items()) for m in h.messages]
     stdout = result.artifact_dir / "stdout"
     where = f" (full output: {stdout})" if stdout.exists() else ""
+    if result.matched_none and result.rc == 0:
+        return (f"no play matched {', '.join(result.asked)}: nothing ran there (check the "
+                "plays' hosts: patterns against the inventory's groups)" + where)
     if messages:
         return plain_text("; ".join(messages))[:1500] + where
     text = plain_text(stdout.read_text(errors="replace")) if stdout.exists() else ""

@@ -37,6 +37,8 @@ from controller.agent.protocol import (
     CaptureRequest,
     CopyDataReply,
     CopyDataRequest,
+    HelloReply,
+    HelloRequest,
     LitestreamReply,
     LitestreamRequest,
     LoadDataReply,
@@ -59,7 +61,8 @@ AGENT_SOURCES = tuple(Path(module.__file__ or "") for module in (
 
 R = TypeVar("R", bound=Reply)
 Request = (CaptureRequest | RestoreRequest | VerifyRequest | ServicesRequest
-           | CopyDataRequest | LoadDataRequest | LitestreamRequest | StopSessionsRequest)
+           | CopyDataRequest | LoadDataRequest | LitestreamRequest | StopSessionsRequest
+           | HelloRequest)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,11 @@ class HostAgent:
     def stop_sessions(self, label: str, requests: Mapping[str, StopSessionsRequest]
                       ) -> dict[str, AgentReply[StopSessionsReply]]:
         return self._run(label, requests, StopSessionsReply)
+
+    def hello(self, label: str, hosts: list[str]) -> dict[str, AgentReply[HelloReply]]:
+        """Each host answers with its Python's version (reachable, and able to run us)."""
+        request: HelloRequest = {"command": "hello"}
+        return self._run(label, dict.fromkeys(hosts, request), HelloReply)
 
     def _run(self, label: str, requests: Mapping[str, Request], _reply: type[R]
              ) -> dict[str, AgentReply[R]]:

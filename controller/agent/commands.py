@@ -14,14 +14,14 @@ from typing import Any
 if __name__ != "relctl_agent":  # on a host, the other sources ran first in this namespace
     from controller.agent.host_store import capture, restore, services, verify
     from controller.agent.litestream_agent import litestream
-    from controller.agent.protocol import python_ok
+    from controller.agent.protocol import hello, python_ok
     from controller.agent.sessions import stop_sessions
     from controller.agent.snapshot_agent import copy_data, load_data
 
 HANDLERS: dict[str, Any] = {
     "capture": capture, "restore": restore, "verify": verify, "services": services,
     "copy_data": copy_data, "load_data": load_data, "litestream": litestream,
-    "stop_sessions": stop_sessions}
+    "stop_sessions": stop_sessions, "hello": hello}
 
 
 def serve() -> int:

@@ -8,9 +8,14 @@ One of the host agent's sources (``protocol.py``: the ``litestream`` command, wi
     status SPEC   whether it runs, and per database: the local txid, the newest txid in
                   the replica and that transaction's time, and the lag
     stop SPEC     stop the ``litestream replicate`` of the pid file (only that process)
-    restore SPEC  write the config; ``litestream restore`` each database's newest state
-                  into SPEC.out, then copy it into the live database through SQLite's
-                  online backup API (the service keeps running)
+    follow SPEC   on a backup host: keep a warm copy of each database, ``litestream
+                  restore -f`` (Litestream's follow mode: restored once, then every new
+                  transaction applied as it arrives), detached, a pid file per database
+    restore SPEC  write the config; each database's newest state into SPEC.out: from its
+                  warm copy when a follower keeps one (the follower stopped once it
+                  applied the replica's newest transaction: a failover loads only a local
+                  file), else ``litestream restore``; then copied into the live database
+                  through SQLite's online backup API (the service keeps running)
 
 A binary that is missing or not the one relctl ships (``binary_sha256``) is answered with
 ``install``: the controller installs it and asks again. The config is written as JSON,
@@ -20,10 +25,13 @@ which YAML (Litestream's format) reads as is.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -156,39 +164,166 @@ def _header_times(db: LitestreamDb, txid: int) -> list[float]:
 
 
 def stop(spec: LitestreamSpec) -> LitestreamReply:
+    """Stop ``litestream replicate`` (the writer) and every follower (a backup host)."""
     pid = running(spec)
     if pid is not None:
+        _stop_pid(pid, 10)
+        Path(spec["pidfile"]).unlink(missing_ok=True)  # only ours: another config's stays
+    followers = [stop_following(spec, db) for db in spec["dbs"]]
+    return {"ok": True, "stopped": pid, "followers_stopped": [p for p in followers if p]}
+
+
+def _stop_pid(pid: int, grace: float) -> None:
+    """SIGTERM ``pid``, SIGKILL after ``grace`` seconds; returns once it is gone."""
+    try:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if Path(f"/proc/{pid}").exists():
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while _running_pid(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if _running_pid(pid):
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    Path(spec["pidfile"]).unlink(missing_ok=True)
-    return {"ok": True, "stopped": pid}
+
+
+def _running_pid(pid: int) -> bool:
+    """``pid`` runs (a zombie, dead and not yet reaped by its parent, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+
+
+FOLLOW_INTERVAL = "100ms"  # how often a follower polls the replica for new transactions
+APPLIED = re.compile(r"(?:to_txid|txid)=([0-9a-fA-F]{16})")
+
+
+def _warm(spec: LitestreamSpec, db: LitestreamDb, suffix: str) -> Path:
+    """The warm copy of ``db`` (``.db``), its follower's pid file and log."""
+    return Path(spec["warm_dir"]) / f"{db['name']}{suffix}"
+
+
+def following(spec: LitestreamSpec, db: LitestreamDb) -> int | None:
+    """The pid of the follower keeping ``db``'s warm copy, from its pid file."""
+    try:
+        pid = int(_warm(spec, db, ".pid").read_text().strip())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    wanted = [b"restore", b"-f", os.fsencode(str(_warm(spec, db, ".db")))]
+    return pid if all(part in argv for part in wanted) else None  # not a reused pid
+
+
+def follow(spec: LitestreamSpec) -> LitestreamReply:
+    """Start a follower for each database that has none (a new warm copy, restored in
+    full first); then which pid follows which database."""
+    write_config(spec)
+    started = []
+    for db in spec["dbs"]:
+        if following(spec, db) is not None:
+            continue
+        deadline = time.monotonic() + 10  # a writer just started ships its first snapshot
+        while newest_replicated(spec, db)[0] is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        warm = _warm(spec, db, ".db")
+        warm.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for stale in (warm, Path(f"{warm}-wal"), Path(f"{warm}-shm")):
+            stale.unlink(missing_ok=True)
+        with _warm(spec, db, ".log").open("wb") as log:
+            child = subprocess.Popen(
+                [spec["binary"], "restore", "-config", spec["config"], "-f",
+                 "-follow-interval", FOLLOW_INTERVAL, "-o", str(warm), db["path"]],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True)
+        _warm(spec, db, ".pid").write_text(f"{child.pid}\n")
+        started.append((db, child))
+    for db, child in started:
+        deadline = time.monotonic() + 5
+        while child.poll() is None and applied(spec, db) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if child.poll() is not None:
+            tail = _warm(spec, db, ".log").read_text(errors="replace")[-600:]
+            return {"ok": False, "error": f"litestream restore -f of {db['path']} exited "
+                                          f"{child.returncode}: {tail}"}
+    return {"ok": True, "following": {db["name"]: following(spec, db) for db in spec["dbs"]}}
+
+
+def applied(spec: LitestreamSpec, db: LitestreamDb) -> int | None:
+    """The newest transaction the follower of ``db`` applied, from its log."""
+    try:
+        text = _warm(spec, db, ".log").read_text(errors="replace")
+    except OSError:
+        return None
+    found = APPLIED.findall(text)
+    return int(found[-1], 16) if found else None
+
+
+def stop_following(spec: LitestreamSpec, db: LitestreamDb) -> int | None:
+    """Stop the follower of ``db`` (SIGTERM, SIGKILL after 5 s); the pid it had."""
+    pid = following(spec, db)
+    if pid is not None:
+        _stop_pid(pid, 5)
+    _warm(spec, db, ".pid").unlink(missing_ok=True)
+    return pid
+
+
+def warm_copy(spec: LitestreamSpec, db: LitestreamDb, copy: Path) -> int | None:
+    """``db``'s newest replicated state from its warm copy, into ``copy``: the follower
+    stopped once it applied the replica's newest transaction, the copy checked
+    (``quick_check``); its txid, or None when there is no such warm copy (no follower,
+    behind after 3 s, or damaged): the caller restores from the replica."""
+    if following(spec, db) is None:
+        return None
+    newest, _ = newest_replicated(spec, db)
+    deadline = time.monotonic() + 3
+    while newest is not None and (applied(spec, db) or 0) < newest \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop_following(spec, db)
+    done = applied(spec, db)
+    if newest is None or done is None or done < newest:
+        return None
+    warm = _warm(spec, db, ".db")
+    try:
+        backup_database(warm, copy)
+        check = sqlite3.connect(str(copy))
+        try:
+            ok = check.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        finally:
+            check.close()
+    except sqlite3.Error:
+        return None
+    return done if ok else None
 
 
 def restore_replica(spec: LitestreamSpec, out: Path) -> LitestreamReply:
-    """``litestream restore`` of each database into ``out``, loaded into the live one."""
+    """Each database's newest state (its warm copy, else ``litestream restore``) into
+    ``out``, loaded into the live one."""
     write_config(spec)
     restored = {}
     for db in spec["dbs"]:
         copy = out / f"{db['name']}.db"
         copy.unlink(missing_ok=True)
-        result = run_litestream(spec, "restore", "-json", "-force", "-if-replica-exists", "-o",
-                            str(copy), db["path"])
-        if result.returncode != 0:
-            return {"ok": False, "error": f"litestream restore of {db['path']} failed: "
-                                          f"{(result.stderr or result.stdout).strip()[-600:]}"}
-        if not copy.exists():
-            return {"ok": True, "dbs": {}, "empty": db["name"]}  # no replica yet
-        summary = json.loads(result.stdout[result.stdout.index("{"):])
-        txid = int(summary["txid"], 16)
+        txid = warm_copy(spec, db, copy)
+        warm = txid is not None
+        if txid is None:
+            copy.unlink(missing_ok=True)
+            result = run_litestream(spec, "restore", "-json", "-force", "-if-replica-exists",
+                                    "-o", str(copy), db["path"])
+            if result.returncode != 0:
+                return {"ok": False, "error": f"litestream restore of {db['path']} failed: "
+                        f"{(result.stderr or result.stdout).strip()[-600:]}"}
+            if not copy.exists():
+                return {"ok": True, "dbs": {}, "empty": db["name"]}  # no replica yet
+            summary = json.loads(result.stdout[result.stdout.index("{"):])
+            txid = int(summary["txid"], 16)
         _, at = newest_replicated(spec, db, txid)
         Path(db["path"]).parent.mkdir(parents=True, exist_ok=True)
         backup_database(copy, Path(db["path"]))
         restored[db["name"]] = {"txid": txid, "replica_at": at, "payload": copy.name,
-                                "bytes": copy.stat().st_size,
+                                "bytes": copy.stat().st_size, "warm": warm,
                                 "sha256": hashlib.sha256(copy.read_bytes()).hexdigest()}
     return {"ok": True, "dbs": restored}
 
@@ -203,7 +338,7 @@ def litestream(request: LitestreamRequest) -> LitestreamReply:
         return {"ok": False, "install": True, "error": f"{binary} is not relctl's litestream"}
     action = request["action"]
     if action != "restore":
-        return {"start": start, "status": status, "stop": stop}[action](spec)
+        return {"start": start, "status": status, "stop": stop, "follow": follow}[action](spec)
     with tempfile.TemporaryDirectory(prefix="relctl-litestream-") as out:
         reply = restore_replica(spec, Path(out))
         if request["fetch"] and reply.get("ok"):

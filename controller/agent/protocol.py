@@ -14,8 +14,9 @@ under each host's own Python (``MIN_PYTHON``).
     services     ServicesRequest         ServicesReply  stop or start the service items
     copy_data    CopyDataRequest         CopyDataReply  consistent copies of the databases
     load_data    LoadDataRequest         LoadDataReply  replica databases into the live ones
-    litestream   LitestreamRequest       LitestreamReply  start | status | stop | restore
+    litestream   LitestreamRequest       LitestreamReply  start|status|stop|follow|restore
     stop_sessions StopSessionsRequest    StopSessionsReply  what a cancelled release left
+    hello        HelloRequest            HelloReply     the host answers: its Python, name
 
 Every reply has ``ok`` and, when not ok, ``error``; any exception on the host is such a
 reply, never a traceback.
@@ -23,6 +24,7 @@ reply, never a traceback.
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import Any, TypedDict
 
@@ -186,12 +188,13 @@ class LitestreamSpec(TypedDict):
     config: str
     pidfile: str
     log: str
+    warm_dir: str  # a backup host's warm copies, their followers' pid files and logs
     dbs: list[LitestreamDb]
 
 
 class LitestreamRequest(TypedDict):
     command: str  # "litestream"
-    action: str  # start | status | stop | restore
+    action: str  # start | status | stop | follow | restore
     spec: LitestreamSpec
     fetch: bool  # restore: send the restored copies back
 
@@ -201,6 +204,8 @@ class LitestreamReply(Reply, total=False):
     running: bool
     pid: int | None
     stopped: int | None  # stop: the pid stopped (None: none of ours ran)
+    followers_stopped: list[int]  # stop: the followers of warm copies stopped
+    following: dict[str, int | None]  # follow: database -> its follower's pid
     empty: str  # restore: a database with no replica yet (nothing was loaded)
     # status: per database local_txid, replica_txid, replica_at, lag_s; restore: txid,
     # replica_at, payload, bytes, sha256
@@ -223,6 +228,21 @@ class SessionProcess(TypedDict):
 class StopSessionsReply(Reply, total=False):
     stopped: list[SessionProcess]
     left: list[SessionProcess]  # alive even after SIGKILL (the reply is not ok)
+
+
+class HelloRequest(TypedDict):
+    command: str  # "hello"
+
+
+class HelloReply(Reply, total=False):
+    python: str  # the interpreter's version, e.g. "3.11.2"
+    hostname: str
+
+
+def hello(_request: HelloRequest) -> HelloReply:
+    """The host answers (continuity preflight: reachable, its Python good enough)."""
+    return {"ok": True, "python": ".".join(map(str, sys.version_info[:3])),
+            "hostname": socket.gethostname()}
 
 
 def python_ok() -> str:

@@ -21,6 +21,9 @@ from controller.cli.output import (
 )
 from controller.cli.params import RECORD_ID
 from controller.engine.continuity import Continuity, Outcome, failback, failover
+from controller.engine.continuity.methods import replicate as replicate_data
+from controller.engine.continuity.methods import replication_of
+from controller.engine.continuity.preflight import Check
 from controller.engine.drill import SCENARIOS, Drill, DrillPlan, plan_drill, restore_drill
 from controller.engine.drill.test_failover import run_test_failover
 from controller.engine.lab import Lab
@@ -98,7 +101,7 @@ def replicate(app: AppContext, plan_path: Path, inventory: Path | None, every: s
     ctx = _open(app, plan_path, inventory, as_json)
     if stop:
         try:
-            stopped = ctx.replication.stop(ctx)
+            stopped = replication_of(ctx).stop(ctx)
         finally:
             ctx.close()
         if as_json:
@@ -113,7 +116,7 @@ def replicate(app: AppContext, plan_path: Path, inventory: Path | None, every: s
     done = 0
     try:
         while True:
-            record = ctx.replicate()
+            record = replicate_data(ctx)
             done += 1
             if as_json:
                 emit_json({"ok": True, **record.as_dict()})
@@ -159,7 +162,10 @@ def failover_command(app: AppContext, plan_path: Path, inventory: Path | None,
     3. HAProxy's runtime API puts the primaries in maintenance: no reload, no
        dropped connections; the change is persisted in HAProxy's server-state file;
     4. every critical function is verified through the LB, most urgent first.
-    RTO and RPO are recorded in the journal. Exit 0 done, 9 failed (a human must act).
+    First, a preflight: the LB has the plan's backend and servers, the backup hosts
+    answer, their versions can be read, the last good release's playbooks match them
+    (exit 2 when a check fails: nothing switched). RTO and RPO are recorded in the
+    journal. Exit 0 done, 9 failed (a human must act).
     """
     ctx = _open(app, plan_path, inventory, as_json)
     if not (yes or as_json or not sys.stdin.isatty()):
@@ -213,15 +219,20 @@ def _scenario_command(name: str, text: str) -> click.Command:
                    "through the LB for its whole length, journals and injects the fault, "
                    "detects it, recovers, measures RTO, RPO and failed requests against the "
                    "plan's targets, undoes the fault, and writes its report (Markdown, JSON, "
-                   "JUnit XML) and the DR plan. Exit 0 targets met, 10 missed, 9 recovery "
-                   "failed, 2 refused (nothing touched).")
+                   "JUnit XML) and the DR plan. Before the fault, a preflight checks the "
+                   "primaries serve, the LB has the plan's backend and servers, every host "
+                   "of both sites answers, versions can be read, the last good release's "
+                   "playbooks match the backups, every fault has a way back, and "
+                   "replication works. Exit 0 targets met, 10 missed, 9 recovery failed, "
+                   "2 refused (a failed check: nothing touched).")
     @PLAN_OPTION
     @INVENTORY_OPTION
     @click.option("--no-restore", is_flag=True,
                   help="Leave the hosts as the drill left them (e.g. failed over); undo "
                   "later with relctl drill restore ID.")
     @click.option("--dry-run", is_flag=True,
-                  help="Print the hosts, the faults and how each is undone; touch nothing.")
+                  help="Print the hosts, the faults and how each is undone, and run the "
+                  "preflight checks (exit 2 when one fails); touch nothing.")
     @click.option("--yes-production", is_flag=True,
                   help="Allow a drill in an environment named production.")
     @JUNIT_OPTION
@@ -234,7 +245,11 @@ def _scenario_command(name: str, text: str) -> click.Command:
         planned = plan_drill(ctx, Lab(app.state_dir / "lab"), name,
                              yes_production=yes_production)
         if dry_run:
-            _print_dry_run(planned, as_json)
+            try:
+                checks = planned.preflight(replicate=False).checks
+            finally:
+                ctx.close()
+            _print_dry_run(planned, checks, as_json)
             return
         outcome = Drill(planned, restore=not no_restore,
                         progress=progress_printer(as_json)).run()
@@ -246,10 +261,11 @@ def _scenario_command(name: str, text: str) -> click.Command:
     return command
 
 
-def _print_dry_run(planned: DrillPlan, as_json: bool) -> None:
+def _print_dry_run(planned: DrillPlan, checks: list[Check], as_json: bool) -> None:
     data = planned.as_dict()
     if as_json:
-        emit_json({"ok": True, "dry_run": True, **data})
+        emit_json({"ok": True, "dry_run": True, **data,
+                   "preflight": [c.as_dict() for c in checks]})
         return
     console.print(f"[bold]dry run[/]: {escape(data['scenario'])} on {escape(data['service'])} "
                   f"in {escape(data['environment'])} ({data['mode']}: "
@@ -260,6 +276,9 @@ def _print_dry_run(planned: DrillPlan, as_json: bool) -> None:
         restore = f" ({fault['restore_command']})" if fault.get("restore_command") else ""
         console.print(f"  {escape(fault['host'])}: {fault['channel']}: "
                       f"{escape(fault['inject'])}; undone by {escape(undo + restore)}")
+    console.print("  preflight (the drill runs these again before its fault):")
+    for check in checks:
+        console.print(f"    [green]ok[/] {escape(check.name)}: {escape(check.detail)}")
 
 
 for _name, _scenario in SCENARIOS.items():
@@ -357,7 +376,9 @@ def drill_report(app: AppContext, drill_id: int, junit: Path | None, html: Path 
 @click.pass_obj
 def drill_list(app: AppContext, as_json: bool) -> None:
     """Every drill, failover, failback and replication in the journal, newest first."""
-    records = app.journal().continuity_records(limit=50)
+    journal = app.journal()
+    journal.settle_abandoned()  # a crashed replication or failover is failed, not running
+    records = journal.continuity_records(limit=50)
     if as_json:
         emit_json([r.as_dict() for r in records])
         return

@@ -62,8 +62,11 @@ def _owner() -> str:
 @click.option("--health-path", default="/health", show_default=True, metavar="PATH",
               help="URL path that answers 200 when the service is healthy.")
 @click.option("--version-path", default="/version", show_default=True, metavar="PATH",
-              help='URL path answering the version (JSON {"version": ...} or bare text); '
-                   f"'{NO_VERSION_PATH}' if there is none.")
+              help='URL path answering the version (JSON such as {"version": ...}, or bare '
+                   f"text); '{NO_VERSION_PATH}' if there is none.")
+@click.option("--version-pointer", default="/version", show_default=True, metavar="POINTER",
+              help="Where the version is in that JSON answer, as a JSON pointer (RFC 6901): "
+                   'e.g. /datasette/version for {"datasette": {"version": "0.64"}}.')
 @click.option("--targets", default="app_primary", show_default=True, metavar="GROUP",
               help="Inventory group released to: the primary site.")
 @click.option("--backup-group", default="app_backup", show_default=True, metavar="GROUP",

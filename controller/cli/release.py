@@ -21,6 +21,7 @@ from controller.cli.output import (
 )
 from controller.cli.signoff import WAIT_APPROVAL_OPTION
 from controller.engine.children import stop_orphans
+from controller.engine.continuity.follow import follow_backups
 from controller.engine.environment import resolve_environment
 from controller.engine.outcome import ReleaseOutcome
 from controller.engine.release import ReleaseEngine
@@ -78,10 +79,18 @@ def apply(app: AppContext, manifest: Path, inventory: Path | None, dry_run: bool
     fails is reported, never fatal.
 
     \b
+    \b
+    The backup site follows: when a continuity plan of the service lists the manifest
+    under `releases` (the plan relctl replicate, failover or a drill last used), the
+    backup hosts are taken out of the LB's rotation, deployed with the same playbooks,
+    checked (version, testinfra) and put back, after the primaries pass.
+
+    \b
     Exit codes: 0 released, 2 invalid manifest or a bad release, 3 rolled back,
     4 rollback failed or refused (needs a human), 5 environment locked,
     11 sign-off missing (nothing touched), 12 stopped by a signal before any host
-    changed (nothing to roll back; a signal later rolls back: 3).
+    changed (nothing to roll back; a signal later rolls back: 3), 13 released on the
+    primaries but the backup site did not follow (they stay released; see backup_site).
     """
     loaded = load_manifest(manifest)
     journal = app.journal()  # an unreachable journal: exit 7 before anything is made
@@ -99,6 +108,9 @@ def apply(app: AppContext, manifest: Path, inventory: Path | None, dry_run: bool
         if board.live is not None:
             engine.on_task = board.on_task  # progress lines scroll above the table
         outcome = engine.apply()
+    if outcome.state == "released":  # the backup site follows, if a plan says so
+        follow_backups(app.state_dir, loaded, journal, inventory, outcome,
+                       progress_printer(as_json))
     _render(outcome, as_json)
 
 

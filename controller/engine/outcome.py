@@ -24,3 +24,5 @@ class ReleaseOutcome:
     data: DataReports = field(default_factory=dict)  # what a rollback did with the data
     # dry run: host -> the tasks that would change it, with their diffs
     changes: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    # released: what the backup site did (its continuity plan covers the manifest)
+    backup_site: dict[str, Any] | None = None

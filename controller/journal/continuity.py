@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.journal.db import JournalBase
-from controller.journal.identity import current_holder
-from controller.journal.records import ContinuityKind, ContinuityRecord, PhaseState
+from controller.journal.identity import current_holder, liveness
+from controller.journal.records import ContinuityKind, ContinuityRecord, Holder, PhaseState
 from controller.journal.redaction import to_json
 
 
@@ -22,11 +22,31 @@ class ContinuityLog(JournalBase):
                          detail: Mapping[str, Any] | None = None) -> int:
         """Record that a replication/failover/failback/drill starts now; returns its id."""
         holder = current_holder()
+        owner = {"owner": {"user": holder.user, "host": holder.host, "pid": holder.pid,
+                           "started": holder.started}}
         return self._insert(
             "INSERT INTO continuity (kind, service, environment, state, started,"
             " operator_user, operator_host, detail) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
             (kind, service, environment, self._now(), holder.user, holder.host,
-             to_json(detail)))
+             to_json({**owner, **(detail or {})})))
+
+    def settle_abandoned(self) -> list[int]:
+        """Mark ``failed`` every running record whose controller, on this machine, is
+        gone (killed mid-replication, mid-failover): a record never says "running" for
+        good. Returns their ids; records of other machines' controllers stay as they are."""
+        settled = []
+        for record in self.continuity_records(state="running", limit=200):
+            owner = record.detail.get("owner")
+            if not isinstance(owner, dict):
+                continue
+            holder = Holder(str(owner.get("user", "")), str(owner.get("host", "")),
+                            int(owner.get("pid", 0)), float(owner.get("started", 0)))
+            if liveness(holder) == "gone":
+                self.end_continuity(record.id, "failed", {"problems": [
+                    *record.detail.get("problems", []),
+                    f"its controller ({holder}) stopped before it ended"]})
+                settled.append(record.id)
+        return settled
 
     def end_continuity(self, record_id: int, state: PhaseState,
                        detail: Mapping[str, Any] | None = None,

@@ -9,6 +9,7 @@ is used (``controller.engine.continuity.Continuity.open``).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -260,7 +261,16 @@ class ContinuityPlan(_Model):
     health_path: str = Field("/health", pattern=URL_PATH, description="Per-host health URL path.")
     version_path: str | None = Field(
         "/version", pattern=URL_PATH,
-        description='Per-host URL answering {"version": ...}; null if the service has none.')
+        description="Per-host URL path that reports the running version; null if the "
+        "service has none.")
+    version_pointer: str = Field(
+        "/version", pattern=r"^(/([^~/]|~[01])*)*$", max_length=500,
+        description='JSON pointer (RFC 6901) to the version in that answer, e.g. '
+        '/datasette/version for {"datasette": {"version": ...}}.')
+    version_pattern: str | None = Field(
+        None, max_length=500,
+        description="Regular expression on the answer's body instead (not JSON): its "
+        "first group, else the whole match, is the version.")
     restart: Command | None = Field(
         None, description="Command that starts the service on a host (drills, failback).")
     contacts: list[Contact] = Field(default_factory=list, description="Who is told.")
@@ -269,9 +279,25 @@ class ContinuityPlan(_Model):
     failover: FailoverPolicy = Field(default_factory=FailoverPolicy,
                                      description="Failover preflight and verification.")
     drill: DrillSettings | None = Field(None, description="Drill load settings.")
+    releases: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=list,
+        description="Release manifests this plan covers, as paths or globs relative to the "
+        "plan (e.g. ../releases/billing-*.yml): `relctl apply` of one of them brings the "
+        "backup site to the released version once the primaries pass (the plan is found "
+        "through the journal's records of it: run relctl replicate once).")
     drills: Literal["allowed", "forbidden"] = Field(
         "forbidden", description="allowed: relctl drill may inject real faults into this "
         "plan's hosts (an environment named production also needs --yes-production).")
+
+    @field_validator("version_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a regular expression: {error}") from None
+        return value
 
     @model_validator(mode="after")
     def _unique(self) -> ContinuityPlan:

@@ -75,6 +75,8 @@ class ScaffoldRequest(_Model):
     check: Command | None = Field(None, description="Command that exits 0 when healthy.")
     health_path: UrlPath = Field("/health", description="Health URL path.")
     version_path: UrlPath | None = Field("/version", description="Version URL path, if any.")
+    version_pointer: str = Field("/version", pattern=r"^(/([^~/]|~[01])*)*$", max_length=500,
+                                 description="JSON pointer to the version in that answer.")
     lb_port: Port = Field(8000, description="Load balancer frontend port.")
     lb_url: Url | None = Field(None, description="Load test URL, if not the lab's.")
     inventory: Path | None = Field(None, description="Ansible inventory, if not the lab's.")

@@ -3,7 +3,8 @@ primary site unreachable, and failback with its catch-up report.
 
 The tests of this module run in order on one lab (2 primaries, 1 backup at 127.0.9.100)
 whose primary site runs ledger 1.1.0, released through relctl (the journal's last good
-release) and whose backup site was deployed the same release ahead (a warm standby).
+release); the backup site, cold until then, followed that release (its continuity plan
+lists the manifest), so it is a warm standby.
 """
 
 from __future__ import annotations
@@ -56,16 +57,24 @@ notify:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
-    manifest = tmp_path_factory.mktemp("continuity") / "guarded-1.1.0.yml"
+    folder = tmp_path_factory.mktemp("continuity")
+    manifest = folder / "guarded-1.1.0.yml"
     # This module proves continuity, not the load gate (test_release does): a latency
     # allowance keeps a noisy 2-core machine from rolling the site's release back.
     text = example_text(ROOT / "examples/releases/ledger-1.1.0.yml").replace(
         "      p95_vs_baseline: 1.3\n", "      p95_vs_baseline: 1.3\n      p95_slack_ms: 200\n")
     manifest.write_text(text + GUARDED)
+    # The plan covers the release: `apply` brings the backup site to it once the
+    # primaries pass (the plan is found through the journal: replicated once first).
+    plan = folder / "covering-plan.yml"
+    plan.write_text(PLAN.read_text().replace("../../loadtests", str(ROOT / "loadtests"))
+                    .replace('releases: ["../releases/ledger-*.yml"]', "releases: [guarded-*.yml]"))
     running = start_lab(primary=2, backup=1, base_address="127.0.9.100")
     try:
         done = deploy_ledger(running.state_dir, "1.0.0")
         assert done.returncode == 0, done.stderr
+        done = relctl(running.state_dir, "replicate", "--plan", str(plan))
+        assert done.returncode == 0, done.stderr  # to a backup site that runs nothing yet
         refused = relctl(running.state_dir, "apply", str(manifest), "--yes")
         assert refused.returncode == 11, refused.stderr
         assert "uat" in refused.stderr
@@ -73,10 +82,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
         signed = relctl(running.state_dir, "signoff", "ledger-1.1.0", "--role", "uat",
                         "--by", "Uma Tester")
         assert signed.returncode == 0, signed.stderr
-        done = relctl(running.state_dir, "apply", str(manifest), "--yes")
+        done = relctl(running.state_dir, "apply", str(manifest), "--yes", "--json")
         assert done.returncode == 0, done.stderr  # the dead webhook fails nothing
-        done = deploy_ledger(running.state_dir, "1.1.0", "app_backup")
-        assert done.returncode == 0, done.stdout + done.stderr
+        followed = json.loads(done.stdout)["backup_site"]
+        assert followed["ok"] and followed["hosts"] == ["backup-1"], followed
+        backup = f"http://{running.hosts('app_backup')[0]['address']}:8080/version"
+        assert http.request("GET", backup).json()["version"] == "1.1.0"
         yield running
     finally:
         stop_lab(running)
@@ -121,6 +132,11 @@ def test_site_loss_drill_fails_over_and_measures(site: RunningLab) -> None:
     assert code == 0, stderr
     measures = report["figures"]["measures"]
     assert report["figures"]["verdict"] == "pass"
+    assert report["figures"]["restored"] is False  # --no-restore: still failed over
+    # the backup site followed the release: the failover deployed nothing
+    events = [what for _, what in report["figures"]["timeline"]]
+    assert not any("deploying" in what for what in events), events
+    assert any("backup site healthy on 1.1.0" in what for what in events), events
     assert 0 < measures["rto_s"] <= 10 and measures["rpo_s"] is not None
     assert measures["detection_s"] is not None and measures["switch_s"] < 1
     assert measures["served_by_after"] == ["backup-1"]
@@ -272,7 +288,7 @@ def test_drills_need_consent_and_dry_run_touches_nothing(site: RunningLab,
     tmp_path = staging
     plan = own_plan(site, tmp_path)
     records = len(relctl_json(site.state_dir, "drill", "list"))
-    runs = len(list((site.state_dir / "runs").iterdir()))
+    runs = changing_runs(site)
     refused = own_plan(site, tmp_path / "refused", **{"drills: allowed": "drills: forbidden"})
     code, _, stderr = drill_json(site, refused, "site-loss")
     assert code == 2, stderr
@@ -290,10 +306,60 @@ def test_drills_need_consent_and_dry_run_touches_nothing(site: RunningLab,
     assert dry["mode"] == "inventory" and dry["primaries"] == ["primary-1", "primary-2"]
     assert {(f["host"], f["channel"]) for f in dry["faults"]} == {
         ("primary-1", "command"), ("primary-2", "command")}
-    # nothing touched: no drill journaled, no Ansible run, the primary still serves
+    # its preflight ran: the same checks as the drill's, every one passed
+    assert {c["name"] for c in dry["preflight"] if c["ok"]} >= {
+        "serving", "lb", "reachable", "versions", "deploy", "way back", "replication"}
+    # nothing touched: no drill journaled, no Ansible run but the preflight's read-only
+    # agent (relctl's agent reached through Ansible on this inventory), the primary serves
     assert len(relctl_json(site.state_dir, "drill", "list")) == records
-    assert len(list((site.state_dir / "runs").iterdir())) == runs
+    assert changing_runs(site) == runs
     assert served_by(site) == "primary-1"
+
+
+def changing_runs(lab: RunningLab) -> list[str]:
+    """The Ansible runs in the lab's state directory, but preflight's (the agent's
+    read-only hello)."""
+    return sorted(p.name for p in (lab.state_dir / "runs").iterdir()
+                  if "-preflight-" not in p.name)
+
+
+@pytest.mark.parametrize(("case", "scenario", "plan_changes", "inventory_changes", "says"), [
+    ("a backend the LB lacks", "site-loss", {"backend: ledger": "backend: ledgr"}, {},
+     "lb: HAProxy at 127.0.9.100:9999 has no backend 'ledgr'"),
+    ("an unreachable backup host", "site-loss", {},
+     {"[west]\n": "[west]\nbackup-9 ansible_host=127.0.9.199\n"}, "reachable: backup-9"),
+    ("a deploy play that matches no backup host", "site-loss", {},
+     {"[app:children]\neast\nwest": "[app:children]\neast"},
+     "deploy: no play of ledger-1.1.0's apply playbooks targets backup-1"),
+    ("no way to start the service again", "service-crash",
+     {"environment: lab": "environment: rehearsal"}, {},
+     "way back: no way to start the service again on primary-1"),
+])
+def test_a_drill_whose_preflight_fails_touches_nothing(
+        site: RunningLab, staging: Path, case: str, scenario: str,
+        plan_changes: dict[str, str], inventory_changes: dict[str, str], says: str) -> None:
+    plan = own_plan(site, staging, **plan_changes)
+    inventory = staging / "staging.ini"
+    for old, new in inventory_changes.items():
+        assert old in inventory.read_text(), case
+        inventory.write_text(inventory.read_text().replace(old, new))
+    records = len(relctl_json(site.state_dir, "drill", "list"))
+    pids, states = lab_pids(site), lb_states()
+    for dry in (("--dry-run",), ()):  # the dry run refuses it the same way
+        code, _, stderr = drill_json(site, plan, scenario, *dry)
+        assert code == 2, f"{case}: {stderr}"
+        assert "refused by its preflight, nothing touched" in stderr and says in stderr, stderr
+    # nothing touched: no drill or replication journaled, every host and its service up,
+    # every server of the LB in service, the primary still serving
+    assert len(relctl_json(site.state_dir, "drill", "list")) == records
+    assert lab_pids(site) == pids and lb_states() == states
+    assert served_by(site) == "primary-1"
+
+
+def lb_states() -> dict[str, str]:
+    """The ledger backend's servers and their states (UP, MAINT...), from HAProxy."""
+    return {s.server: s.status for s in RuntimeApi("127.0.9.100:9999").servers()
+            if s.backend == "ledger"}
 
 
 def test_drills_on_a_staging_inventory_of_its_own(site: RunningLab, staging: Path) -> None:
@@ -305,6 +371,9 @@ def test_drills_on_a_staging_inventory_of_its_own(site: RunningLab, staging: Pat
     assert code == 0, stderr
     report = crash["figures"]
     assert report["verdict"] == "pass" and report["mode"] == "inventory"
+    assert report["restored"] is True  # what its timeline says: the fault undone
+    assert {c["name"] for c in report["preflight"]} >= {
+        "serving", "lb", "reachable", "versions", "deploy", "way back", "replication"}
     assert [f["channel"] for f in report["faults"]] == ["pid-file"]
     assert report["measures"]["served_by_after"] == ["primary-2"]
     assert served_by(site) == "primary-1"  # restored: primary-1 serves again

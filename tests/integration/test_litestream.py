@@ -32,7 +32,7 @@ from tests.integration.continuity_helpers import (
     served_by,
     write,
 )
-from tests.relctl_cli import ROOT, deploy_ledger, example_text, relctl, relctl_json
+from tests.relctl_cli import ROOT, deploy_ledger, example_text, relctl
 
 pytestmark = pytest.mark.lab
 PLAN = ROOT / "examples" / "continuity" / "ledger-litestream.yml"
@@ -68,8 +68,19 @@ def run(lab: RunningLab, *args: str, plan: Path = PLAN) -> tuple[int, dict[str, 
 
 def replicators(lab: RunningLab) -> list[psutil.Process]:
     """The ``litestream replicate`` processes running inside the lab's hosts."""
+    return [proc for _, proc in litestreams(lab, "replicate")]
+
+
+def followers(lab: RunningLab) -> list[str]:
+    """The hosts where a ``litestream restore -f`` (a warm copy's follower) runs."""
+    return sorted(host for host, proc in litestreams(lab, "restore") if "-f" in proc.cmdline())
+
+
+def litestreams(lab: RunningLab, command: str) -> list[tuple[str, psutil.Process]]:
+    """The ``litestream COMMAND`` processes running inside the lab's hosts, by host."""
     found = []
-    for host in relctl_json(lab.state_dir, "lab", "status")["hosts"]:  # pids of now
+    status = relctl(lab.state_dir, "lab", "status", "--json")  # exit 7 with hosts lost
+    for host in json.loads(status.stdout)["hosts"]:  # pids of now
         try:
             inside = psutil.Process(host["pid"]).children(recursive=True)
         except psutil.NoSuchProcess:
@@ -79,8 +90,9 @@ def replicators(lab: RunningLab) -> list[psutil.Process]:
                 argv = proc.cmdline()
             except psutil.NoSuchProcess:
                 continue
-            if len(argv) > 1 and argv[0].endswith("litestream") and argv[1] == "replicate":
-                found.append(proc)
+            if len(argv) > 1 and argv[0].endswith("litestream") and argv[1] == command \
+                    and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append((str(host["name"]), proc))
     return found
 
 
@@ -108,6 +120,7 @@ def test_replicate_starts_litestream_once_and_reports_it(site: RunningLab) -> No
     assert first["detail"]["method"] == "litestream" and first["detail"]["running"]
     running = replicators(site)
     assert [p.pid for p in running] and len(running) == 1
+    assert followers(site) == ["backup-1"]  # a warm copy follows the replica there
     tx = write(site, "litestream-first", 4242)
     time.sleep(2.5)  # more than one sync interval
     code, second, stderr = run(site, "replicate")
@@ -126,6 +139,11 @@ def test_site_loss_drill_under_load_loses_under_two_seconds(site: RunningLab) ->
     assert report["figures"]["verdict"] == "pass", report["figures"]["problems"]
     assert measures["rpo_s"] is not None and 0 <= measures["rpo_s"] <= 2, measures
     assert measures["served_by_after"] == ["backup-1"] and served_by(site) == "backup-1"
+    # the failover loaded backup-1's warm copy (no restore from the replica), and the
+    # follower stopped: backup-1 is the writer now
+    events = [what for _, what in report["figures"]["timeline"]]
+    assert any("(its warm copy)" in what for what in events), events
+    assert followers(site) == []
     fault = fault_at(report["figures"])
     # Every transaction acknowledged 2 s or more before the fault is served by the backup.
     assert teller.acked_between(fault - 3, fault - 2), "no write 2 s before the fault"
@@ -142,7 +160,7 @@ def test_failback_resumes_litestream_on_the_primary(site: RunningLab) -> None:
     assert served_by(site) == "primary-1"
     assert any("Litestream replicates from primary-1 again" in what
                for _, what in outcome["timeline"]), outcome["timeline"]
-    assert len(replicators(site)) == 1
+    assert len(replicators(site)) == 1 and followers(site) == ["backup-1"]
     after = write(site, "litestream-after", 4343)
     time.sleep(2.5)
     ids = restored_ids(site, site.state_dir)
@@ -153,7 +171,7 @@ def test_replicate_stop_stops_only_litestream(site: RunningLab) -> None:
     code, answer, stderr = run(site, "replicate", "--stop")
     assert code == 0, stderr
     assert "stopped on primary-1" in answer["message"]
-    assert replicators(site) == []
+    assert replicators(site) == [] and followers(site) == []
     assert served_by(site) == "primary-1"
 
 

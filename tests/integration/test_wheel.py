@@ -139,7 +139,8 @@ def test_init_writes_starter_files_that_plan_accepts(user: UserRepo) -> None:
         "--config", "/etc/notes/notes.conf", "--data", "/var/lib/notes/notes.db",
         "--start", "/opt/notes/current/notesctl start",
         "--stop", "/opt/notes/current/notesctl stop",
-        "--check", "/opt/notes/current/notesctl status")
+        "--check", "/opt/notes/current/notesctl status",
+        "--version-pointer", "/notes/version")  # notes answers {"notes": {"version": ...}}
     assert init.returncode == 0, init.stderr
     plan = user.run("plan", "relctl/notes-release.yml")
     assert plan.returncode == 0, plan.stderr
@@ -166,7 +167,7 @@ def _manifest(user: UserRepo, version: str, **extravars: object) -> Path:
 
 def _served(user: UserRepo) -> str:
     with urllib.request.urlopen(f"{user.lab_status()['url']}/version", timeout=5) as answer:
-        return str(json.load(answer)["version"])
+        return str(json.load(answer)["notes"]["version"])
 
 
 def _digests(user: UserRepo) -> dict[tuple[str, str], str]:
@@ -218,7 +219,7 @@ def test_a_service_crash_drill_on_the_second_service(user: UserRepo) -> None:
     assert any("restart command" in what for _, what in report["timeline"])
     with urllib.request.urlopen(f"{user.lab_status()['url']}/version", timeout=5) as answer:
         assert answer.headers["X-Served-By"] == "primary-1"
-        assert json.load(answer)["version"] == "1.1.0"
+        assert json.load(answer)["notes"]["version"] == "1.1.0"
 
 
 def test_litestream_streams_the_second_service(user: UserRepo, tmp_path: Path) -> None:
@@ -248,3 +249,49 @@ def test_litestream_streams_the_second_service(user: UserRepo, tmp_path: Path) -
         conn.close()
     stopped = user.run("replicate", "--plan", str(plan), "--stop", "--json")
     assert stopped.returncode == 0, stopped.stderr
+
+
+def _continuity(user: UserRepo, *args: str) -> dict[str, Any]:
+    done = user.run(*args, "--plan", "relctl/notes-continuity.yml", "--yes", "--json")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_the_second_service_fails_over_to_a_cold_backup_site_and_back(user: UserRepo) -> None:
+    """The plan `relctl init` wrote, unedited: notes reports its version nested
+    ({"notes": {"version": ...}}, read with --version-pointer /notes/version). The backup
+    site has never run notes: the failover deploys the last good release there (the
+    same play as the release), loads the replicated notes and switches the LB; the
+    failback brings primary-1 back. A second failover finds the backup on the right
+    version and deploys nothing."""
+    url = user.lab_status()["url"]
+    note = urllib.request.Request(f"{url}/notes/before-the-loss", data=b"replicated",
+                                  method="PUT")
+    with urllib.request.urlopen(note, timeout=5) as answer:
+        assert answer.status == 201
+    assert _continuity(user, "replicate")["state"] == "ok"
+    backup = {h["name"]: h["address"] for h in user.lab_status()["hosts"]}["backup-1"]
+    with pytest.raises(OSError):  # cold: nothing answers on the backup host
+        urllib.request.urlopen(f"http://{backup}:9090/health", timeout=2)
+
+    cold = _continuity(user, "failover")
+    assert any("deploying notes-1.1.0 on backup-1" in what for _, what in cold["timeline"])
+    with urllib.request.urlopen(f"{url}/version", timeout=5) as answer:
+        assert answer.headers["X-Served-By"] == "backup-1"
+        assert json.load(answer)["notes"]["version"] == "1.1.0"
+    with urllib.request.urlopen(f"{url}/notes/before-the-loss", timeout=5) as answer:
+        assert json.load(answer)["body"] == "replicated"
+    _continuity(user, "failback")
+    assert _served_by(user) == "primary-1"
+
+    warm = _continuity(user, "failover")
+    assert not any("deploying" in what for _, what in warm["timeline"]), warm["timeline"]
+    assert any("backup site healthy on 1.1.0" in what for _, what in warm["timeline"])
+    assert _served_by(user) == "backup-1"
+    _continuity(user, "failback")
+    assert _served_by(user) == "primary-1"
+
+
+def _served_by(user: UserRepo) -> str:
+    with urllib.request.urlopen(f"{user.lab_status()['url']}/health", timeout=5) as answer:
+        return str(answer.headers["X-Served-By"])

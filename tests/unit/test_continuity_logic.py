@@ -6,11 +6,19 @@ from pathlib import Path
 
 import pytest
 
+from controller.adapters.ansible import (
+    HostOutcome,
+    PlaybookResult,
+    failure_summary,
+    listed_hosts,
+)
 from controller.engine.continuity import load_plan
 from controller.manifest_loader import ConfigError
 from controller.models.durations import format_duration, parse_duration
 from controller.models.rows import TableRows
-from controller.planning.continuity import catch_up, judge_targets
+from controller.planning.continuity import catch_up, covers, judge_targets
+from controller.planning.versions import VersionRead, read_version
+from controller.reports.continuity_md import dr_plan_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = ROOT / "examples" / "continuity" / "ledger-lab.yml"
@@ -101,6 +109,12 @@ def test_each_example_plan_names_its_replication(example: str, method: str, says
      "data[0].litestream.sync_interval", "greater than 0"),
     ("ledger-litestream.yml", "    every: 1m", "    every: 1m\n  - name: other-db\n"
      "    path: /var/lib/x.db\n    every: 1m", "data", "one replication method per plan"),
+    ("ledger-lab.yml", "version_path: /version\n",
+     "version_path: /version\nversion_pattern: 'v(\\d+'\n", "version_pattern",
+     "not a regular expression"),
+    ("ledger-lab.yml", "version_path: /version\n",
+     "version_path: /version\nversion_pointer: datasette/version\n", "version_pointer",
+     "should match pattern"),
 ])
 def test_bad_replication_settings_name_the_field(tmp_path: Path, example: str, old: str,
                                                   new: str, field: str, message: str) -> None:
@@ -113,3 +127,101 @@ def test_bad_replication_settings_name_the_field(tmp_path: Path, example: str, o
         load_plan(bad)
     assert f"{bad}:" in error.value.message and f": {field}: " in error.value.message
     assert message in error.value.message
+
+
+@pytest.mark.parametrize(("body", "pointer", "pattern", "version"), [
+    (b'{"version": "1.1.0"}', "/version", None, "1.1.0"),
+    (b'{"datasette": {"version": "0.64.6"}, "python": {"version": "3.11.2"}}',
+     "/datasette/version", None, "0.64.6"),
+    (b'{"build": [{"v": 7}]}', "/build/0/v", None, "7"),
+    (b'{"a/b": {"c~d": "2.0"}}', "/a~1b/c~0d", None, "2.0"),
+    (b"notes 1.4.2 (build 77)\n", "/version", r"notes (\S+)", "1.4.2"),
+    (b'<meta name="version" content="3.2.1">', "/version", r"\d+\.\d+\.\d+", "3.2.1"),
+])
+def test_versions_are_read_the_way_the_service_reports_them(
+        body: bytes, pointer: str, pattern: str | None, version: str) -> None:
+    assert read_version(body, pointer, pattern) == VersionRead(version)
+
+
+@pytest.mark.parametrize(("body", "pointer", "pattern", "says"), [
+    (b'{"datasette": {"version": "0.64.6"}}', "/version", None, "finds nothing"),
+    (b'{"version": null}', "/version", None, "not a version"),
+    (b'{"version": true}', "/version", None, "not a version"),
+    (b'{"version": {"major": 1}}', "/version", None, "not a version"),
+    (b'{"version": ""}', "/version", None, "not a version"),
+    (b"<html>1.0</html>", "/version", None, "not JSON"),
+    (b"no digits here", "/version", r"(\d+)", "does not match"),
+])
+def test_a_version_that_cannot_be_read_is_no_version(body: bytes, pointer: str,
+                                                     pattern: str | None, says: str) -> None:
+    read = read_version(body, pointer, pattern)
+    assert read.version is None and says in read.problem
+
+
+LIST_HOSTS = """
+playbook: playbooks/ledger_deploy.yml
+
+  play #1 (app_primary): Deploy ledger	TAGS: []
+    pattern: ['app_primary']
+    hosts (2):
+      primary-2
+      primary-1
+
+  play #2 (lb): Reload	TAGS: []
+    pattern: ['lb']
+    hosts (0):
+
+  play #3 (app): Smoke	TAGS: []
+    pattern: ['app']
+    hosts (1):
+      backup-1
+"""
+
+
+def test_list_hosts_output_gives_the_hosts_a_playbook_targets() -> None:
+    assert listed_hosts(LIST_HOSTS, ["backup-1", "backup-2", "primary-1"]) == [
+        "backup-1", "primary-1"]
+    assert listed_hosts(LIST_HOSTS.replace("      backup-1\n", ""), ["backup-1"]) == []
+
+
+@pytest.mark.parametrize(("asked", "ran", "matched_none"), [
+    (["backup-1"], [], True),  # "skipping: no hosts matched", exit 0
+    (["backup-1", "backup-2"], ["backup-2"], False),
+    ([], [], False),  # no --limit: whatever the playbook targets
+])
+def test_a_run_limited_to_hosts_no_play_matched_is_not_a_success(
+        tmp_path: Path, asked: list[str], ran: list[str], matched_none: bool) -> None:
+    result = PlaybookResult("run", "successful", 0, 1.0, tmp_path, {h: HostOutcome(ok=1)
+                                                                  for h in ran},
+                            asked=asked)
+    assert result.matched_none is matched_none
+    assert result.succeeded is not matched_none
+    if matched_none:
+        assert "no play matched backup-1" in failure_summary(result)
+
+
+@pytest.mark.parametrize(("releases", "manifest", "covered"), [
+    (["../releases/ledger-*.yml"], "examples/releases/ledger-1.1.0.yml", True),
+    (["../releases/ledger-*.yml"], "examples/releases/postgresql/ledger-1.1.0.yml", False),
+    (["../releases/ledger-1.1.0.yml"], "examples/releases/ledger-1.2.0.yml", False),
+    ([], "examples/releases/ledger-1.1.0.yml", False),  # a plan that lists none opts out
+])
+def test_a_plan_covers_the_manifests_its_releases_name(releases: list[str], manifest: str,
+                                                       covered: bool) -> None:
+    assert covers(PLAN, releases, ROOT / manifest) is covered
+
+
+def test_the_dr_plan_names_each_hosts_version_and_the_skew_risk() -> None:
+    plan, _ = load_plan(PLAN)
+    hosts = {"app_primary": ["primary-1"], "app_backup": ["backup-1"], "lb": ["lb-1"]}
+    skewed = dr_plan_markdown(plan, release="ledger-1.1.0", hosts=hosts, last_drill=None,
+                              generated="now", versions={"primary-1": "1.1.0",
+                                                         "backup-1": "1.0.0"},
+                              release_version="1.1.0")
+    assert "primary-1 (1.1.0)" in skewed and "backup-1 (1.0.0)" in skewed
+    assert "Risk: version skew" in skewed
+    level = dr_plan_markdown(plan, release="ledger-1.1.0", hosts=hosts, last_drill=None,
+                             generated="now", versions={"primary-1": "1.1.0",
+                                                        "backup-1": "1.1.0"},
+                             release_version="1.1.0")
+    assert "Risk: version skew" not in level

@@ -524,3 +524,25 @@ def test_a_phase_keeps_the_duration_its_process_measured(journal: Journal) -> No
     assert journal.end_phase(phase, "ok", seconds=2.25).seconds == 2.25
     other = journal.begin_phase(release_id, "apply:canary")
     assert journal.end_phase(other, "ok").seconds == 1.5  # the clock's step stands in
+
+
+def test_a_replication_whose_controller_died_is_failed_not_running(target: Target,
+                                                                    journal: Journal) -> None:
+    # A controller killed (SIGKILL) in the middle of a replication: its record says running.
+    crash = ("import os, signal, sys; from pathlib import Path; "
+             "from controller.journal import Journal; t = sys.argv[1]; "
+             "j = Journal(Path(t) if t.startswith('/') else t); "
+             "print(j.begin_continuity('replication', 'ledger', 'lab'), flush=True); "
+             "os.kill(os.getpid(), signal.SIGKILL)")
+    killed = subprocess.run([sys.executable, "-c", crash, str(target)], capture_output=True,
+                            text=True, check=False, cwd=Path(__file__).parents[2])
+    assert killed.returncode == -9, killed.stderr
+    crashed = int(killed.stdout)
+    mine = journal.begin_continuity("replication", "ledger", "lab")  # this process: alive
+    assert journal.continuity_record(crashed).state == "running"
+    assert journal.settle_abandoned() == [crashed]
+    record = journal.continuity_record(crashed)
+    assert record.state == "failed" and record.ended is not None
+    assert f"pid {record.detail['owner']['pid']}" in record.detail["problems"][0]
+    assert journal.continuity_record(mine).state == "running"
+    assert journal.settle_abandoned() == []  # settled once

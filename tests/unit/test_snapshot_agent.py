@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import base64
 import hashlib
+import socket
 import sqlite3
 import sys
 from pathlib import Path
@@ -173,3 +174,9 @@ def test_no_two_agent_sources_define_the_same_name() -> None:
             for name in names:
                 assert name not in seen, f"{name}: {seen[name]} and {path.name}"
                 seen[name] = path.name
+
+
+def test_hello_names_the_hosts_python_and_name() -> None:
+    reply = agent({"command": "hello"})
+    assert reply == {"ok": True, "python": ".".join(map(str, sys.version_info[:3])),
+                     "hostname": socket.gethostname()}

@@ -28,12 +28,11 @@ from controller.adapters.host_agent import HostAgent
 from controller.adapters.testinfra import CheckRun, run_checks
 from controller.agent.protocol import CopyDataRequest, Entry, ItemSpec, LoadDataRequest
 from controller.engine.continuity.loadbalancer import LoadBalancer, lb_for
-from controller.engine.continuity.methods import replication_for
 from controller.engine.continuity.records import Progress, ReplicaRecord
-from controller.engine.continuity.replication import Replication
 from controller.engine.environment import Environment, environment_for
 from controller.errors import ContinuityError
-from controller.journal import ContinuityRecord, Journal, ReleaseRecord
+from controller.journal import Journal, ReleaseRecord
+from controller.journal.records import ContinuityKind
 from controller.manifest_loader import (
     ConfigError,
     Problem,
@@ -47,6 +46,10 @@ from controller.manifest_loader import (
 from controller.models.continuity import ContinuityPlan, CriticalFunction
 from controller.models.manifest import Manifest
 from controller.notify import notify_event
+from controller.paths import bundled_playbook
+from controller.planning.release import agent_item
+from controller.planning.snapshots import services_request
+from controller.planning.versions import VersionRead, read_version
 
 PLAN_HINT = "relctl init writes a starter continuity plan; the README lists its fields"
 
@@ -108,7 +111,14 @@ class Continuity:
                                         f"{data.source!r} is not a host of the primary site"))
         if problems:
             raise ConfigError(problems, hint=PLAN_HINT)
+        journal.settle_abandoned()  # a crashed replication is failed, not "running"
         return cls(plan, plan_path, env, journal, found, progress, doc)
+
+    def begin(self, kind: ContinuityKind, detail: dict[str, Any]) -> int:
+        """Journal that a replication, failover, failback or drill of this plan starts;
+        the record names the plan (``apply`` finds the plan that covers a release by it)."""
+        return self.journal.begin_continuity(kind, self.plan.service, self.plan.environment,
+                                             {"plan": str(self.plan_path.resolve()), **detail})
 
     def refuse(self, loc: tuple[str | int, ...], message: str, hint: str | None = None
                ) -> ConfigError:
@@ -157,12 +167,15 @@ class Continuity:
         return http.request("GET", self.host_url(host, self.plan.health_path),
                             timeout=timeout).status == 200
 
-    def version(self, host: str) -> str | None:
+    def version(self, host: str) -> VersionRead:
+        """The release ``host`` runs, as the plan says to read it, or why it cannot be."""
         if self.plan.version_path is None:
-            return None
-        answer = http.request("GET", self.host_url(host, self.plan.version_path), timeout=1)
-        body = answer.json() if answer.status == 200 else None
-        return str(body.get("version")) if isinstance(body, dict) else None
+            return VersionRead(None, "the plan has no version_path")
+        url = self.host_url(host, self.plan.version_path)
+        answer = http.request("GET", url, timeout=1)
+        if answer.status != 200:
+            return VersionRead(None, f"{url} answered {answer.status or answer.error}")
+        return read_version(answer.body, self.plan.version_pointer, self.plan.version_pattern)
 
     def check(self, function: CriticalFunction) -> http.Answer:
         c = function.check
@@ -189,19 +202,7 @@ class Continuity:
                 time.sleep(0.05)
         return Verified(passed, sorted(s for s in served_by if s))
 
-    # -- replication ---------------------------------------------------------------------
-
-    @property
-    def replication(self) -> Replication:
-        """How the plan's data reaches the backup site (copy or litestream)."""
-        return replication_for(self.plan.replication)
-
-    def replicate(self) -> ContinuityRecord:
-        """Replicate the writer's data to the backup site and record it (RPO counts from
-        it): a copy, or Litestream set up and checked."""
-        if not self.plan.data:
-            raise ContinuityError("the continuity plan declares no data to replicate")
-        return self.replication.replicate(self)
+    # -- the data (its replication: ``methods.replication_of``) ---------------------------
 
     @cached_property
     def agent(self) -> HostAgent:
@@ -274,6 +275,47 @@ class Continuity:
             if not result.succeeded:
                 raise ContinuityError(f"cannot deploy {record.name} on {', '.join(hosts)}: "
                                       f"{failure_summary(result)}")
+
+    def run_command(self, hosts: list[str], command: str, label: str) -> None:
+        """A command the plan declares, run through Ansible's shell on ``hosts``."""
+        self.run_fault_playbook(hosts, {"relctl_fault_kind": "command", "relctl_command_b64":
+                                        base64.b64encode(command.encode()).decode()}, label)
+
+    def run_fault_playbook(self, hosts: list[str], extravars: dict[str, Any], label: str
+                           ) -> None:
+        """relctl's fault playbook on ``hosts`` (a command, a pid file, a unit)."""
+        result = run_playbook(PlaybookRun(
+            playbook=bundled_playbook("relctl_fault.yml"), inventory=self.env.inventory,
+            ansible_cfg=self.env.ansible_cfg, runs_dir=self.env.runs_dir,
+            limit=",".join(hosts), label=label, extravars={"relctl_hosts": "all", **extravars}))
+        if not result.succeeded:
+            raise ContinuityError(f"{extravars.get('relctl_fault_kind')} on "
+                                  f"{', '.join(result.failed_hosts or hosts)} failed: "
+                                  f"{failure_summary(result)}")
+
+    def start_service(self, hosts: list[str], label: str) -> str | None:
+        """The service started again on ``hosts``: the plan's ``restart`` command, else
+        the last good release's service items (their ``start``); None: neither exists."""
+        if self.plan.restart:
+            self.run_command(hosts, self.plan.restart, f"{label}-restart")
+            return f"service restarted on {', '.join(hosts)} (the plan's restart command)"
+        good = self.last_good()
+        items = self.service_items(good) if good is not None else []
+        if good is None or not items:
+            return None
+        replies = self.agent.services(f"{label}-start",
+                                      dict.fromkeys(hosts, services_request(items, True)))
+        failed = {h: r.error for h, r in replies.items() if not r.ok}
+        if failed:
+            raise ContinuityError("cannot start the service on " + "; ".join(
+                f"{h}: {e}" for h, e in sorted(failed.items())))
+        return (f"{', '.join(i['name'] for i in items)} started on {', '.join(hosts)} "
+                f"({good.name}'s service items)")
+
+    def service_items(self, record: ReleaseRecord) -> list[ItemSpec]:
+        """The service items of release ``record``'s manifest, as released."""
+        return [agent_item(i) for i in self.release_manifest(record).items
+                if i.kind == "service"]
 
     def testinfra(self, record: ReleaseRecord | None, hosts: list[str], tag: str) -> list[str]:
         """The release's testinfra checks on ``hosts``; returns what failed."""

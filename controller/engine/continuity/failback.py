@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.engine.continuity.context import Continuity, Verified
+from controller.engine.continuity.methods import replication_of
 from controller.engine.continuity.records import (
     FailbackFigures,
     Outcome,
@@ -27,6 +28,7 @@ from controller.engine.continuity.replication import replica_tables
 from controller.errors import ContinuityError, RelctlError
 from controller.models.rows import TableRows
 from controller.planning import continuity as plan_logic
+from controller.reports import continuity_md
 
 RETRY_HINT = ("the backup site still serves; bring the primary hosts back (relctl lab up) "
               "and run failback again")
@@ -53,19 +55,20 @@ class _Failback:
                 Step("replication", self.resume)]
 
     def capture(self) -> str:
-        self.old, self.new = self.ctx.replication.catch_up_tables(self.ctx, self.store,
+        self.old, self.new = replication_of(self.ctx).catch_up_tables(self.ctx, self.store,
                                                                   self.tag)
         return f"data of the old primary ({self.writer}) and the backup site captured"
 
     def deploy(self) -> str | None:
         good = self.ctx.last_good()
-        if good is None:
-            return None
-        self.ctx.deploy(good, self.ctx.primaries, f"{self.tag}-deploy")
-        return f"{', '.join(self.ctx.primaries)} on {good.name}"
+        if good is not None:
+            self.ctx.deploy(good, self.ctx.primaries, f"{self.tag}-deploy")
+            return f"{', '.join(self.ctx.primaries)} on {good.name}"
+        down = [h for h in self.ctx.primaries if not self.ctx.healthy(h, timeout=2)]
+        return self.ctx.start_service(down, self.tag) if down else None
 
     def load(self) -> str:
-        return self.ctx.replication.bring_back(self.ctx, self.store, self.tag)
+        return replication_of(self.ctx).bring_back(self.ctx, self.store, self.tag)
 
     def switch(self) -> str:
         down = [h for h in self.ctx.primaries if not self.ctx.healthy(h, timeout=2)]
@@ -94,7 +97,7 @@ class _Failback:
         if not self.ctx.plan.data:
             return None
         try:
-            return self.ctx.replication.resume(self.ctx)
+            return replication_of(self.ctx).resume(self.ctx)
         except RelctlError as error:
             self.run.warnings.append(f"replication not resumed: {error.message}")
             return "replication NOT resumed"
@@ -102,10 +105,8 @@ class _Failback:
 
 def failback(ctx: Continuity) -> Outcome:
     """Bring the primary site back with the backup's data; report what must be re-entered."""
-    plan = ctx.plan
     runner = StepRunner("failback", ctx.progress)
-    record = ctx.journal.begin_continuity("failback", plan.service, plan.environment,
-                                          {"primaries": ctx.primaries})
+    record = ctx.begin("failback", {"primaries": ctx.primaries})
     store = ctx.env.state_dir / "continuity" / f"failback-{record}"
     work = _Failback(ctx, runner, store, ctx.writer(), ctx.backups[0], f"fb{record}")
     try:
@@ -118,7 +119,7 @@ def failback(ctx: Continuity) -> Outcome:
         ctx.close()
     replica = ctx.last_replica()
     catch = plan_logic.catch_up(work.old, work.new, replica_tables(replica))
-    report = plan_logic.catch_up_markdown(record, catch,
+    report = continuity_md.catch_up_markdown(record, catch,
                                           replica.captured_iso if replica else None)
     store.mkdir(parents=True, exist_ok=True)
     (store / "catch-up.md").write_text(report)

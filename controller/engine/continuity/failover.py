@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from controller.engine.continuity.context import Continuity, Verified
+from controller.engine.continuity.methods import replication_of
+from controller.engine.continuity.preflight import Preflight
 from controller.engine.continuity.records import (
     FailoverFigures,
     Outcome,
@@ -26,7 +28,7 @@ from controller.engine.continuity.records import (
     StepRunner,
     rounded,
 )
-from controller.errors import ContinuityError, RelctlError
+from controller.errors import ContinuityError, InputError, RelctlError
 from controller.journal import ReleaseRecord
 
 
@@ -64,7 +66,7 @@ class _Failover:
         ctx = self.ctx
         if not ctx.plan.data:
             return "the plan declares no data: the backups serve their own"
-        self.replica, done = ctx.replication.restore(ctx, ctx.backups, f"failover{self.record}",
+        self.replica, done = replication_of(ctx).restore(ctx, ctx.backups, f"failover{self.record}",
                                                      only_missing=True)
         if self.replica is None:
             self.run.warnings.append(f"{done}: the backups serve their own data")
@@ -132,8 +134,7 @@ def prepare_backups(ctx: Continuity, run: StepRunner) -> ReleaseRecord | None:
     if good is None:
         run.warnings.append("no release is marked good in the journal: the backups keep what "
                             "they run")
-    stale = [h for h in ctx.backups if not ctx.healthy(h)
-             or (wanted is not None and ctx.version(h) not in (wanted, None))]
+    stale = [h for h in ctx.backups if not ctx.healthy(h) or not runs(ctx, h, wanted)]
     if stale and good is not None:
         run.mark(f"deploying {good.name} on {', '.join(stale)}")
         ctx.deploy(good, stale, f"{run.kind}-deploy")
@@ -145,15 +146,34 @@ def prepare_backups(ctx: Continuity, run: StepRunner) -> ReleaseRecord | None:
     return good
 
 
+def runs(ctx: Continuity, host: str, wanted: str | None) -> bool:
+    """Whether ``host`` runs release ``wanted`` (any, when None or the plan reads no
+    version); a version the plan cannot read is an error, never "stale"."""
+    if wanted is None or ctx.plan.version_path is None:
+        return True
+    read = ctx.version(host)
+    if read.version is None:
+        raise InputError(f"cannot read the version on {host}: {read.problem}; nothing "
+                         "switched", hint="set version_pointer or version_pattern in the plan")
+    return read.version == wanted
+
+
 def failover(ctx: Continuity, *, preflight: str | None = None,
-             fault_at: float | None = None, detected_at: float | None = None) -> Outcome:
+             fault_at: float | None = None, detected_at: float | None = None,
+             checked: bool = False) -> Outcome:
     """Move the service to the backup site. ``fault_at``/``detected_at`` are
-    ``time.monotonic()`` readings (a drill knows them); RTO is counted from each."""
+    ``time.monotonic()`` readings (a drill knows them); RTO is counted from each.
+    ``checked``: the caller ran the preflight (a drill, before its fault); else it runs
+    here first, and a failed check is exit 2 with nothing switched."""
     plan, wall_start = ctx.plan, datetime.now(UTC)
     mode = preflight or plan.failover.preflight
+    if not checked:
+        try:
+            Preflight(ctx, ctx.backups, []).check("the failover", replicate=False)
+        finally:
+            ctx.close()
     runner = StepRunner("failover", ctx.progress)
-    record = ctx.journal.begin_continuity("failover", plan.service, plan.environment,
-                                          {"preflight": mode, "backups": ctx.backups})
+    record = ctx.begin("failover", {"preflight": mode, "backups": ctx.backups})
     runner.mark("failover started")
     work = _Failover(ctx, mode, runner, record)
     try:

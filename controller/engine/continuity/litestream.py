@@ -1,6 +1,8 @@
 """Litestream (https://litestream.io) for SQLite data: ``litestream replicate`` on the
-writer, detached with a pid file, streaming every transaction to the plan's replica;
-``litestream restore`` on the backup hosts at failover, loaded into the live database.
+writer, detached with a pid file, streaming every transaction to the plan's replica; on
+each backup host a warm copy that Litestream's follow mode (``litestream restore -f``)
+keeps up to date, so a failover loads a local file (``litestream restore`` of the replica
+where there is no warm copy), into the live database.
 relctl's host agent (its ``litestream`` command, ``controller/agent/litestream_agent.py``)
 does the work on each host."""
 
@@ -43,30 +45,30 @@ class LitestreamReplication(SqliteSites):
 
     def replicate(self, ctx: Continuity) -> ContinuityRecord:
         source = ctx.writer()
-        record = ctx.journal.begin_continuity(
-            "replication", ctx.plan.service, ctx.plan.environment,
-            {"method": self.method, "source": source,
-             "items": [d.name for d in ctx.plan.data], "targets": ctx.backups})
+        record = ctx.begin("replication", {
+            "method": self.method, "source": source,
+            "items": [d.name for d in ctx.plan.data], "targets": ctx.backups})
         try:
             state = self._agent(ctx, "start", [source], f"rep{record}")[source]
+            warm = self._agent(ctx, "follow", ctx.backups, f"rep{record}")
         except RelctlError as error:
             ctx.journal.end_continuity(record, "failed", {"error": error.message})
             raise
         dbs: dict[str, dict[str, Any]] = state["dbs"]
         oldest, lag = every_db(dbs, "replica_at", min), every_db(dbs, "lag_s", max)
         ctx.progress(f"Litestream runs on {source} (pid {state.get('pid')}); newest "
-                     f"replicated transaction: {iso(oldest) or 'none yet'}")
+                     f"replicated transaction: {iso(oldest) or 'none yet'}; warm copies "
+                     f"follow it on {', '.join(ctx.backups)}")
         return ctx.journal.end_continuity(record, "ok", {
             "captured_at": iso(oldest), "running": bool(state.get("running")),
             "pid": state.get("pid"), "dbs": dbs, "loaded_on": [], "bytes": 0,
-            "lag_s": lag})
+            "lag_s": lag, "followers": {h: r.get("following") for h, r in warm.items()}})
 
     def restore(self, ctx: Continuity, hosts: list[str], tag: str, *, only_missing: bool
                 ) -> tuple[ReplicaRecord | None, str]:
-        record = ctx.journal.begin_continuity(
-            "replication", ctx.plan.service, ctx.plan.environment,
-            {"method": self.method, "source": ctx.writer(), "restore_on": hosts,
-             "items": [d.name for d in ctx.plan.data]})
+        record = ctx.begin("replication", {
+            "method": self.method, "source": ctx.writer(), "restore_on": hosts,
+            "items": [d.name for d in ctx.plan.data]})
         store = ctx.env.state_dir / "replicas" / str(record)
         try:
             replies = self._agent(ctx, "restore", hosts, tag, store=store)
@@ -84,15 +86,20 @@ class LitestreamReplication(SqliteSites):
             "sha256": {n: d["sha256"] for n, d in dbs.items()},
             "txid": {n: d["txid"] for n, d in dbs.items()},
             "bytes": sum(int(d["bytes"]) for d in dbs.values())})
-        txids = ", ".join(f"{n} txid {d['txid']:x}" for n, d in dbs.items())
+        txids = ", ".join(f"{n} txid {d['txid']:x}"
+                          + (" (its warm copy)" if d.get("warm") else "")
+                          for n, d in dbs.items())
         return ReplicaRecord.of(done), (f"Litestream restore on {', '.join(hosts)}: {txids}, "
                                         f"shipped {iso(oldest) or 'at an unknown time'}")
 
     def resume(self, ctx: Continuity) -> str:
         state = self._agent(ctx, "start", [ctx.writer()], "resume")[ctx.writer()]
-        return f"Litestream replicates from {ctx.writer()} again (pid {state.get('pid')})"
+        self._agent(ctx, "follow", ctx.backups, "resume")
+        return (f"Litestream replicates from {ctx.writer()} again (pid {state.get('pid')}); "
+                f"warm copies follow it on {', '.join(ctx.backups)}")
 
     def stop(self, ctx: Continuity) -> str:
+        self._agent(ctx, "stop", ctx.backups, "stop")  # their followers
         state = self._agent(ctx, "stop", [ctx.writer()], "stop")[ctx.writer()]
         pid = state.get("stopped")
         return (f"Litestream stopped on {ctx.writer()} (pid {pid})" if pid
@@ -114,6 +121,7 @@ class LitestreamReplication(SqliteSites):
             config=f"/etc/relctl/litestream/{name}.yml",
             pidfile=f"/run/relctl/litestream-{name}.pid",
             log=f"/var/log/relctl/litestream-{name}.log",
+            warm_dir=f"/var/lib/relctl/litestream-warm/{name}",
             dbs=[LitestreamDb(name=d.name, path=d.path or "", replica=d.litestream.replica,
                               sync_interval_ms=round(d.litestream.sync_interval * 1000))
                  for d in plan.data if d.litestream is not None])

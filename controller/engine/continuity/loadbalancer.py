@@ -39,6 +39,10 @@ class LoadBalancer(Protocol):
     def persist(self) -> str | None:
         """Save the servers' states so a reload keeps them; returns a warning on failure."""
 
+    def lacks(self, hosts: list[str]) -> str | None:
+        """What the load balancer lacks to serve ``hosts`` (its backend, a server per
+        host), or None; raises ``LabError`` when it does not answer."""
+
 
 @dataclass(frozen=True)
 class HaproxyRuntime:
@@ -71,6 +75,20 @@ class HaproxyRuntime:
     def in_maintenance(self, hosts: list[str]) -> list[str]:
         status = self._status()
         return [h for h in hosts if status.get(self.server(h), "").startswith("MAINT")]
+
+    def lacks(self, hosts: list[str]) -> str | None:
+        servers = self.api.servers()
+        backends = sorted({s.backend for s in servers})
+        if self.backend not in backends:
+            return (f"HAProxy at {self.api.endpoint} has no backend {self.backend!r} "
+                    f"(backends: {', '.join(backends) or 'none'}); set lb.backend")
+        status = self._status()
+        missing = [h for h in hosts if self.server(h) not in status]
+        if missing:
+            return (f"backend {self.backend!r} has no server for "
+                    + ", ".join(f"{h} ({self.server(h)!r})" for h in missing)
+                    + f" (servers: {', '.join(sorted(status))}); map them in lb.servers")
+        return None
 
     def persist(self) -> str | None:
         try:

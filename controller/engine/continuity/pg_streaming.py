@@ -62,10 +62,9 @@ class PostgresReplication:
     method = "postgresql"
 
     def replicate(self, ctx: Continuity) -> ContinuityRecord:
-        record = ctx.journal.begin_continuity(
-            "replication", ctx.plan.service, ctx.plan.environment,
-            {"method": self.method, "items": [d.name for d in ctx.plan.data],
-             "targets": ctx.backups})
+        record = ctx.begin("replication", {
+            "method": self.method, "items": [d.name for d in ctx.plan.data],
+            "targets": ctx.backups})
         try:
             standbys = {d.name: self._ensure(ctx, d, ctx.backups) for d in ctx.plan.data}
         except RelctlError as error:
@@ -90,10 +89,9 @@ class PostgresReplication:
                 "means promoting it, which ends its replication",
                 hint="rehearse with relctl drill site-loss on a staging inventory")
         target = hosts[0]
-        record = ctx.journal.begin_continuity(
-            "replication", ctx.plan.service, ctx.plan.environment,
-            {"method": self.method, "promote": target,
-             "items": [d.name for d in ctx.plan.data]})
+        record = ctx.begin("replication", {
+            "method": self.method, "promote": target,
+            "items": [d.name for d in ctx.plan.data]})
         try:
             as_of = [self._promote(ctx, d, target) for d in ctx.plan.data]
         except RelctlError as error:

@@ -119,7 +119,7 @@ class DrillReport(_AsDict):
     targets: list[dict[str, Any]]
     timeline: list[tuple[float, str]]
     problems: list[str]
-    restored: bool
+    restored: bool  # every fault undone, as its timeline says (False: --no-restore too)
     improvements: list[str]
     max_failure_ratio: float | None
     mode: str = "lab"  # lab (recorded pids) or inventory (Ansible, declared commands)
@@ -127,6 +127,7 @@ class DrillReport(_AsDict):
     probe: dict[str, Any] = field(default_factory=dict)
     moments: dict[str, float | None] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    preflight: list[dict[str, Any]] = field(default_factory=list)  # the checks before it
 
 
 @dataclass

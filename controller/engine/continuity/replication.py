@@ -126,10 +126,8 @@ class CopyReplication(SqliteSites):
 
     def replicate(self, ctx: Continuity) -> ContinuityRecord:
         source, names = ctx.writer(), [d.name for d in ctx.plan.data]
-        record = ctx.journal.begin_continuity(
-            "replication", ctx.plan.service, ctx.plan.environment,
-            {"method": self.method, "source": source, "items": names,
-             "targets": ctx.backups})
+        record = ctx.begin("replication", {
+            "method": self.method, "source": source, "items": names, "targets": ctx.backups})
         store = ctx.env.state_dir / "replicas" / str(record)
         captured_at = datetime.now(UTC)
         try:

@@ -17,19 +17,16 @@ hosts), ``restart`` (the plan's restart command, else the last good release depl
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from controller.adapters import processes
-from controller.adapters.ansible import PlaybookRun, failure_summary, run_playbook
 from controller.engine.continuity import Continuity
 from controller.engine.lab import Lab
 from controller.errors import ContinuityError
 from controller.models.continuity import FaultCommands
 from controller.models.lab import HostProcess, LabState
-from controller.paths import bundled_playbook
 
 ANSIBLE_CHANNELS = ("command", "pid-file", "systemd")
 
@@ -135,34 +132,23 @@ class DrillSite:
     def restart(self, hosts: list[str], label: str) -> str:
         """The service started again on ``hosts``: the plan's restart command, else the
         last good release deployed."""
-        if self.ctx.plan.restart:
-            self.ansible(hosts, "command", self.ctx.plan.restart, None, f"{label}-restart")
-            return f"service restarted on {', '.join(hosts)} (the plan's restart command)"
-        good = self.ctx.last_good()
-        if good is None:
+        done = self.ctx.start_service(hosts, label)
+        if done is None:
             raise ContinuityError(f"cannot restart the service on {', '.join(hosts)}: no "
                                   "restart command in the plan and no release marked good")
-        self.ctx.deploy(good, hosts, f"{label}-restart")
-        return f"{', '.join(hosts)} back on {good.name}"
+        return done
 
     def ansible(self, hosts: list[str], channel: str, command: str, argument: str | None,
                 label: str) -> None:
-        env = self.ctx.env
-        extravars: dict[str, Any] = {"relctl_hosts": "all", "relctl_fault_kind": channel}
         if channel == "command":
-            # base64 keeps the command as the plan wrote it (no Jinja templating of it)
-            extravars["relctl_command_b64"] = base64.b64encode(command.encode()).decode()
-        elif channel == "pid-file":
+            self.ctx.run_command(hosts, command, label)
+            return
+        extravars: dict[str, Any] = {"relctl_fault_kind": channel}
+        if channel == "pid-file":
             extravars["relctl_pid_file"] = argument
         elif channel == "systemd":
             extravars["relctl_unit"] = argument
-        result = run_playbook(PlaybookRun(
-            playbook=bundled_playbook("relctl_fault.yml"), inventory=env.inventory,
-            ansible_cfg=env.ansible_cfg, runs_dir=env.runs_dir, limit=",".join(hosts),
-            label=label, extravars=extravars))
-        if not result.succeeded:
-            raise ContinuityError(f"{channel} on {', '.join(result.failed_hosts or hosts)} "
-                                  f"failed: {failure_summary(result)}")
+        self.ctx.run_fault_playbook(hosts, extravars, label)
 
 
 def faults_json(faults: list[Fault]) -> str:

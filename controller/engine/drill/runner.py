@@ -22,18 +22,22 @@ import psutil
 
 from controller.adapters.locust import LoadRun, start_load, stop_load
 from controller.engine.continuity import Continuity, DrillReport, Outcome, ReplicaRecord
+from controller.engine.continuity.preflight import Check, Preflight
 from controller.engine.drill.faults import DrillSite, Fault
 from controller.engine.drill.probe import Moments, Probe
 from controller.engine.drill.scenarios import Scenario, scenario
 from controller.engine.lab import Lab
 from controller.errors import ContinuityError, ExitCode, InputError, RelctlError
+from controller.journal import ContinuityRecord
 from controller.models.continuity import DrillSettings
 from controller.planning import continuity as plan_logic
 from controller.planning.continuity import Timeline
+from controller.reports import continuity_md
 from controller.reports.drill_html import drill_html
 from controller.reports.drill_junit import drill_junit_xml
 
 PRODUCTION = ("production", "prod", "prd")
+RESTARTED = {"restart", "lab-up"}  # undo actions after which the service must start again
 
 
 def site_for(ctx: Continuity, lab: Lab) -> DrillSite:
@@ -53,6 +57,18 @@ class DrillPlan:
     site: DrillSite
     settings: DrillSettings
     faults: list[Fault]
+
+    def preflight(self, *, replicate: bool) -> Preflight:
+        """Every check before the first fault (``PreflightError``, exit 2, when one
+        fails): the primaries serve, the LB, both sites reachable, versions readable,
+        the deploy play matches the backups, each fault has a way back; ``replicate``:
+        the drill's replication, now."""
+        ctx = self.site.ctx
+        restart = sorted({f.host for f in self.faults if RESTARTED & set(f.undo)})
+        flight = Preflight(ctx, [*ctx.primaries, *ctx.backups], restart,
+                           serving=ctx.primaries)
+        flight.check(f"the {self.scenario.name} drill", replicate=replicate)
+        return flight
 
     def as_dict(self) -> dict[str, Any]:
         ctx = self.site.ctx
@@ -97,25 +113,30 @@ class Drill:
     failover_figures: dict[str, Any] = field(default_factory=dict)
     failover_replica_at: float | None = None  # when the data the failover restored was shipped
     probe_samples: list[tuple[float, bool, str]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)  # the preflight's
+    versions: dict[str, str] = field(default_factory=dict)  # host -> version, before it
+    restored: bool = False  # every fault undone (and the failback done)
 
     @property
     def ctx(self) -> Continuity:
         return self.plan.site.ctx
 
     def run(self) -> Outcome:
-        """Run the drill; returns its outcome (exit 0 targets met, 10 missed, 9 failed)."""
+        """Run the drill; returns its outcome (exit 0 targets met, 10 missed, 9 failed;
+        exit 2 when its preflight fails, nothing touched)."""
         ctx, plan = self.ctx, self.ctx.plan
-        down = [h for h in ctx.primaries if not ctx.healthy(h, 2)]
-        if down:
-            raise ContinuityError(f"the primary site is not healthy before the drill: "
-                                  f"{', '.join(down)} do not answer",
-                                  hint="relctl lab up; relctl failback")
+        try:
+            flight = self.plan.preflight(replicate=True)
+        except RelctlError:
+            ctx.close()
+            raise
+        self.checks, self.versions = flight.checks, flight.found
         cold = [h for h in ctx.backups if not ctx.healthy(h, 2)]
         if cold:
             self.progress(f"backup site cold ({', '.join(cold)} not answering): a failover "
                           "will deploy the last good release there first")
         me = psutil.Process(os.getpid())
-        record = ctx.journal.begin_continuity("drill", plan.service, plan.environment, {
+        record = ctx.begin("drill", {
             "scenario": self.plan.scenario.name, "mode": self.plan.site.mode,
             "faults": [f.as_dict() for f in self.plan.faults], "faults_state": "planned",
             "controller": {"pid": me.pid, "started": me.create_time()}})
@@ -124,29 +145,29 @@ class Drill:
         self._mark(f"drill {record} ({self.plan.scenario.name}, {self.plan.site.mode}) "
                    "started")
         moments = Moments({f.name: None for f in plan.functions})
+        for check in self.checks:
+            self._mark(f"preflight {check.name}: {check.detail}")
         try:
-            measures = self._under_load(record, moments)
+            measures = self._under_load(record, moments, flight.replica)
             if self.restore:
                 self._undo(record)
         finally:
             ctx.close()  # the ssh masters of the replication and checks
         return self._finish(record, wall_start, moments, measures)
 
-    def _under_load(self, record: int, moments: Moments) -> dict[str, Any]:
-        """Replicate, start the load, inject the fault, detect it, recover; measure."""
+    def _under_load(self, record: int, moments: Moments, replicated: ContinuityRecord | None
+                    ) -> dict[str, Any]:
+        """Start the load, inject the fault, detect it, recover; measure."""
         ctx, settings, chosen = self.ctx, self.plan.settings, self.plan.scenario
         load_run = LoadRun(settings.locustfile, ctx.lb_url, settings.users,
                            settings.spawn_rate, 3600, ctx.env.state_dir / "drills" /
                            str(record), "load")
         probe, locust, measures = Probe(ctx), None, dict[str, Any]()
         try:
-            if ctx.plan.data:
-                replica = ReplicaRecord.of(ctx.replicate())
+            if replicated is not None:
+                replica = ReplicaRecord.of(replicated)
                 if replica.captured_at is not None:
                     moments.replica_wall = replica.captured_at.timestamp()
-                self._mark(f"replicated ({replica.bytes} bytes) to the backup site"
-                           if replica.method == "copy" else
-                           f"{replica.method} replicates to the backup site")
             locust = start_load(load_run)
             probe.start()
             self._mark(f"load started: Locust, {settings.users} users, through {ctx.lb_url}")
@@ -210,6 +231,7 @@ class Drill:
                                     f"drill{record}"):
                 self._mark(step)
             self.ctx.journal.update_continuity(record, {"faults_state": "restored"})
+            self.restored = True
         except RelctlError as error:
             self.problems.append(f"restoring: {error.message}")
             self._mark(f"NOT restored: {error.message} (relctl drill restore {record})")
@@ -227,14 +249,15 @@ class Drill:
             environment=plan.environment, started=wall_start.isoformat(), verdict=verdict,
             release=good.name if good else None, measures=measures,
             targets=[t.__dict__ for t in targets], timeline=self.timeline.events,
-            problems=self.problems, restored=self.restore,
+            problems=self.problems, restored=self.restored,
+            preflight=[c.as_dict() for c in self.checks],
             improvements=plan_logic.improvements(plan, targets, measures, self.problems),
             max_failure_ratio=self.plan.settings.max_failure_ratio,
             mode=self.plan.site.mode, faults=[f.as_dict() for f in self.plan.faults],
             probe=probe_series(self.probe_samples, self.started),
             moments=moments.relative(self.started))
         data = report.as_dict()
-        markdown = plan_logic.drill_markdown(data)
+        markdown = continuity_md.drill_markdown(data)
         out = self.ctx.env.state_dir / "drills" / str(record)
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.md").write_text(markdown)
@@ -266,12 +289,14 @@ class Drill:
 
     def _write_dr_plan(self, report: dict[str, Any]) -> Path:
         ctx = self.ctx
+        good = ctx.last_good()
         path = (ctx.env.state_dir / "continuity" /
                 f"{ctx.plan.service}-{ctx.plan.environment}-dr-plan.md")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(plan_logic.dr_plan_markdown(
+        path.write_text(continuity_md.dr_plan_markdown(
             ctx.plan, release=report["release"], hosts=ctx.inventory.groups,
-            last_drill=report, generated=datetime.now(UTC).isoformat(timespec="seconds")))
+            last_drill=report, generated=datetime.now(UTC).isoformat(timespec="seconds"),
+            versions=self.versions, release_version=good.version if good else None))
         return path
 
     def _mark(self, what: str) -> None:

@@ -136,7 +136,8 @@ class SiteLoss(HostLoss):
     def recover(self, site: DrillSite, settings: DrillSettings, fault_at: float,
                 detected_at: float | None) -> Recovery:
         begun = time.monotonic()
-        outcome = failover(site.ctx, fault_at=fault_at, detected_at=detected_at)
+        outcome = failover(site.ctx, fault_at=fault_at, detected_at=detected_at,
+                           checked=True)
         figures = outcome.figures
         assert isinstance(figures, FailoverFigures)
         return Recovery({n: None if at is None else begun + at

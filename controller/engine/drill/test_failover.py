@@ -21,10 +21,12 @@ from typing import Any
 from controller.adapters import http
 from controller.engine.continuity import Continuity, DrillReport, Outcome, rounded
 from controller.engine.continuity.failover import prepare_backups
+from controller.engine.continuity.methods import replicate, replication_of
 from controller.engine.continuity.records import ReplicaRecord, StepRunner
 from controller.errors import ContinuityError, ExitCode, RelctlError
 from controller.models.continuity import CriticalFunction
 from controller.planning import continuity as plan_logic
+from controller.reports import continuity_md
 
 NAME = "test-failover"
 SUMMARY = ("none injected: the backup site brought up on the newest replica and the last "
@@ -45,8 +47,8 @@ class FailoverTest:
         self.run = StepRunner(NAME, self.ctx.progress)
 
     def go(self) -> Outcome:
-        ctx, plan = self.ctx, self.ctx.plan
-        record = ctx.journal.begin_continuity("drill", plan.service, plan.environment, {
+        ctx = self.ctx
+        record = ctx.begin("drill", {
             "scenario": NAME, "mode": "test", "faults": [], "controller": {"pid": os.getpid()}})
         wall_start = datetime.now(UTC)
         self.run.mark(f"test failover {record} started: the LB and the primaries are not "
@@ -83,10 +85,10 @@ class FailoverTest:
         if not ctx.plan.data:
             self.run.mark("the plan declares no data: the backups keep their own")
             return None
-        replica, done = ctx.replication.restore(ctx, ctx.backups, "test", only_missing=False)
+        replica, done = replication_of(ctx).restore(ctx, ctx.backups, "test", only_missing=False)
         if replica is None:  # nothing replicated yet: replicate now (reads the writer only)
-            ctx.replicate()
-            replica, done = ctx.replication.restore(ctx, ctx.backups, "test",
+            replicate(ctx)
+            replica, done = replication_of(ctx).restore(ctx, ctx.backups, "test",
                                                     only_missing=False)
         self.run.mark(done)
         return replica
@@ -117,7 +119,7 @@ class FailoverTest:
 
     def _clean_up(self, replica: ReplicaRecord) -> None:
         ctx = self.ctx
-        ctx.replication.restore(ctx, ctx.backups, "test-clean", only_missing=False)
+        replication_of(ctx).restore(ctx, ctx.backups, "test-clean", only_missing=False)
         self.run.mark("cleaned up: the replica restored again (the checks' writes are gone)")
 
     def _tag(self, replica: ReplicaRecord, record: int, ok: bool) -> None:
@@ -140,7 +142,7 @@ class FailoverTest:
             release=release, measures=measures, targets=[t.__dict__ for t in targets],
             timeline=self.run.timeline.events, problems=problems + self.run.warnings,
             restored=True, improvements=[], max_failure_ratio=None, mode="test")
-        markdown = plan_logic.drill_markdown(report.as_dict())
+        markdown = continuity_md.drill_markdown(report.as_dict())
         ctx.journal.end_continuity(record, "ok" if verdict == "pass" else "failed",
                                    {"report": report.as_dict()}, report=markdown)
         code = {"pass": ExitCode.OK, "missed": ExitCode.TARGETS_MISSED}.get(

@@ -1,6 +1,8 @@
 """notes: a tiny notes service over HTTP, kept in SQLite (relctl's second sample service).
 
 GET /health, GET /version, PUT /notes/<key> (the body is the note), GET /notes/<key>.
+/version answers {"notes": {"version": ..., "python": ...}}, nested, as many services do
+(relctl reads it with the JSON pointer /notes/version).
 Run: python3 notes_app.py /etc/notes/notes.conf (an INI file, section [notes]: bind,
 port, database).
 """
@@ -43,7 +45,8 @@ def handler(notes: Notes) -> type[BaseHTTPRequestHandler]:
             if self.path == "/health":
                 self.reply(200, {"status": "ok"})
             elif self.path == "/version":
-                self.reply(200, {"version": VERSION})
+                self.reply(200, {"notes": {"version": VERSION,
+                                           "python": ".".join(map(str, sys.version_info[:3]))}})
             elif self.path.startswith("/notes/"):
                 body = notes.get(self.path[len("/notes/"):])
                 self.reply(404, {"error": "no such note"}) if body is None else self.reply(
