@@ -251,8 +251,9 @@ def test_litestream_streams_the_second_service(user: UserRepo, tmp_path: Path) -
     assert stopped.returncode == 0, stopped.stderr
 
 
-def _continuity(user: UserRepo, *args: str) -> dict[str, Any]:
-    done = user.run(*args, "--plan", "relctl/notes-continuity.yml", "--yes", "--json")
+def _continuity(user: UserRepo, command: str) -> dict[str, Any]:
+    confirm = ["--yes"] if command in ("failover", "failback") else []
+    done = user.run(command, "--plan", "relctl/notes-continuity.yml", *confirm, "--json")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
