@@ -13,7 +13,9 @@ from controller.adapters.ansible import (
     listed_hosts,
 )
 from controller.engine.continuity import load_plan
-from controller.manifest_loader import ConfigError
+from controller.engine.continuity.follow import covering_plan
+from controller.journal import Journal
+from controller.manifest_loader import ConfigError, load_manifest
 from controller.models.durations import format_duration, parse_duration
 from controller.models.rows import TableRows
 from controller.planning.continuity import catch_up, covers, judge_targets
@@ -225,3 +227,19 @@ def test_the_dr_plan_names_each_hosts_version_and_the_skew_risk() -> None:
                                                         "backup-1": "1.1.0"},
                              release_version="1.1.0")
     assert "Risk: version skew" not in level
+
+
+def test_apply_finds_the_plan_that_covers_its_manifest_through_the_journal(
+        tmp_path: Path) -> None:
+    manifest = load_manifest(ROOT / "examples" / "releases" / "ledger-1.1.0.yml")
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        assert covering_plan(journal, manifest) == (None, None)  # no plan used yet
+        gone = tmp_path / "elsewhere" / "plan.yml"
+        journal.begin_continuity("replication", "ledger", "lab", {"plan": str(gone)})
+        found, why = covering_plan(journal, manifest)
+        assert found is None and why is not None and "not on this machine" in why
+        journal.begin_continuity("replication", "ledger", "lab", {"plan": str(PLAN)})
+        assert covering_plan(journal, manifest) == (PLAN, None)  # lists ledger-*.yml
+        other = load_manifest(ROOT / "examples" / "releases" / "postgresql"
+                              / "ledger-1.1.0.yml")
+        assert covering_plan(journal, other)[0] is None  # not under ../releases/ledger-*

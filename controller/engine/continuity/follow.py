@@ -52,6 +52,7 @@ def covering_plan(journal: Journal, manifest: Manifest) -> tuple[Path | None, st
     if manifest.source_path is None:
         return None, None
     seen: set[str] = set()
+    problems: list[str] = []
     for record in journal.continuity_records(service=manifest.service,
                                              environment=manifest.environment, limit=50):
         named = record.detail.get("plan")
@@ -60,14 +61,18 @@ def covering_plan(journal: Journal, manifest: Manifest) -> tuple[Path | None, st
         seen.add(named)
         path = Path(named)
         if not path.is_file():
-            return None, (f"the continuity plan {named} (continuity record {record.id}) is "
-                          "not on this machine: the backup site does not follow")
+            problems.append(f"the continuity plan {named} (continuity record {record.id}) is "
+                            "not on this machine")
+            continue
         try:
             plan, _ = load_plan(path)
         except RelctlError as error:
-            return None, f"the continuity plan {named} does not load: {error.message}"
+            problems.append(f"the continuity plan {named} does not load: {error.message}")
+            continue
         if covers(path, plan.releases, manifest.source_path):
             return path, None
+    if problems:
+        return None, "; ".join(problems) + ": the backup site may not follow this release"
     return None, None
 
 
