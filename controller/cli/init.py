@@ -13,9 +13,10 @@ from typing import Any
 import click
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+from rich.markup import escape
 
 from controller.cli.output import JSON_OPTION, console, emit_json
-from controller.engine.scaffold import InitResult, init_service
+from controller.engine.scaffold import InitResult, init_service, probe_version
 from controller.errors import InputError
 from controller.journal.redaction import mask_secrets
 from controller.models.scaffold import ScaffoldRequest
@@ -87,8 +88,12 @@ def _owner() -> str:
               type=click.Path(file_okay=False, path_type=Path),
               help="Your repository, where the files go [default: the current folder].")
 @click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@click.option("--probe", "probe", metavar="URL",
+              help="A running instance of the service (http://HOST:PORT): its version is "
+                   "read there with --version-path and --version-pointer before anything "
+                   "is written (exit 2, nothing written, when it cannot be).")
 @JSON_OPTION
-def init(repo: Path, force: bool, as_json: bool, **options: Any) -> None:
+def init(repo: Path, force: bool, probe: str | None, as_json: bool, **options: Any) -> None:
     """Write a starter release manifest, continuity plan and gates for a service.
 
     \b
@@ -118,10 +123,13 @@ def init(repo: Path, force: bool, as_json: bool, **options: Any) -> None:
     written).
     """
     request = build_request(**options)
+    found = probe_version(probe, request) if probe else None
     result = init_service(request, repo.absolute(), force=force)
     if as_json:
-        emit_json({"ok": True, **vars(result)})
+        emit_json({"ok": True, **vars(result), "probed_version": found})
     else:
+        if found is not None:
+            console.print(f"{escape(str(probe))} reports version {escape(found)}")
         _print(result)
 
 

@@ -1,4 +1,5 @@
-"""``relctl init``'s one side effect: write the rendered files into the user's repository.
+"""``relctl init``'s one side effect: write the rendered files into the user's repository;
+and, asked to, read the version a running instance reports (``--probe``) first.
 
 Nothing is written unless everything can be: the files the request names on this
 machine must exist, and no file to write may exist already unless ``force`` is given.
@@ -6,12 +7,15 @@ machine must exist, and no file to write may exist already unless ``force`` is g
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.adapters import http
 from controller.errors import InputError
 from controller.models.scaffold import ScaffoldRequest
 from controller.planning.scaffold import ScaffoldLayout, layout_for, render_scaffold
+from controller.planning.versions import read_version
 
 
 @dataclass(frozen=True)
@@ -64,3 +68,21 @@ def next_steps(request: ScaffoldRequest, layout: ScaffoldLayout) -> list[str]:
     if request.data:
         steps.append(f"relctl replicate --plan {layout.continuity}{inventory} --count 1")
     return steps
+
+
+def probe_version(url: str, request: ScaffoldRequest) -> str:
+    """The version a running instance at ``url`` reports, read as the files will tell
+    relctl to read it; ``InputError`` naming --probe when it cannot be read."""
+    if not re.fullmatch(r"https?://[^\s/?#]+/?", url):
+        raise InputError(f"--probe: {url!r} is not http://HOST:PORT")
+    if request.version_path is None:
+        raise InputError("--probe reads the version, and --version-path is 'none'")
+    where = url.rstrip("/") + request.version_path
+    answer = http.request("GET", where, timeout=5)
+    if answer.status != 200:
+        raise InputError(f"--probe: GET {where} answered {answer.status or answer.error}")
+    read = read_version(answer.body, request.version_pointer, None)
+    if read.version is None:
+        raise InputError(f"--probe: {where}: {read.problem}",
+                         hint="set --version-pointer to where the version is in the answer")
+    return read.version

@@ -161,10 +161,12 @@ def test_the_starter_files_know_no_sample_service(repo: Path) -> None:
 
 
 class FakeService(BaseHTTPRequestHandler):
-    """Answers /health and /version (1.4.0) as a service under test would."""
+    """Answers /health and /version (1.4.0) as a service under test would, and /about
+    with the version nested ({"billing": {"version": "1.4.0"}})."""
 
     def do_GET(self) -> None:
-        body = {"/health": b"ok", "/version": b'{"version": "1.4.0"}'}.get(self.path)
+        body = {"/health": b"ok", "/version": b'{"version": "1.4.0"}',
+                "/about": b'{"billing": {"version": "1.4.0", "build": 7}}'}.get(self.path)
         self.send_response(200 if body else 404)
         self.end_headers()
         self.wfile.write(body or b"")
@@ -194,6 +196,39 @@ def test_the_gate_passes_only_when_the_expected_version_is_served(
         env={**os.environ, "EXPECTED_VERSION": expected})
     assert (result.returncode == 0) is passes, result.stdout
     assert "3 passed" in result.stdout if passes else "1 failed, 2 passed" in result.stdout
+
+
+def test_the_gate_reads_a_nested_version_with_its_pointer(repo: Path,
+                                                         service_port: int) -> None:
+    files = render_scaffold(request(repo, port=service_port, check="true", configs=(),
+                                    version_path="/about", version_pointer="/billing/version"),
+                            repo)
+    gate = repo / "test_gate.py"
+    gate.write_text(files["tests/gates/test_billing.py"])
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hosts=local://",
+         str(gate)], capture_output=True, text=True, cwd=repo, timeout=120, check=False,
+        env={**os.environ, "EXPECTED_VERSION": "1.4.0"})
+    assert result.returncode == 0 and "3 passed" in result.stdout, result.stdout
+    assert "version_pointer: /billing/version" in files["relctl/billing-continuity.yml"]
+
+
+@pytest.mark.parametrize(("args", "code", "says"), [
+    (("--version-path", "/about", "--version-pointer", "/billing/version"), 0, "1.4.0"),
+    (("--version-path", "/about"), 2, "version_pointer '/version' finds nothing"),
+    (("--version-path", "/nothing-here"), 2, "answered 404"),
+])
+def test_init_probes_a_running_instance_before_it_writes(
+        repo: Path, tmp_path: Path, service_port: int, args: tuple[str, ...], code: int,
+        says: str) -> None:
+    result = run(tmp_path, *billing_args(repo, "--probe", f"http://127.0.0.1:{service_port}",
+                                         *args, "--json"))
+    assert result.exit_code == code, result.output
+    if code == 0:
+        assert json.loads(result.stdout)["probed_version"] == says
+    else:
+        assert "--probe" in result.stderr and says in result.stderr
+        assert not (repo / "relctl").exists()  # nothing written
 
 
 # --- the command ----------------------------------------------------------------------------

@@ -89,12 +89,14 @@ def follow_release(ctx: Continuity, record: ReleaseRecord,
 
     lb, standby = ctx.lb, ctx.backups
     was_out: list[str] = []
+    taken_out = False
     try:
         if ctx.lb.in_maintenance(ctx.primaries):
             raise ContinuityError("the primaries are in maintenance on the LB: the site is "
                                   "failed over and the backups serve; run relctl failback, "
                                   "then release again")
         was_out = lb.in_maintenance(standby)
+        taken_out = True
         lb.activate(active=[], standby=standby)
         step(f"{', '.join(standby)} out of the LB's rotation")
         ctx.deploy(record, standby, f"follow-{record.id}")
@@ -116,7 +118,7 @@ def follow_release(ctx: Continuity, record: ReleaseRecord,
     finally:
         back = [h for h in standby if h not in was_out]
         try:
-            if back and followed.steps:
+            if back and taken_out:
                 lb.activate(active=back, standby=[])
                 step(f"{', '.join(back)} back in the LB's rotation")
         except RelctlError as error:

@@ -137,8 +137,8 @@ class Preflight:
         """A backup site on another release than the last good one: not an error, a risk
         named with what it costs (the failover deploys first)."""
         good = self.good()
-        if good is None:
-            return None
+        if good is None or self.ctx.plan.version_path is None:
+            return None  # nothing to compare with, or no version to read
         behind = {h: self.found.get(h, "nothing (cold)") for h in self.ctx.backups
                   if self.found.get(h) != good.version}
         if not behind:
