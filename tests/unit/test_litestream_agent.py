@@ -117,8 +117,8 @@ def test_a_warm_copy_follows_the_replica_and_a_failover_loads_it(spec: dict[str,
             conn.commit()
             time.sleep(0.05)
         conn.close()
-        time.sleep(0.5)  # shipped (sync every 200 ms)
-        newest = agent("status", spec)["dbs"]["ledger-db"]["replica_txid"]
+        time.sleep(1.5)  # Litestream looks at the WAL every second
+        newest = shipped(spec)  # ... and ships what it found (sync every 200 ms)
         started = time.monotonic()
         restored = agent("restore", backup)
         took = time.monotonic() - started
@@ -143,3 +143,14 @@ def gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def shipped(spec: dict[str, Any], timeout: float = 20) -> int:
+    """The replica's newest txid once the writer has shipped every local transaction."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = agent("status", spec)["dbs"]["ledger-db"]
+        if state["lag_s"] == 0.0 and state["replica_txid"] == state["local_txid"]:
+            return int(state["replica_txid"])
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
