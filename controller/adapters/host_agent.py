@@ -56,7 +56,7 @@ from controller.agent.protocol import (
 
 # The order the agent runs them in: the protocol first, ``commands.serve`` last.
 AGENT_SOURCES = tuple(Path(module.__file__ or "") for module in (
-    protocol, confined, snapshot_agent, trees, sqlite_carry, host_store, litestream_agent, sessions,
+    protocol, confined, snapshot_agent, trees, sqlite_carry, host_store, sessions, litestream_agent,
     commands))
 
 R = TypeVar("R", bound=Reply)

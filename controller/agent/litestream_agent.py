@@ -25,12 +25,10 @@ which YAML (Litestream's format) reads as is.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import tempfile
@@ -45,6 +43,7 @@ if __name__ != "relctl_agent":  # on a host, protocol.py ran first in this names
         LitestreamRequest,
         LitestreamSpec,
     )
+    from controller.agent.sessions import process_start, stop_processes
     from controller.agent.snapshot_agent import backup_database
 LTX_TIMESTAMP = slice(32, 40)  # LTX header: milliseconds since the epoch, big-endian
 
@@ -174,26 +173,10 @@ def stop(spec: LitestreamSpec) -> LitestreamReply:
 
 
 def _stop_pid(pid: int, grace: float) -> None:
-    """SIGTERM ``pid``, SIGKILL after ``grace`` seconds; returns once it is gone."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while _running_pid(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if _running_pid(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _running_pid(pid: int) -> bool:
-    """``pid`` runs (a zombie, dead and not yet reaped by its parent, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+    """Stop ``pid`` (``sessions.stop_processes``: SIGTERM, SIGKILL after ``grace``)."""
+    start = process_start(pid)
+    if start is not None:
+        stop_processes({pid: start}, grace)
 
 
 FOLLOW_INTERVAL = "100ms"  # how often a follower polls the replica for new transactions

@@ -43,11 +43,7 @@ def stop_sessions(request: StopSessionsRequest) -> StopSessionsReply:
     targets = {pid: table[pid][1] for pid in _with_descendants(roots, table, spared)}
     found: list[SessionProcess] = [{"pid": pid, "command": _command(pid)}
                                    for pid in sorted(targets)]
-    _signal_all(targets, signal.SIGTERM)
-    left = _wait(targets, float(request.get("grace_s", 5.0)))
-    if left:
-        _signal_all(left, signal.SIGKILL)
-        left = _wait(left, 5.0)
+    left = stop_processes(targets, float(request.get("grace_s", 5.0)))
     stopped = [p for p in found if p["pid"] not in left]
     still = [p for p in found if p["pid"] in left]
     reply: StopSessionsReply = {"ok": not still, "stopped": stopped, "left": still}
@@ -122,6 +118,24 @@ def _with_descendants(roots: list[int], table: dict[int, tuple[int, int, bool]],
             found.add(pid)
             todo.extend(children.get(pid, []))
     return found
+
+
+def stop_processes(targets: dict[int, int], grace: float) -> dict[int, int]:
+    """Stop ``targets`` (pid -> start ticks; only while each is still that process):
+    SIGTERM, then SIGKILL after ``grace`` seconds; those alive even then. A zombie (dead,
+    its parent not done with it yet) counts as stopped."""
+    _signal_all(targets, signal.SIGTERM)
+    left = _wait(targets, grace)
+    if left:
+        _signal_all(left, signal.SIGKILL)
+        left = _wait(left, 5.0)
+    return left
+
+
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), or None when it does not run."""
+    info = _stat(pid)
+    return info[1] if info is not None and info[2] else None
 
 
 def _same(pid: int, start: int) -> bool:

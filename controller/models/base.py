@@ -45,6 +45,8 @@ ItemName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
 Version = Annotated[str, Field(pattern=VERSION_PATTERN, max_length=100)]
 HostPattern = Annotated[str, Field(pattern=HOST_PATTERN, max_length=1000)]
 Command = Annotated[str, Field(min_length=1, max_length=4096)]
+# A JSON pointer (RFC 6901): "", or "/"-separated tokens with "~0" and "~1" escapes.
+JsonPointerText = Annotated[str, Field(pattern=r"^(/([^~/]|~[01])*)*$", max_length=500)]
 # A database or role name, an environment variable's name, a server's address: each
 # reaches a command line as one argument, never through a shell.
 DbName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$-]*$", max_length=63)]

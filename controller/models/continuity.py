@@ -14,7 +14,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from controller.models.base import HAPROXY_NAME_PATTERN, HostPattern, Int, Number
+from controller.models.base import (
+    HAPROXY_NAME_PATTERN,
+    HostPattern,
+    Int,
+    JsonPointerText,
+    Number,
+)
 from controller.models.durations import Duration, format_duration
 from controller.models.items import PostgresDatabase
 from controller.models.manifest import (
@@ -263,9 +269,8 @@ class ContinuityPlan(_Model):
         "/version", pattern=URL_PATH,
         description="Per-host URL path that reports the running version; null if the "
         "service has none.")
-    version_pointer: str = Field(
-        "/version", pattern=r"^(/([^~/]|~[01])*)*$", max_length=500,
-        description='JSON pointer (RFC 6901) to the version in that answer, e.g. '
+    version_pointer: JsonPointerText = Field(
+        "/version", description='JSON pointer (RFC 6901) to the version in that answer, e.g. '
         '/datasette/version for {"datasette": {"version": ...}}.')
     version_pattern: str | None = Field(
         None, max_length=500,

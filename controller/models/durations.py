@@ -37,6 +37,11 @@ def _bounded(seconds: float) -> float:
     return float(seconds)
 
 
+def duration_text(seconds: float | None) -> str:
+    """``format_duration``, or "—" for a figure not measured."""
+    return "—" if seconds is None else format_duration(seconds)
+
+
 def format_duration(seconds: float) -> str:
     """A short human form: ``850ms``, ``4.2s``, ``5m``, ``2h30m``."""
     if seconds < 1:

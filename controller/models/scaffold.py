@@ -17,7 +17,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from controller.models.base import SLUG_PATTERN, Command, RemotePath, _Model
+from controller.models.base import SLUG_PATTERN, Command, JsonPointerText, RemotePath, _Model
 
 VERSION_PATTERN = r"[0-9A-Za-z][0-9A-Za-z._+-]*"
 
@@ -75,8 +75,8 @@ class ScaffoldRequest(_Model):
     check: Command | None = Field(None, description="Command that exits 0 when healthy.")
     health_path: UrlPath = Field("/health", description="Health URL path.")
     version_path: UrlPath | None = Field("/version", description="Version URL path, if any.")
-    version_pointer: str = Field("/version", pattern=r"^(/([^~/]|~[01])*)*$", max_length=500,
-                                 description="JSON pointer to the version in that answer.")
+    version_pointer: JsonPointerText = Field(
+        "/version", description="JSON pointer to the version in that answer.")
     lb_port: Port = Field(8000, description="Load balancer frontend port.")
     lb_url: Url | None = Field(None, description="Load test URL, if not the lab's.")
     inventory: Path | None = Field(None, description="Ansible inventory, if not the lab's.")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.models.continuity import ContinuityPlan
-from controller.models.durations import format_duration
+from controller.models.durations import duration_text
 from controller.models.rows import CatchUp, TableRows
 
 
@@ -86,24 +86,20 @@ class Timeline:
         self.events.append((round(at, 3), what))
 
 
-def _seconds(value: float | None) -> str:
-    return "—" if value is None else format_duration(value)
-
-
 def improvements(plan: ContinuityPlan, targets: list[TargetResult], measures: dict[str, Any],
                  problems: list[str]) -> list[str]:
     """Improvement items a drill's figures call for."""
     items = []
     for t in targets:
         if not t.rto_met:
-            items.append(f"{t.function}: recovery took {_seconds(t.rto_s)} against a target of "
-                         f"{_seconds(t.rto_target_s)}; shorten detection or pre-stage the "
-                         "backup site, or renegotiate the target")
+            items.append(f"{t.function}: recovery took {duration_text(t.rto_s)} against a "
+                         f"target of {duration_text(t.rto_target_s)}; shorten detection or "
+                         "pre-stage the backup site, or renegotiate the target")
         if not t.rpo_met and t.rpo_s is not None:
             every = min((d.every for d in plan.data), default=None)
-            items.append(f"{t.function}: {_seconds(t.rpo_s)} of data at risk against "
-                         f"{_seconds(t.rpo_target_s)}; replicate more often than every "
-                         f"{_seconds(every)} (relctl replicate --every)")
+            items.append(f"{t.function}: {duration_text(t.rpo_s)} of data at risk against "
+                         f"{duration_text(t.rpo_target_s)}; replicate more often than every "
+                         f"{duration_text(every)} (relctl replicate --every)")
     if measures.get("load_failures"):
         items.append(f"{measures['load_failures']} requests failed during the drill: make "
                      "clients retry idempotent requests, or shorten detection")

@@ -7,16 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from controller.models.continuity import ContinuityPlan
-from controller.models.durations import format_duration
+from controller.models.durations import duration_text
 from controller.models.rows import CatchUp
 
 
 def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _seconds(value: float | None) -> str:
-    return "—" if value is None else format_duration(value)
 
 
 def timeline_markdown(events: list[tuple[float, str]]) -> list[str]:
@@ -32,9 +28,9 @@ def targets_markdown(results: list[dict[str, Any]]) -> list[str]:
     for r in results:
         ok = r["rto_met"] and r["rpo_met"]
         lines.append(
-            f"| {r['priority']} | {r['function']} | {_seconds(r['rto_s'])} "
-            f"| {_seconds(r['rto_target_s'])} | {_seconds(r['rpo_s'])} "
-            f"| {_seconds(r['rpo_target_s'])} | {'PASS' if ok else '**FAIL**'} |")
+            f"| {r['priority']} | {r['function']} | {duration_text(r['rto_s'])} "
+            f"| {duration_text(r['rto_target_s'])} | {duration_text(r['rpo_s'])} "
+            f"| {duration_text(r['rpo_target_s'])} | {'PASS' if ok else '**FAIL**'} |")
     return lines
 
 
@@ -48,10 +44,10 @@ def drill_markdown(report: dict[str, Any]) -> str:
         f"- **Started:** {report['started']}  **Verdict:** {report['verdict'].upper()}",
         f"- **Fault:** {report['fault']}",
         f"- **Release running:** {report.get('release') or 'unknown'}",
-        f"- **RTO:** {_seconds(m.get('rto_s'))} from the fault "
-        f"({_seconds(m.get('rto_from_detection_s'))} from detection); "
-        f"detection took {_seconds(m.get('detection_s'))}",
-        f"- **RPO:** {_seconds(m.get('rpo_s'))} (age of the newest copy of the data when the "
+        f"- **RTO:** {duration_text(m.get('rto_s'))} from the fault "
+        f"({duration_text(m.get('rto_from_detection_s'))} from detection); "
+        f"detection took {duration_text(m.get('detection_s'))}",
+        f"- **RPO:** {duration_text(m.get('rpo_s'))} (age of the newest copy of the data when the "
         "fault hit)",
         f"- **Requests failed during the drill:** {m.get('load_failures', 0)} of "
         f"{m.get('load_requests', 0)} (Locust): idempotent (GET, PUT, ...; the LB may retry "
@@ -60,7 +56,7 @@ def drill_markdown(report: dict[str, Any]) -> str:
         f"{m.get('load_failures_non_idempotent', '—')} of "
         f"{m.get('load_requests_non_idempotent', '—')}; relctl's probe saw "
         f"{m.get('probe_failures', 0)} failed of {m.get('probe_requests', 0)}, outage "
-        f"{_seconds(m.get('outage_s'))}",
+        f"{duration_text(m.get('outage_s'))}",
         f"- **Served after recovery by:** {', '.join(m.get('served_by_after') or []) or '—'}",
         "",
         "## Targets per critical function",
@@ -125,8 +121,8 @@ def dr_plan_markdown(plan: ContinuityPlan, *, release: str | None, hosts: dict[s
     for f in plan.by_priority():
         last = measured.get(f.name, {})
         lines.append(f"| {f.priority} | {f.name} | {f.check.method} {f.check.path} → "
-                     f"{f.check.expect_status} | {_seconds(f.rto)} | {_seconds(f.rpo)} "
-                     f"| {_seconds(last.get('rto_s'))} | {_seconds(last.get('rpo_s'))} |")
+                     f"{f.check.expect_status} | {duration_text(f.rto)} | {duration_text(f.rpo)} "
+                     f"| {duration_text(last.get('rto_s'))} | {duration_text(last.get('rpo_s'))} |")
     lines += ["", "## Sites", ""]
     seen = versions or {}
 

@@ -170,8 +170,9 @@ def failover(ctx: Continuity, *, preflight: str | None = None,
     if not checked:
         try:
             Preflight(ctx, ctx.backups, []).check("the failover", replicate=False)
-        finally:
-            ctx.close()
+        except RelctlError:
+            ctx.close()  # refused: nothing follows; else the failover reuses the masters
+            raise
     runner = StepRunner("failover", ctx.progress)
     record = ctx.begin("failover", {"preflight": mode, "backups": ctx.backups})
     runner.mark("failover started")

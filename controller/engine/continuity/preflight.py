@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from controller.adapters.ansible import playbook_hosts
@@ -92,10 +93,16 @@ class Preflight:
         if found is not None:
             self.checks.append(Check(name, True, found))
 
+    @cached_property
+    def answering(self) -> set[str]:
+        """The hosts whose service answers its health check (each asked once)."""
+        return {h for h in dict.fromkeys([*self.serving, *self.hosts])
+                if self.ctx.healthy(h, timeout=2)}
+
     def serve(self) -> str | None:
         if not self.serving:
             return None
-        down = [h for h in self.serving if not self.ctx.healthy(h, timeout=2)]
+        down = [h for h in self.serving if h not in self.answering]
         if down:
             raise InputError(f"{', '.join(down)} do not answer {self.ctx.plan.health_path}: "
                              "the primary site is not healthy (relctl failback, or start it)")
@@ -120,7 +127,7 @@ class Preflight:
             return None
         found, problems = {}, []
         for host in self.hosts:
-            if not self.ctx.healthy(host, timeout=2):
+            if host not in self.answering:
                 continue  # a cold backup host: a failover deploys it (the deploy check)
             read = self.ctx.version(host)
             if read.version is None:

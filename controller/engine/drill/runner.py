@@ -131,7 +131,7 @@ class Drill:
             ctx.close()
             raise
         self.checks, self.versions = flight.checks, flight.found
-        cold = [h for h in ctx.backups if not ctx.healthy(h, 2)]
+        cold = [h for h in ctx.backups if h not in flight.answering]
         if cold:
             self.progress(f"backup site cold ({', '.join(cold)} not answering): a failover "
                           "will deploy the last good release there first")
