@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,18 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every ledger release built and unpacked in a temporary folder."""
     built: dict[str, Path] = harness.prepare_releases(tmp_path_factory.mktemp("ledger"))
     return built
+
+
+# The suite's timeline, for balancing the two workers of `make test`: with
+# RELCTL_TEST_TIMELINE=FILE every test appends "worker module start end" (monotonic
+# seconds: one clock for every process of this machine) to FILE.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> object:
+    path = os.environ.get("RELCTL_TEST_TIMELINE")
+    started = time.monotonic()
+    yield
+    if path:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        module = item.nodeid.split("::")[0]
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"{worker} {module} {started:.2f} {time.monotonic():.2f}\n")
