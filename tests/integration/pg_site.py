@@ -57,9 +57,10 @@ def build_site(state: Path, folder: Path, base: str) -> BuiltSite:
     return prepare_site(state, folder, base)
 
 
-def prepare_site(state: Path, folder: Path, base: str) -> BuiltSite:
-    """The site on a lab already up under ``state`` (2 primaries and 1 backup from
-    ``{base}10``, ``--postgresql``); plan and secrets go to ``folder``."""
+def prepare_site(state: Path, folder: Path, base: str, backups: int = 1) -> BuiltSite:
+    """The site on a lab already up under ``state`` (2 primaries and ``backups`` backups
+    from ``{base}10``, ``--postgresql``); plan and secrets go to ``folder``. Each backup's
+    ledger lists the backups' clusters, then primary-1's."""
     status = json.loads(_must(relctl(state, "lab", "status", "--json"), "lab status").stdout)
     reported = status["postgresql"]
     password = Path(reported["password_file"]).read_text().strip()
@@ -76,7 +77,7 @@ def prepare_site(state: Path, folder: Path, base: str) -> BuiltSite:
     plan = folder / "plan.yml"
     plan.write_text(text)
 
-    def deploy(group: str, order: tuple[str, str]) -> None:
+    def deploy(group: str, order: tuple[str, ...]) -> None:
         _must(deploy_ledger(state, "1.1.0", group, extra=[
             "-e", f"ledger_database={url(*order, base=base)}",
             "-e", f"ledger_db_passfile={passfile}"]), f"deploy to {group}")
@@ -88,7 +89,7 @@ def prepare_site(state: Path, folder: Path, base: str) -> BuiltSite:
           "relctl apply")
     # The standby first: backup-1's own cluster has no database ledger until then.
     built = _must(relctl(state, "replicate", "--plan", str(plan), "--json"), "replicate")
-    deploy("app_backup", ("13", "11"))
+    deploy("app_backup", (*(str(13 + n) for n in range(backups)), "11"))
     return BuiltSite(plan, password, int(reported["port"]), json.loads(built.stdout))
 
 

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import jinja2
 import pytest
 
+from controller.adapters.haproxy import RuntimeApi
 from controller.adapters.locust import parse_stats
+from controller.errors import LabError
 from controller.paths import bundled_playbook
+from tests.http_target import HealthServer
+from tests.pg_cluster import free_port
+
+HOLD = bundled_playbook("files/relctl_hold.lua")
 
 HEADER = ("Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
           "Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,"
@@ -36,17 +46,23 @@ def test_failed_requests_split_by_idempotence(tmp_path: Path) -> None:
                              "load_failures_non_idempotent": 13}
 
 
-def render(tmp_path: Path) -> Path:
+def render(tmp_path: Path, address: str = "127.0.0.1", port: int = 8080,
+           frontend_port: int = 8000, admin_port: int = 9999, **more: object) -> Path:
+    """The HAProxy config relctl's lb_setup.yml writes (its files where tmp_path says)."""
     template = bundled_playbook("templates/haproxy.cfg.j2")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template.parent),
                              undefined=jinja2.StrictUndefined)
-    hosts = {"primary-1": "127.0.0.2", "primary-2": "127.0.0.3", "backup-1": "127.0.0.4"}
+    base = address.rsplit(".", 1)[0]
+    hosts = {"primary-1": f"{base}.2", "primary-2": f"{base}.3", "backup-1": f"{base}.4"}
     text = env.get_template(template.name).render(
-        ansible_host="127.0.0.1", lb_admin_port=9999,
-        lb_services=[{"name": "ledger", "port": 8080, "frontend_port": 8000,
+        ansible_host=address, lb_admin_port=admin_port,
+        lb_services=[{"name": "ledger", "port": port, "frontend_port": frontend_port,
                       "health_path": "/health"}],
         groups={"app_primary": ["primary-1", "primary-2"], "app_backup": ["backup-1"]},
-        hostvars={h: {"ansible_host": a} for h, a in hosts.items()})
+        hostvars={h: {"ansible_host": a} for h, a in hosts.items()}, **more)
+    text = text.replace("/etc/haproxy/relctl_hold.lua", str(HOLD)).replace(
+        "/run/haproxy/admin.sock", str(tmp_path / "admin.sock")).replace(
+        "/var/lib/haproxy/server-state", str(tmp_path / "server-state"))
     path = tmp_path / "haproxy.cfg"
     path.write_text(text)
     return path
@@ -72,3 +88,51 @@ def test_haproxy_accepts_the_config(tmp_path: Path) -> None:
     checked = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True,
                              text=True, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def _get(url: str) -> tuple[int, float]:
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=20) as answer:
+            return answer.status, time.monotonic() - started
+    except urllib.error.HTTPError as error:
+        return error.code, time.monotonic() - started
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
+def test_a_request_waits_for_a_server_instead_of_a_503(tmp_path: Path) -> None:
+    """While no server may take traffic (the primaries down, the backups out of service
+    until a standby is promoted), a request waits in HAProxy and is served as soon as
+    relctl puts a backup in service; with none by lb_hold_ms, HAProxy answers 503."""
+    address = "127.0.91.1"  # the backup's service listens on 127.0.91.4
+    with HealthServer("127.0.91.4") as backup:
+        port = int(backup.url.rsplit(":", 1)[1])
+        front, admin = free_port(address), free_port(address)
+        config = render(tmp_path, address, port, front, admin, lb_hold_ms=1500)
+        (tmp_path / "server-state").write_text("")
+        daemon = subprocess.Popen(["haproxy", "-db", "-f", str(config)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            api = RuntimeApi(f"{address}:{admin}")
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    api.servers()
+                    break
+                except LabError:  # not listening yet
+                    assert time.monotonic() < deadline and daemon.poll() is None, (
+                        daemon.stderr.read().decode() if daemon.stderr else "")
+                    time.sleep(0.05)
+            for server in ("primary-1", "primary-2", "backup-1"):
+                api.set_state("ledger", server, "maint")
+            url = f"http://{address}:{front}/health"
+            status, waited = _get(url)  # nothing comes: held, then HAProxy's own 503
+            assert status == 503 and 1.4 < waited < 5, (status, waited)
+            timer = threading.Timer(0.5, api.set_state, ("ledger", "backup-1", "ready"))
+            timer.start()
+            status, waited = _get(url)  # backup-1 comes after 0.5 s: served then
+            timer.join()
+            assert status == 200 and 0.4 < waited < 1.4, (status, waited)
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=10)

@@ -9,6 +9,8 @@
     verify      every critical function through the LB, most urgent first
     after       fast preflight: testinfra on the backup site right after the switch
     persist     the LB's server states saved (a reload keeps them)
+    standbys    what the replication still owes the backup site (PostgreSQL: the other
+                standbys stream from the promoted one); after the RTO, a warning if not
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class _Failover:
     def steps(self) -> list[Step]:
         return [Step("replica", self.ensure_replica), Step("backups", self.backups),
                 Step("switch", self.switch), Step("verify", self.verify),
-                Step("after", self.after), Step("persist", self.persist)]
+                Step("after", self.after), Step("persist", self.persist),
+                Step("standbys", self.standbys)]
 
     def backups(self) -> str | None:
         self.good = prepare_backups(self.ctx, self.run)
@@ -97,6 +100,15 @@ class _Failover:
                                      + "; ".join(failed[:5]))
         return "testinfra on the backup site: " + ("green" if not failed else
                                                     "FAILED: " + "; ".join(failed[:3]))
+
+    def standbys(self) -> str | None:
+        if not self.ctx.plan.data:
+            return None
+        try:
+            return replication_of(self.ctx).settle(self.ctx)
+        except RelctlError as error:  # the backup site serves: a warning
+            self.run.warnings.append(f"the other standbys do not follow: {error.message}")
+            return "standbys NOT following the promoted one"
 
     def persist(self) -> str:
         warning = self.ctx.lb.persist()

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from controller.adapters.ansible import PlaybookRun, failure_summary, run_playbook
 from controller.data.postgresql import PostgresEngine
 from controller.engine.continuity.records import ReplicaRecord
@@ -33,7 +36,8 @@ SELECT pg_is_in_recovery(),
        (SELECT sender_port FROM pg_stat_wal_receiver),
        pg_last_wal_replay_lsn()::text,
        coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0),
-       extract(epoch FROM pg_last_xact_replay_timestamp())
+       extract(epoch FROM pg_last_xact_replay_timestamp()),
+       pg_last_wal_receive_lsn()::text
 """
 
 
@@ -48,6 +52,12 @@ class Standby:
     replay_lsn: str | None
     unreplayed_bytes: float
     replay_at: float | None  # commit time of the last replayed transaction (epoch)
+    receive_lsn: str | None = None  # the newest WAL it received
+
+    @property
+    def received(self) -> int:
+        """How far its WAL goes (received or replayed), as a number to compare."""
+        return max(lsn_number(self.receive_lsn), lsn_number(self.replay_lsn))
 
     def streams_from(self, host: str, port: int) -> bool:
         return self.in_recovery and self.receiver == "streaming" and self.source == f"{host}:{port}"
@@ -77,9 +87,10 @@ class PostgresReplication:
         lag = None if oldest is None else round(max(0.0, now - oldest), 3)
         ctx.progress(f"standbys streaming on {', '.join(ctx.backups)}; lag "
                      f"{'unknown' if lag is None else f'{lag}s'}")
+        out = self._keep_out(ctx)
         return ctx.journal.end_continuity(record, "ok", {
             "captured_at": iso(oldest), "standbys": standbys, "lag_s": lag,
-            "loaded_on": [], "bytes": 0, "running": True})
+            "loaded_on": [], "bytes": 0, "running": True, "out_of_service": out})
 
     def restore(self, ctx: Continuity, hosts: list[str], tag: str, *, only_missing: bool
                 ) -> tuple[ReplicaRecord | None, str]:
@@ -88,28 +99,60 @@ class PostgresReplication:
                 "a test failover cannot rehearse on a PostgreSQL standby: bringing it up "
                 "means promoting it, which ends its replication",
                 hint="rehearse with relctl drill site-loss on a staging inventory")
-        target = hosts[0]
+        target = self._most_advanced(ctx, hosts)
         record = ctx.begin("replication", {
             "method": self.method, "promote": target,
             "items": [d.name for d in ctx.plan.data]})
+        others = [h for h in hosts if h != target]
         try:
             as_of = [self._promote(ctx, d, target) for d in ctx.plan.data]
+            lost = sorted({h for d in ctx.plan.data for h in self._repoint(ctx, d, others,
+                                                                          target)})
         except RelctlError as error:
             ctx.journal.end_continuity(record, "failed", {"error": error.message})
             raise
         oldest = None if None in as_of else min(a for a in as_of if a is not None)
         done = ctx.journal.end_continuity(record, "ok", {
             "captured_at": iso(oldest), "loaded_on": [target], "promoted": target,
-            "bytes": 0})
-        others = [h for h in hosts if h != target]
-        note = (f"; {', '.join(others)} still follow the lost primary" if others else "")
+            "repointed": [h for h in others if h not in lost], "bytes": 0})
+        note = "".join([
+            f"; {', '.join(h for h in others if h not in lost)} re-pointed at it"
+            if len(lost) < len(others) else "",
+            f"; {', '.join(lost)} did not answer (rebuilt after the switch)" if lost else ""])
         return ReplicaRecord.of(done), (f"standby on {target} promoted (last replayed "
                                         f"transaction {iso(oldest) or 'unknown'}){note}")
+
+    def settle(self, ctx: Continuity) -> str | None:
+        """After the switch: every other backup's standby streams from the promoted one
+        (a re-pointed standby follows its new timeline; one that cannot is rebuilt from
+        it); the failover's RTO does not wait for this."""
+        if len(ctx.backups) < 2:
+            return None
+        promoted = self._serving(ctx)
+        others = [h for h in ctx.backups if h != promoted]
+        source = ctx.inventory.addresses[promoted]
+        rebuilt = []
+        for data in ctx.plan.data:
+            engine, port = self._engine(data)
+            for host in others:
+                address = ctx.inventory.addresses[host]
+                try:
+                    self._wait_streaming(engine, address, port, source, port, timeout=20)
+                except ContinuityError:
+                    ctx.progress(f"{data.name}: {host} does not follow {promoted}: base "
+                                 f"backup of {promoted} onto {host}")
+                    self._rebuild(ctx, data, host, source, port)
+                    self._wait_streaming(engine, address, port, source, port)
+                    rebuilt.append(host)
+        return (f"{', '.join(others)} stream from {promoted}"
+                + (f" ({', '.join(sorted(set(rebuilt)))} rebuilt)" if rebuilt else ""))
 
     def resume(self, ctx: Continuity) -> str:
         for data in ctx.plan.data:
             self._ensure(ctx, data, ctx.backups)
-        return f"standbys streaming again on {', '.join(ctx.backups)}"
+        self._keep_out(ctx)
+        return (f"standbys streaming again on {', '.join(ctx.backups)} (out of the LB's "
+                "service until a failover promotes one)")
 
     def stop(self, ctx: Continuity) -> str:
         return ("streaming replication is the servers' own: stop it on the standbys "
@@ -121,7 +164,7 @@ class PostgresReplication:
                         ) -> tuple[dict[str, TableRows], dict[str, TableRows]]:
         old: dict[str, TableRows] = {}
         new: dict[str, TableRows] = {}
-        promoted = ctx.backups[0]
+        promoted = self._serving(ctx)
         for data in ctx.plan.data:
             engine, port = self._engine(data)
             old.update(engine.tables())
@@ -132,7 +175,7 @@ class PostgresReplication:
         """The old primary rebuilt as a standby of the promoted backup, caught up, then a
         switchover: the backup stopped cleanly, the old primary promoted, the backups
         rebuilt as its standbys."""
-        promoted, writer = ctx.backups[0], ctx.writer()
+        promoted, writer = self._serving(ctx), ctx.writer()
         for data in ctx.plan.data:
             engine, port = self._engine(data)
             assert data.standby is not None and data.postgresql is not None
@@ -153,6 +196,64 @@ class PostgresReplication:
                 f"{', '.join(ctx.backups)} standbys again")
 
     # -- the pieces ----------------------------------------------------------------------
+
+    @staticmethod
+    def _keep_out(ctx: Continuity) -> list[str]:
+        """A standby takes no writes: its hosts stay out of the LB's service (maintenance)
+        until a failover has promoted one and switches them in; else the LB would send
+        them traffic the moment the primaries go down, before the promotion. Saved so a
+        reload keeps it (only when it changed). The backups, as a list."""
+        if sorted(ctx.lb.in_maintenance(ctx.backups)) == sorted(ctx.backups):
+            return ctx.backups
+        ctx.lb.activate(active=[], standby=ctx.backups)
+        ctx.progress(f"{', '.join(ctx.backups)} out of the LB's service while standbys")
+        warning = ctx.lb.persist()
+        if warning:
+            ctx.progress(f"warning: {warning}")
+        return ctx.backups
+
+    def _most_advanced(self, ctx: Continuity, hosts: list[str]) -> str:
+        """The backup whose standby has received the most WAL (the first that answers
+        on a tie; the first host when none answers: its promotion then says why). The
+        others can follow it: none is ahead of it."""
+        if len(hosts) == 1:
+            return hosts[0]
+        engine, port = self._engine(ctx.plan.data[0])
+        states = [s for h in hosts
+                  if (s := self._probe(engine, h, ctx.inventory.addresses[h], port))]
+        if not states:
+            return hosts[0]
+        return max(states, key=lambda s: s.received).host  # max keeps the first of equals
+
+    def _serving(self, ctx: Continuity) -> str:
+        """The backup whose cluster a failover promoted (it answers out of recovery);
+        the first backup when none does."""
+        engine, port = self._engine(ctx.plan.data[0])
+        for host in ctx.backups:
+            state = self._probe(engine, host, ctx.inventory.addresses[host], port)
+            if state is not None and not state.in_recovery:
+                return host
+        return ctx.backups[0]
+
+    def _repoint(self, ctx: Continuity, data: ReplicatedData, hosts: list[str],
+                 target: str) -> list[str]:
+        """Each of ``hosts``' standbys told to stream from ``target``'s cluster (its
+        ``primary_conninfo`` with the new host and port, reloaded: PostgreSQL follows the
+        promoted timeline by itself); returns those that did not answer."""
+        engine, port = self._engine(data)
+        lost = []
+        for host in hosts:
+            try:
+                with engine.connect(ctx.inventory.addresses[host], port) as conn:
+                    row = conn.execute("SHOW primary_conninfo").fetchone()
+                    info = conninfo_to_dict(str(row[0]) if row else "")
+                    info |= {"host": ctx.inventory.addresses[target], "port": str(port)}
+                    conn.execute(sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(
+                        sql.Literal(make_conninfo("", **info))))
+                    conn.execute("SELECT pg_reload_conf()")
+            except RelctlError:
+                lost.append(host)
+        return lost
 
     @staticmethod
     def _engine(data: ReplicatedData) -> tuple[PostgresEngine, int]:
@@ -203,7 +304,7 @@ class PostgresReplication:
         text = [None if v is None else str(v) for v in row]
         return Standby(host, bool(row[0]), text[1], f"{text[2]}:{text[3]}" if text[2] else None,
                        text[4], float(text[5] or 0),
-                       float(text[6]) if text[6] is not None else None)
+                       float(text[6]) if text[6] is not None else None, text[7])
 
     def _probe(self, engine: PostgresEngine, host: str, address: str, port: int
                ) -> Standby | None:
@@ -289,6 +390,14 @@ class PostgresReplication:
             raise ContinuityError(f"{data.name}: {action} of the cluster failed on "
                                   f"{', '.join(result.failed_hosts or hosts)}: "
                                   f"{failure_summary(result)}")
+
+
+def lsn_number(lsn: str | None) -> int:
+    """A PostgreSQL LSN (``16/B374D848``) as a number; 0 for none."""
+    if not lsn or "/" not in lsn:
+        return 0
+    high, low = lsn.split("/", 1)
+    return (int(high, 16) << 32) + int(low, 16)
 
 
 def _b64(text: str) -> str:

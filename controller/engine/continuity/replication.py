@@ -51,6 +51,11 @@ class Replication(Protocol):
         """Replication from the writer again, after a failback."""
         ...
 
+    def settle(self, ctx: Continuity) -> str | None:
+        """After a failover's switch: what the method still owes the backup site (the
+        other standbys following the promoted one), or None."""
+        ...
+
     def stop(self, ctx: Continuity) -> str:
         """Stop whatever runs on the writer for it."""
         ...
@@ -70,6 +75,10 @@ class SqliteSites:
     """Failback of SQLite data: consistent copies of the old primary's and the backup's
     databases (the catch-up report compares them), the backup's loaded into the
     primaries."""
+
+    def settle(self, ctx: Continuity) -> str | None:
+        """Nothing: each backup serves its own copy of the data."""
+        return None
 
     def catch_up_tables(self, ctx: Continuity, store: Path, tag: str
                         ) -> tuple[dict[str, TableRows], dict[str, TableRows]]:
