@@ -101,7 +101,7 @@ def replicate(app: AppContext, plan_path: Path, inventory: Path | None, every: s
     ctx = _open(app, plan_path, inventory, as_json)
     if stop:
         try:
-            stopped = replication_of(ctx).stop(ctx)
+            stopped = replication_of(ctx).stop()
         finally:
             ctx.close()
         if as_json:
@@ -169,7 +169,7 @@ def failover_command(app: AppContext, plan_path: Path, inventory: Path | None,
     """
     ctx = _open(app, plan_path, inventory, as_json)
     if not (yes or as_json or not sys.stdin.isatty()):
-        click.confirm(f"Fail {ctx.plan.service} over to {', '.join(ctx.backups)}?", abort=True)
+        click.confirm(f"Fail {ctx.plan.service} over to {', '.join(ctx.site.backups)}?", abort=True)
     _render(failover(ctx, preflight=preflight), as_json)
 
 
@@ -190,7 +190,8 @@ def failback_command(app: AppContext, plan_path: Path, inventory: Path | None, y
     """
     ctx = _open(app, plan_path, inventory, as_json)
     if not (yes or as_json or not sys.stdin.isatty()):
-        click.confirm(f"Fail {ctx.plan.service} back to {', '.join(ctx.primaries)}?", abort=True)
+        click.confirm(f"Fail {ctx.plan.service} back to {', '.join(ctx.site.primaries)}?",
+                      abort=True)
     outcome = failback(ctx)
     if not as_json and outcome.report and outcome.report.count("\n") <= 60:
         console.print(outcome.report)

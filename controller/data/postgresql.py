@@ -11,7 +11,8 @@ log line or a journal row).
 - **Logical digest**: the schema as ``pg_dump --schema-only`` prints it (comments and
   ``\\restrict`` keys dropped), each table's row count and an order-independent hash of
   its rows, and each sequence's position.
-- **A killed controller** takes its client tools with it (``setpriv --pdeathsig``): a dump
+- **A killed controller** takes its client tools with it (they run as owned children,
+  ``adapters/postgresql.py``): a dump
   is not half-stored (objects are stored whole, by sha256), a restore's transaction rolls
   back, and ``relctl resume`` does the step again.
 - **Restore**: in one transaction on relctl's own connection, every table of the
@@ -30,9 +31,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -42,22 +40,16 @@ from typing import IO, Protocol
 
 import psycopg
 
+from controller.adapters import postgresql as pg
 from controller.data.engine import Capture, CarryReport, CarryRequest, DataRestoreError
 from controller.data.pg_carry import PgCarry
 from controller.data.pg_catalog import describe, lock_tables
-from controller.errors import DataUnreachableError, InputError, PrerequisiteError
+from controller.errors import DataUnreachableError, InputError
 from controller.models.items import PostgresDatabase
 from controller.models.rows import TableRows
 
 CONNECT_TIMEOUT_S = 5
 TOOL_TIMEOUT_S = 3600
-PG_LIB = Path(os.environ.get("RELCTL_PG_LIB", "/usr/lib/postgresql"))
-# SQLSTATE classes of a refused login or a wrong database: the manifest or its secret.
-BAD_LOGIN = ("28", "3D")
-# A client tool gets SIGTERM when relctl dies (util-linux's setpriv sets its parent-death
-# signal, then runs it): a kill -9 of the controller leaves no pg_dump or pg_restore
-# running, and a restore's transaction rolls back on the server (its connection dies too).
-DIES_WITH_US = (["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else [])
 NOISE = re.compile(r"^(--.*|\\(un)?restrict .*|)$")
 # psql's meta-commands in pg_restore's SQL (pg_dump 17.6, 16.10, 15.14, ... on): skipped.
 RESTRICT = re.compile(rb"^\\(un)?restrict [A-Za-z0-9]*\r?\n?$")
@@ -201,24 +193,14 @@ class PostgresEngine:
     @contextmanager
     def _restore_sql(self, dump: Path, version: str, section: str) -> Iterator[IO[bytes]]:
         """The SQL of one section of ``dump``, as ``pg_restore -f -`` streams it."""
-        with tempfile.TemporaryFile(prefix="relctl-pg-restore-") as errors, subprocess.Popen(
-                [*DIES_WITH_US, str(self._tool("pg_restore", version)),
-                 f"--section={section}", "-f", "-", str(dump)], stdout=subprocess.PIPE,
-                stderr=errors, env=self._environment()) as source:
-            assert source.stdout is not None
-            try:
-                yield source.stdout
-                source.stdout.read()  # the rest (nothing): pg_restore ends on its own
-            except BaseException:
-                source.kill()  # we stopped reading: pg_restore must not wait on us
-                raise
-            finally:
-                source.wait()
-            if source.returncode != 0:
-                errors.seek(0)
-                said = errors.read().decode(errors="replace")[-500:]
-                raise InputError(f"data item {self.item.name!r}: pg_restore could not read "
-                                 f"the dump {dump}: {said}")
+        try:
+            with pg.tool_output(self._tool("pg_restore", version),
+                                [f"--section={section}", "-f", "-", str(dump)],
+                                self._environment()) as (sql_text, _errors):
+                yield sql_text
+        except pg.ToolFailedError as failed:
+            raise InputError(f"data item {self.item.name!r}: pg_restore could not read "
+                             f"the dump {dump}: {failed.stderr}") from None
 
     def tables(self, host: str | None = None, port: int | None = None
                ) -> dict[str, TableRows]:
@@ -289,10 +271,10 @@ class PostgresEngine:
         """A connection to the database on its server, or on ``host``:``port`` (a standby
         of it), with the item's role and password; refusals become relctl's errors."""
         try:
-            conn = psycopg.connect(host=host or self.db.host, port=port or self.db.port,
-                                   dbname=self.db.database, user=self.db.user,
-                                   password=self.password, connect_timeout=CONNECT_TIMEOUT_S,
-                                   application_name="relctl", autocommit=True)
+            conn = pg.connect(host=host or self.db.host, port=port or self.db.port,
+                              dbname=self.db.database, user=self.db.user,
+                              password=self.password, connect_timeout=CONNECT_TIMEOUT_S,
+                              application_name="relctl")
         except psycopg.OperationalError as error:
             raise self._login_error(error) from None
         try:
@@ -301,11 +283,7 @@ class PostgresEngine:
             conn.close()
 
     def _login_error(self, error: psycopg.OperationalError) -> Exception:
-        text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        text = text or type(error).__name__
-        state = error.sqlstate or ""
-        refused = state.startswith(BAD_LOGIN) or "authentication failed" in text or (
-            "does not exist" in text) or "no password supplied" in text
+        text, refused = pg.error_text(error), pg.login_refused(error)
         where = f"data item {self.item.name!r} ({self.db.address})"
         if refused:
             return InputError(f"{where}: the server refused the login: {text}",
@@ -338,36 +316,26 @@ class PostgresEngine:
     @staticmethod
     def _tool(name: str, server_version: str) -> Path:
         """The client tool for the server's major version."""
-        leading = re.match(r"\d+", server_version.strip())
-        return pg_tool(name, int(leading.group()) if leading else 0)
+        return pg.pg_tool(name, pg.server_major(server_version))
 
     def _target(self) -> list[str]:
         return ["-h", self.db.host, "-p", str(self.db.port), "-U", self.db.user,
                 "-d", self.db.database]
 
     def _environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        password = self.password
-        if password is not None:
-            env["PGPASSWORD"] = password
-        env["PGCONNECT_TIMEOUT"] = str(CONNECT_TIMEOUT_S)
-        env["PGAPPNAME"] = "relctl"
-        return env
+        return pg.tool_environment(self.password, CONNECT_TIMEOUT_S)
 
     def _run(self, tool: Path, *args: str) -> str:
         try:
-            done = subprocess.run([*DIES_WITH_US, str(tool), *args], stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, env=self._environment(),
-                                  timeout=TOOL_TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired:
+            done = pg.run_tool(tool, list(args), self._environment(), TOOL_TIMEOUT_S)
+        except TimeoutError:
             raise DataUnreachableError(f"data item {self.item.name!r}: {tool.name} did not "
                                        f"finish in {TOOL_TIMEOUT_S} s") from None
-        if done.returncode != 0:
-            detail = done.stderr.strip().splitlines()[-3:] or [f"exit {done.returncode}"]
+        if done.code != 0:
+            detail = done.stderr.strip().splitlines()[-3:] or [f"exit {done.code}"]
             raise InputError(f"data item {self.item.name!r} ({self.db.address}): "
                              f"{tool.name} failed: {' | '.join(detail)}"[:1500])
         return done.stdout
-
 
 def _digest_of(schema: bytes, lines: Iterable[bytes]) -> str:
     digest = hashlib.sha256(schema)
@@ -423,21 +391,3 @@ def _copy(conn: Connection, command: bytes, lines: Iterator[bytes]) -> None:
         if chunk:
             copy.write(b"".join(chunk))
 
-
-def pg_tool(name: str, major: int = 0) -> Path:
-    """A PostgreSQL program of version ``major`` (Debian's /usr/lib/postgresql/<v>/bin),
-    else of the newest installed version above it, else on the PATH (a pg_dump older
-    than the server refuses to dump it)."""
-    versions = sorted((int(p.name) for p in PG_LIB.glob("[0-9]*") if p.name.isdigit()),
-                      reverse=True)
-    for candidate in [major, *versions]:
-        path = PG_LIB / str(candidate) / "bin" / name
-        if candidate >= major and path.exists():
-            return path
-    found = shutil.which(name)
-    if found:
-        return Path(found)
-    wanted = f"PostgreSQL {major} or newer" if major else "PostgreSQL"
-    raise PrerequisiteError(f"{name} of {wanted} is not installed on this machine",
-                            hint=f"install the Debian package postgresql-client-{major}"
-                            if major else "install the Debian package postgresql")

@@ -19,8 +19,8 @@ from controller.adapters import processes, ssh
 from controller.adapters.ansible import PlaybookRun, failure_summary, run_playbook
 from controller.adapters.ansible_vars import ansible_yaml, unsafe
 from controller.adapters.haproxy import BackendServer, RuntimeApi
+from controller.adapters.postgresql import pg_tool
 from controller.adapters.system import check_lab_prerequisites, check_overlay, ensure_mountpoints
-from controller.data.postgresql import pg_tool
 from controller.errors import InputError, LabError, PlaybookError
 from controller.models.lab import FrontedService, HostProcess, LabHost, LabSpec, LabState
 from controller.paths import bundled_playbook

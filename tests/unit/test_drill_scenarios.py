@@ -9,6 +9,9 @@ import pytest
 
 from controller.adapters.ansible import Inventory
 from controller.engine.continuity import Continuity, load_plan
+from controller.engine.continuity.services import Services
+from controller.engine.continuity.site import Site
+from controller.engine.continuity.site_data import SiteData
 from controller.engine.drill import SCENARIOS, DrillSite, plan_drill
 from controller.engine.drill.faults import Fault
 from controller.engine.environment import Environment
@@ -31,8 +34,9 @@ def context(tmp_path: Path, text: str | None = None) -> Continuity:
     plan, doc = load_plan(path)
     env = Environment(tmp_path, tmp_path / "staging.ini", tmp_path / "ansible.cfg", None)
     addresses = {h: f"127.0.99.{i}" for i, h in enumerate(["p1", "p2", "b1", "lb1"], 1)}
-    return Continuity(plan, path, env, None, Inventory(GROUPS, addresses),  # type: ignore[arg-type]
-                      document=doc)
+    site = Site(plan, Inventory(GROUPS, addresses), env)
+    services = Services(plan, path, env, None, document=doc)  # type: ignore[arg-type]
+    return Continuity(services, site, SiteData(site))
 
 
 def with_drill_lines(extra: str, *, without: str = "") -> str:
@@ -94,7 +98,7 @@ def test_a_drill_needs_the_plans_consent(tmp_path: Path, old: str, new: str, fie
         plan_drill(ctx, Lab(tmp_path / "lab"), "site-loss")
     problem = refused.value.problems[0]
     assert problem.field == field and message in problem.message
-    assert problem.file == str(ctx.plan_path) and problem.line is not None
+    assert problem.file == str(ctx.services.plan_path) and problem.line is not None
     if field == "environment":  # production with the flag: allowed
         assert plan_drill(ctx, Lab(tmp_path / "lab"), "site-loss", yes_production=True)
 

@@ -3,7 +3,7 @@ WAL: the others can follow it), from the LSNs the standbys report."""
 
 from __future__ import annotations
 
-from controller.engine.continuity.pg_streaming import Standby, lsn_number
+from controller.adapters.postgresql import Standby, lsn_number
 
 
 def standby(host: str, replay: str | None, receive: str | None) -> Standby:

@@ -12,7 +12,9 @@ import psutil
 
 from tests.unit.agent_run import agent
 
-CUT = "127.0.0.1 40001 127.0.0.9 22"  # the connection relctl held when it cancelled
+# The connection relctl held when it cancelled: a port of this run's own, so that two runs
+# of the suite on one machine never stop each other's sessions.
+CUT = f"127.0.0.1 {40000 + os.getpid() % 20000} 127.0.0.9 22"
 
 
 def session(tmp_path: Path, connection: str, name: str,
@@ -33,7 +35,7 @@ def test_the_cut_connections_processes_and_children_stop_and_write_nothing(
     older = session(tmp_path, CUT, "older", 7)  # started before the release: not its work
     time.sleep(3)
     cut = session(tmp_path, CUT, "cut")
-    other = session(tmp_path, "127.0.0.1 40002 127.0.0.9 22", "other")  # someone else's
+    other = session(tmp_path, CUT.replace("127.0.0.1 ", "127.0.0.2 "), "other")  # not ours
     time.sleep(0.3)
     cut_tree = tree(cut)
     try:

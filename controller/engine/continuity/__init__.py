@@ -1,7 +1,9 @@
 """Business continuity on real hosts: replicate, fail over, fail back.
 
-    context       a plan bound to its inventory, LB and journal: topology, probes,
-                  SQLite copies (online backup, sha256-checked), deploys, testinfra
+    context       ``Continuity``: a plan's three parts together --
+      services    the plan, journal, environment, progress, notices (no host reached)
+      site        topology, the LB, probes, playbooks and testinfra on the hosts
+      site_data   relctl's own SQLite copies (online backup, sha256-checked)
     replication   the ``Replication`` protocol and relctl's copies (SQLite); with
                   litestream (Litestream) and pg_streaming (PostgreSQL standbys), chosen
                   by name in methods

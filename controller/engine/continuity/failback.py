@@ -55,38 +55,38 @@ class _Failback:
                 Step("replication", self.resume)]
 
     def capture(self) -> str:
-        self.old, self.new = replication_of(self.ctx).catch_up_tables(self.ctx, self.store,
+        self.old, self.new = replication_of(self.ctx).catch_up_tables(self.store,
                                                                   self.tag)
         return f"data of the old primary ({self.writer}) and the backup site captured"
 
     def deploy(self) -> str | None:
-        good = self.ctx.last_good()
+        good = self.ctx.services.last_good()
         if good is not None:
-            self.ctx.deploy(good, self.ctx.primaries, f"{self.tag}-deploy")
-            return f"{', '.join(self.ctx.primaries)} on {good.name}"
-        down = [h for h in self.ctx.primaries if not self.ctx.healthy(h, timeout=2)]
+            self.ctx.deploy(good, self.ctx.site.primaries, f"{self.tag}-deploy")
+            return f"{', '.join(self.ctx.site.primaries)} on {good.name}"
+        down = [h for h in self.ctx.site.primaries if not self.ctx.site.healthy(h, timeout=2)]
         return self.ctx.start_service(down, self.tag) if down else None
 
     def load(self) -> str:
-        return replication_of(self.ctx).bring_back(self.ctx, self.store, self.tag)
+        return replication_of(self.ctx).bring_back(self.store, self.tag)
 
     def switch(self) -> str:
-        down = [h for h in self.ctx.primaries if not self.ctx.healthy(h, timeout=2)]
+        down = [h for h in self.ctx.site.primaries if not self.ctx.site.healthy(h, timeout=2)]
         if down:
             raise ContinuityError(f"primary hosts not healthy: {', '.join(down)}; LB not "
                                   "switched back")
-        self.ctx.lb.activate(active=self.ctx.primaries, standby=[])
+        self.ctx.site.lb.activate(active=self.ctx.site.primaries, standby=[])
         return "LB: primary site ready again"
 
     def verify(self) -> str:
-        self.verified = self.ctx.wait_functions(self.run.started,
+        self.verified = self.ctx.site.wait_functions(self.run.started,
                                                 self.ctx.plan.failover.verify_timeout)
         return "critical functions verified: " + ", ".join(
             f"{n} {'ok' if at is not None else 'FAILED'}"
             for n, at in self.verified.passed_at.items())
 
     def persist(self) -> str | None:
-        warning = self.ctx.lb.persist()
+        warning = self.ctx.site.lb.persist()
         if warning:
             self.run.warnings.append(warning)
         return None
@@ -97,7 +97,7 @@ class _Failback:
         if not self.ctx.plan.data:
             return None
         try:
-            return replication_of(self.ctx).resume(self.ctx)
+            return replication_of(self.ctx).resume()
         except RelctlError as error:
             self.run.warnings.append(f"replication not resumed: {error.message}")
             return "replication NOT resumed"
@@ -105,19 +105,19 @@ class _Failback:
 
 def failback(ctx: Continuity) -> Outcome:
     """Bring the primary site back with the backup's data; report what must be re-entered."""
-    runner = StepRunner("failback", ctx.progress)
-    record = ctx.begin("failback", {"primaries": ctx.primaries})
-    store = ctx.env.state_dir / "continuity" / f"failback-{record}"
-    work = _Failback(ctx, runner, store, ctx.writer(), ctx.backups[0], f"fb{record}")
+    runner = StepRunner("failback", ctx.services.progress)
+    record = ctx.services.begin("failback", {"primaries": ctx.site.primaries})
+    store = ctx.services.env.state_dir / "continuity" / f"failback-{record}"
+    work = _Failback(ctx, runner, store, ctx.site.writer(), ctx.site.backups[0], f"fb{record}")
     try:
         runner.walk(work.steps())
     except RelctlError as error:
-        ctx.journal.end_continuity(record, "failed", {"error": error.message,
+        ctx.services.journal.end_continuity(record, "failed", {"error": error.message,
                                                       "timeline": runner.timeline.events})
         raise ContinuityError(error.message, hint=error.hint or RETRY_HINT) from error
     finally:
         ctx.close()
-    replica = ctx.last_replica()
+    replica = ctx.services.last_replica()
     catch = plan_logic.catch_up(work.old, work.new, replica_tables(replica))
     report = continuity_md.catch_up_markdown(record, catch,
                                           replica.captured_iso if replica else None)
@@ -130,12 +130,12 @@ def failback(ctx: Continuity) -> Outcome:
     ok = work.verified.all_passed
     figures = FailbackFigures(round(runner.since_start(), 3), work.verified.served_by,
                               catch_json, str(store / "catch-up.md"), catch.total_missing)
-    ctx.journal.end_continuity(record, "ok" if ok else "failed",
+    ctx.services.journal.end_continuity(record, "ok" if ok else "failed",
                                {"figures": figures.as_dict(), "timeline": runner.timeline.events,
                                 "warnings": runner.warnings}, report=report)
-    message = (f"failed back to {', '.join(ctx.primaries)}; {catch.total_missing} rows to "
+    message = (f"failed back to {', '.join(ctx.site.primaries)}; {catch.total_missing} rows to "
                f"re-enter (catch-up report: {store / 'catch-up.md'})")
-    ctx.announce("failback", message)
+    ctx.services.announce("failback", message)
     return Outcome("failback", record, ok, 0 if ok else int(ContinuityError.exit_code),
                    message, figures, runner.timeline.events, runner.warnings, report)
 

@@ -58,7 +58,7 @@ class _Failover:
     def backups(self) -> str | None:
         self.good = prepare_backups(self.ctx, self.run)
         if self.mode == "full":
-            failed = self.ctx.testinfra(self.good, self.ctx.backups, "failover-preflight")
+            failed = self.ctx.testinfra(self.good, self.ctx.site.backups, "failover-preflight")
             if failed:
                 raise ContinuityError("testinfra fails on the backup site: "
                                       + "; ".join(failed[:5]) + "; nothing switched")
@@ -69,7 +69,7 @@ class _Failover:
         ctx = self.ctx
         if not ctx.plan.data:
             return "the plan declares no data: the backups serve their own"
-        self.replica, done = replication_of(ctx).restore(ctx, ctx.backups, f"failover{self.record}",
+        self.replica, done = replication_of(ctx).restore(ctx.site.backups, f"failover{self.record}",
                                                      only_missing=True)
         if self.replica is None:
             self.run.warnings.append(f"{done}: the backups serve their own data")
@@ -78,13 +78,13 @@ class _Failover:
     def switch(self) -> str:
         ctx = self.ctx
         self.switch_start = time.monotonic()
-        ctx.lb.activate(active=ctx.backups, standby=ctx.primaries)
+        ctx.site.lb.activate(active=ctx.site.backups, standby=ctx.site.primaries)
         self.switched = time.monotonic()
-        return (f"LB: {', '.join(ctx.primaries)} in maintenance, {', '.join(ctx.backups)} "
-                "ready")
+        return (f"LB: {', '.join(ctx.site.primaries)} in maintenance, "
+                f"{', '.join(ctx.site.backups)} ready")
 
     def verify(self) -> None:
-        self.verified = self.ctx.wait_functions(self.run.started,
+        self.verified = self.ctx.site.wait_functions(self.run.started,
                                                 self.ctx.plan.failover.verify_timeout)
         self.verify_end = time.monotonic()
         for name, at in self.verified.passed_at.items():
@@ -94,7 +94,7 @@ class _Failover:
     def after(self) -> str | None:
         if self.mode != "fast":
             return None
-        failed = self.ctx.testinfra(self.good, self.ctx.backups, f"failover-{self.record}")
+        failed = self.ctx.testinfra(self.good, self.ctx.site.backups, f"failover-{self.record}")
         if failed:
             self.run.warnings.append("testinfra after the switch failed: "
                                      + "; ".join(failed[:5]))
@@ -105,13 +105,13 @@ class _Failover:
         if not self.ctx.plan.data:
             return None
         try:
-            return replication_of(self.ctx).settle(self.ctx)
+            return replication_of(self.ctx).settle()
         except RelctlError as error:  # the backup site serves: a warning
             self.run.warnings.append(f"the other standbys do not follow: {error.message}")
             return "standbys NOT following the promoted one"
 
     def persist(self) -> str:
-        warning = self.ctx.lb.persist()
+        warning = self.ctx.site.lb.persist()
         if warning:
             self.run.warnings.append(warning)
         return "LB state persisted" if not warning else "LB state NOT persisted"
@@ -141,16 +141,16 @@ class _Failover:
 def prepare_backups(ctx: Continuity, run: StepRunner) -> ReleaseRecord | None:
     """The backup hosts answer and run the last good release (deployed where they do
     not); returns that release. Never touches the primary site."""
-    good = ctx.last_good()
+    good = ctx.services.last_good()
     wanted = good.version if good else None
     if good is None:
         run.warnings.append("no release is marked good in the journal: the backups keep what "
                             "they run")
-    stale = [h for h in ctx.backups if not ctx.healthy(h) or not runs(ctx, h, wanted)]
+    stale = [h for h in ctx.site.backups if not ctx.site.healthy(h) or not runs(ctx, h, wanted)]
     if stale and good is not None:
         run.mark(f"deploying {good.name} on {', '.join(stale)}")
         ctx.deploy(good, stale, f"{run.kind}-deploy")
-        stale = [h for h in stale if not ctx.healthy(h, timeout=2)]
+        stale = [h for h in stale if not ctx.site.healthy(h, timeout=2)]
     if stale:
         raise ContinuityError(f"backup hosts not healthy: {', '.join(stale)}; nothing switched",
                               hint="fix the backup site, or run relctl lab up on the lab")
@@ -163,7 +163,7 @@ def runs(ctx: Continuity, host: str, wanted: str | None) -> bool:
     version); a version the plan cannot read is an error, never "stale"."""
     if wanted is None or ctx.plan.version_path is None:
         return True
-    read = ctx.version(host)
+    read = ctx.site.version(host)
     if read.version is None:
         raise InputError(f"cannot read the version on {host}: {read.problem}; nothing "
                          "switched", hint="set version_pointer or version_pattern in the plan")
@@ -181,33 +181,33 @@ def failover(ctx: Continuity, *, preflight: str | None = None,
     mode = preflight or plan.failover.preflight
     if not checked:
         try:
-            Preflight(ctx, ctx.backups, []).check("the failover", replicate=False)
+            Preflight(ctx, ctx.site.backups, []).check("the failover", replicate=False)
         except RelctlError:
             ctx.close()  # refused: nothing follows; else the failover reuses the masters
             raise
-    runner = StepRunner("failover", ctx.progress)
-    record = ctx.begin("failover", {"preflight": mode, "backups": ctx.backups})
+    runner = StepRunner("failover", ctx.services.progress)
+    record = ctx.services.begin("failover", {"preflight": mode, "backups": ctx.site.backups})
     runner.mark("failover started")
     work = _Failover(ctx, mode, runner, record)
     try:
         runner.walk(work.steps())
     except RelctlError as error:
-        ctx.journal.end_continuity(record, "failed", {"error": error.message,
+        ctx.services.journal.end_continuity(record, "failed", {"error": error.message,
                                                       "timeline": runner.timeline.events})
         raise
     finally:
         ctx.close()
     figures = work.figures(wall_start, fault_at, detected_at)
     ok = work.verified.all_passed
-    message = (f"failed over to {', '.join(ctx.backups)} in {figures.rto_from_start_s}s"
+    message = (f"failed over to {', '.join(ctx.site.backups)} in {figures.rto_from_start_s}s"
                if ok else "failover switched the LB but some critical functions do not answer")
     if ok and runner.warnings:
         message += f" ({len(runner.warnings)} warnings)"
-    ctx.journal.end_continuity(record, "ok" if ok else "failed",
+    ctx.services.journal.end_continuity(record, "ok" if ok else "failed",
                                {"figures": figures.as_dict(), "timeline": runner.timeline.events,
                                 "warnings": runner.warnings})
-    ctx.journal.log(None, f"failover {record}: {message}")
-    ctx.announce("failover", message)
+    ctx.services.journal.log(None, f"failover {record}: {message}")
+    ctx.services.announce("failover", message)
     return Outcome("failover", record, ok, 0 if ok else int(ContinuityError.exit_code),
                    message, figures, runner.timeline.events, runner.warnings)
 

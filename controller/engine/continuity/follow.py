@@ -80,18 +80,18 @@ def follow_release(ctx: Continuity, record: ReleaseRecord,
                    progress: Callable[[str], None]) -> Followed:
     """Bring the backup hosts of ``ctx``'s plan to release ``record`` (released on the
     primaries); journals each step on the release. Never raises a ``RelctlError``."""
-    followed = Followed(str(ctx.plan_path), ctx.backups, False)
+    followed = Followed(str(ctx.services.plan_path), ctx.site.backups, False)
 
     def step(what: str) -> None:
         followed.steps.append(what)
-        ctx.journal.log(record.id, f"backup site: {what}")
+        ctx.services.journal.log(record.id, f"backup site: {what}")
         progress(f"backup site: {what}")
 
-    lb, standby = ctx.lb, ctx.backups
+    lb, standby = ctx.site.lb, ctx.site.backups
     was_out: list[str] = []
     taken_out = False
     try:
-        if ctx.lb.in_maintenance(ctx.primaries):
+        if ctx.site.lb.in_maintenance(ctx.site.primaries):
             raise ContinuityError("the primaries are in maintenance on the LB: the site is "
                                   "failed over and the backups serve; run relctl failback, "
                                   "then release again")
@@ -101,7 +101,7 @@ def follow_release(ctx: Continuity, record: ReleaseRecord,
         step(f"{', '.join(standby)} out of the LB's rotation")
         ctx.deploy(record, standby, f"follow-{record.id}")
         step(f"{record.name} deployed on {', '.join(standby)}")
-        reads = {h: ctx.version(h) for h in standby} if ctx.plan.version_path else {}
+        reads = {h: ctx.site.version(h) for h in standby} if ctx.plan.version_path else {}
         unread = {h: r for h, r in reads.items() if r.version != record.version}
         if unread:
             raise ContinuityError("after the deploy, " + "; ".join(

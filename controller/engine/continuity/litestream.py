@@ -15,9 +15,8 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from controller.adapters.ansible import PlaybookRun, failure_summary, run_playbook
 from controller.agent.protocol import (
     LitestreamDb,
     LitestreamReply,
@@ -29,10 +28,6 @@ from controller.engine.continuity.records import ReplicaRecord
 from controller.engine.continuity.replication import SqliteSites, every_db, iso
 from controller.errors import ContinuityError, RelctlError
 from controller.journal import ContinuityRecord
-from controller.paths import bundled_playbook
-
-if TYPE_CHECKING:
-    from controller.engine.continuity.context import Continuity
 
 LITESTREAM_ON_HOSTS = "/usr/local/lib/relctl/litestream"
 
@@ -43,45 +38,46 @@ class LitestreamReplication(SqliteSites):
 
     method = "litestream"
 
-    def replicate(self, ctx: Continuity) -> ContinuityRecord:
-        source = ctx.writer()
-        record = ctx.begin("replication", {
+    def replicate(self) -> ContinuityRecord:
+        source = self.site.writer()
+        record = self.services.begin("replication", {
             "method": self.method, "source": source,
-            "items": [d.name for d in ctx.plan.data], "targets": ctx.backups})
+            "items": [d.name for d in self.site.plan.data], "targets": self.site.backups})
         try:
-            state = self._agent(ctx, "start", [source], f"rep{record}")[source]
-            warm = self._agent(ctx, "follow", ctx.backups, f"rep{record}")
+            state = self._agent("start", [source], f"rep{record}")[source]
+            warm = self._agent("follow", self.site.backups, f"rep{record}")
         except RelctlError as error:
-            ctx.journal.end_continuity(record, "failed", {"error": error.message})
+            self.services.journal.end_continuity(record, "failed", {"error": error.message})
             raise
         dbs: dict[str, dict[str, Any]] = state["dbs"]
         oldest, lag = every_db(dbs, "replica_at", min), every_db(dbs, "lag_s", max)
-        ctx.progress(f"Litestream runs on {source} (pid {state.get('pid')}); newest "
+        self.services.progress(f"Litestream runs on {source} (pid {state.get('pid')}); newest "
                      f"replicated transaction: {iso(oldest) or 'none yet'}; warm copies "
-                     f"follow it on {', '.join(ctx.backups)}")
-        return ctx.journal.end_continuity(record, "ok", {
+                     f"follow it on {', '.join(self.site.backups)}")
+        return self.services.journal.end_continuity(record, "ok", {
             "captured_at": iso(oldest), "running": bool(state.get("running")),
             "pid": state.get("pid"), "dbs": dbs, "loaded_on": [], "bytes": 0,
             "lag_s": lag, "followers": {h: r.get("following") for h, r in warm.items()}})
 
-    def restore(self, ctx: Continuity, hosts: list[str], tag: str, *, only_missing: bool
+    def restore(self, hosts: list[str], tag: str, *, only_missing: bool
                 ) -> tuple[ReplicaRecord | None, str]:
-        record = ctx.begin("replication", {
-            "method": self.method, "source": ctx.writer(), "restore_on": hosts,
-            "items": [d.name for d in ctx.plan.data]})
-        store = ctx.env.state_dir / "replicas" / str(record)
+        record = self.services.begin("replication", {
+            "method": self.method, "source": self.site.writer(), "restore_on": hosts,
+            "items": [d.name for d in self.site.plan.data]})
+        store = self.services.env.state_dir / "replicas" / str(record)
         try:
-            replies = self._agent(ctx, "restore", hosts, tag, store=store)
+            replies = self._agent("restore", hosts, tag, store=store)
         except RelctlError as error:
-            ctx.journal.end_continuity(record, "failed", {"error": error.message})
+            self.services.journal.end_continuity(record, "failed", {"error": error.message})
             raise
         if any(r.get("empty") for r in replies.values()):
-            ctx.journal.end_continuity(record, "failed", {"error": "no Litestream replica"})
+            self.services.journal.end_continuity(record, "failed",
+                                                 {"error": "no Litestream replica"})
             return None, "no Litestream replica yet: the backups serve their own data"
         dbs: dict[str, dict[str, Any]] = replies[hosts[0]]["dbs"]
         (store / "bundle" / "index.json").write_text(json.dumps(dbs, indent=1))
         oldest = every_db(dbs, "replica_at", min)
-        done = ctx.journal.end_continuity(record, "ok", {
+        done = self.services.journal.end_continuity(record, "ok", {
             "captured_at": iso(oldest), "bundle": str(store / "bundle"), "loaded_on": hosts,
             "sha256": {n: d["sha256"] for n, d in dbs.items()},
             "txid": {n: d["txid"] for n, d in dbs.items()},
@@ -92,25 +88,25 @@ class LitestreamReplication(SqliteSites):
         return ReplicaRecord.of(done), (f"Litestream restore on {', '.join(hosts)}: {txids}, "
                                         f"shipped {iso(oldest) or 'at an unknown time'}")
 
-    def resume(self, ctx: Continuity) -> str:
-        state = self._agent(ctx, "start", [ctx.writer()], "resume")[ctx.writer()]
-        self._agent(ctx, "follow", ctx.backups, "resume")
-        return (f"Litestream replicates from {ctx.writer()} again (pid {state.get('pid')}); "
-                f"warm copies follow it on {', '.join(ctx.backups)}")
+    def resume(self) -> str:
+        state = self._agent("start", [self.site.writer()], "resume")[self.site.writer()]
+        self._agent("follow", self.site.backups, "resume")
+        return (f"Litestream replicates from {self.site.writer()} again (pid {state.get('pid')}); "
+                f"warm copies follow it on {', '.join(self.site.backups)}")
 
-    def stop(self, ctx: Continuity) -> str:
-        self._agent(ctx, "stop", ctx.backups, "stop")  # their followers
-        state = self._agent(ctx, "stop", [ctx.writer()], "stop")[ctx.writer()]
+    def stop(self) -> str:
+        self._agent("stop", self.site.backups, "stop")  # their followers
+        state = self._agent("stop", [self.site.writer()], "stop")[self.site.writer()]
         pid = state.get("stopped")
-        return (f"Litestream stopped on {ctx.writer()} (pid {pid})" if pid
-                else f"Litestream was not running on {ctx.writer()}")
+        return (f"Litestream stopped on {self.site.writer()} (pid {pid})" if pid
+                else f"Litestream was not running on {self.site.writer()}")
 
-    def _agent(self, ctx: Continuity, action: str, hosts: list[str], tag: str,
+    def _agent(self, action: str, hosts: list[str], tag: str,
                store: Path | None = None) -> dict[str, LitestreamReply]:
         """Run the agent's ``litestream`` command (``action``) on ``hosts``; each host's
         reply. relctl's own binary is installed first where a host lacks it (the agent
         says so); a restore with ``store`` keeps the first host's restored copies there."""
-        plan = ctx.plan
+        plan = self.site.plan
         settings = plan.data[0].litestream
         assert settings is not None
         name = f"{plan.service}-{plan.environment}"
@@ -128,11 +124,11 @@ class LitestreamReplication(SqliteSites):
         requests = {h: LitestreamRequest(command="litestream", action=action, spec=spec,
                                          fetch=store is not None and h == hosts[0])
                     for h in hosts}
-        replies = ctx.agent.litestream(f"litestream-{action}", requests)
+        replies = self.site.agent.litestream(f"litestream-{action}", requests)
         install = [h for h, r in replies.items() if r.data.get("install")]
         if install and binary is not None:
-            self._install(ctx, binary, spec["binary"], install)
-            replies |= ctx.agent.litestream(f"litestream-{action}",
+            self._install(binary, spec["binary"], install)
+            replies |= self.site.agent.litestream(f"litestream-{action}",
                                             {h: requests[h] for h in install})
         failed = {h: r.error for h, r in sorted(replies.items()) if not r.ok}
         if failed:
@@ -143,18 +139,11 @@ class LitestreamReplication(SqliteSites):
                               [db["name"] for db in spec["dbs"]])
         return {h: r.data for h, r in replies.items()}
 
-    @staticmethod
-    def _install(ctx: Continuity, binary: Path, dest: str, hosts: list[str]) -> None:
+    def _install(self, binary: Path, dest: str, hosts: list[str]) -> None:
         """Copy relctl's litestream binary to ``hosts`` (an Ansible ``copy``)."""
-        result = run_playbook(PlaybookRun(
-            playbook=bundled_playbook("relctl_litestream.yml"), inventory=ctx.env.inventory,
-            ansible_cfg=ctx.env.ansible_cfg, runs_dir=ctx.env.runs_dir, limit=",".join(hosts),
-            label="litestream-install", extravars={
-                "relctl_hosts": "all", "relctl_binary_src": str(binary),
-                "relctl_binary": dest}))
-        if not result.succeeded:
-            raise ContinuityError(f"cannot install litestream on {', '.join(hosts)}: "
-                                  f"{failure_summary(result)}")
+        self.site.run_bundled("relctl_litestream.yml", hosts, "litestream-install",
+                              {"relctl_binary_src": str(binary), "relctl_binary": dest},
+                              "cannot install litestream")
 
     @staticmethod
     def _keep_copies(reply: LitestreamReply, folder: Path, host: str, names: list[str]

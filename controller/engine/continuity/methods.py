@@ -15,15 +15,17 @@ from controller.journal import ContinuityRecord
 if TYPE_CHECKING:
     from controller.engine.continuity.context import Continuity
 
-REPLICATIONS: dict[str, Callable[[], Replication]] = {
-    "copy": CopyReplication, "litestream": LitestreamReplication,
-    "postgresql": PostgresReplication}
-"""The replication methods, by the name ``ContinuityPlan.replication`` gives."""
+REPLICATIONS: dict[str, Callable[[Continuity], Replication]] = {
+    "copy": lambda ctx: CopyReplication(ctx.site, ctx.data, ctx.services),
+    "litestream": lambda ctx: LitestreamReplication(ctx.site, ctx.data, ctx.services),
+    "postgresql": lambda ctx: PostgresReplication(ctx.site, ctx.services)}
+"""The replication methods, by the name ``ContinuityPlan.replication`` gives; each gets
+the parts of the plan's context it uses (PostgreSQL keeps no copies of its own)."""
 
 
 def replication_of(ctx: Continuity) -> Replication:
     """How the plan's data reaches the backup site (copy, litestream or postgresql)."""
-    return REPLICATIONS[ctx.plan.replication]()
+    return REPLICATIONS[ctx.plan.replication](ctx)
 
 
 def replicate(ctx: Continuity) -> ContinuityRecord:
@@ -31,4 +33,4 @@ def replicate(ctx: Continuity) -> ContinuityRecord:
     it): a copy, Litestream set up and checked, or the standbys checked."""
     if not ctx.plan.data:
         raise ContinuityError("the continuity plan declares no data to replicate")
-    return replication_of(ctx).replicate(ctx)
+    return replication_of(ctx).replicate()

@@ -10,109 +10,75 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from controller.adapters.ansible import PlaybookRun, failure_summary, run_playbook
+from controller.adapters import postgresql as pg
+from controller.adapters.postgresql import Standby
 from controller.data.postgresql import PostgresEngine
 from controller.engine.continuity.records import ReplicaRecord
 from controller.engine.continuity.replication import iso
+from controller.engine.continuity.services import Services
+from controller.engine.continuity.site import Site
 from controller.errors import ContinuityError, DataUnreachableError, InputError, RelctlError
 from controller.journal import ContinuityRecord
 from controller.models.continuity import ReplicatedData
 from controller.models.rows import TableRows
-from controller.paths import bundled_playbook
-
-if TYPE_CHECKING:
-    from controller.engine.continuity.context import Continuity
-
-
-STANDBY_STATE = """
-SELECT pg_is_in_recovery(),
-       (SELECT status FROM pg_stat_wal_receiver),
-       (SELECT sender_host FROM pg_stat_wal_receiver),
-       (SELECT sender_port FROM pg_stat_wal_receiver),
-       pg_last_wal_replay_lsn()::text,
-       coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0),
-       extract(epoch FROM pg_last_xact_replay_timestamp()),
-       pg_last_wal_receive_lsn()::text
-"""
 
 
 @dataclass(frozen=True)
-class Standby:
-    """What a PostgreSQL cluster on a backup host says about itself."""
-
-    host: str
-    in_recovery: bool
-    receiver: str | None  # streaming, ...
-    source: str | None  # host:port it streams from
-    replay_lsn: str | None
-    unreplayed_bytes: float
-    replay_at: float | None  # commit time of the last replayed transaction (epoch)
-    receive_lsn: str | None = None  # the newest WAL it received
-
-    @property
-    def received(self) -> int:
-        """How far its WAL goes (received or replayed), as a number to compare."""
-        return max(lsn_number(self.receive_lsn), lsn_number(self.replay_lsn))
-
-    def streams_from(self, host: str, port: int) -> bool:
-        return self.in_recovery and self.receiver == "streaming" and self.source == f"{host}:{port}"
-
-
 class PostgresReplication:
     """PostgreSQL's own streaming replication: a standby of the database's cluster on each
     backup host (``pg_basebackup -R``), promoted at failover (``pg_promote()``); failback
     rebuilds the old primary as a standby of the promoted one, switches over, and makes
-    the backups standbys again."""
+    the backups standbys again. It needs the site and the shared services: no copies of
+    its own."""
 
+    site: Site
+    services: Services
     method = "postgresql"
 
-    def replicate(self, ctx: Continuity) -> ContinuityRecord:
-        record = ctx.begin("replication", {
-            "method": self.method, "items": [d.name for d in ctx.plan.data],
-            "targets": ctx.backups})
+    def replicate(self) -> ContinuityRecord:
+        record = self.services.begin("replication", {
+            "method": self.method, "items": [d.name for d in self.site.plan.data],
+            "targets": self.site.backups})
         try:
-            standbys = {d.name: self._ensure(ctx, d, ctx.backups) for d in ctx.plan.data}
+            standbys = {d.name: self._ensure(d, self.site.backups) for d in self.site.plan.data}
         except RelctlError as error:
-            ctx.journal.end_continuity(record, "failed", {"error": error.message})
+            self.services.journal.end_continuity(record, "failed", {"error": error.message})
             raise
         now = time.time()
         as_of = [now if s["unreplayed_bytes"] == 0 else s["replay_at"]
                  for hosts in standbys.values() for s in hosts.values()]
         oldest = None if None in as_of else min(float(a) for a in as_of if a is not None)
         lag = None if oldest is None else round(max(0.0, now - oldest), 3)
-        ctx.progress(f"standbys streaming on {', '.join(ctx.backups)}; lag "
+        self.services.progress(f"standbys streaming on {', '.join(self.site.backups)}; lag "
                      f"{'unknown' if lag is None else f'{lag}s'}")
-        out = self._keep_out(ctx)
-        return ctx.journal.end_continuity(record, "ok", {
+        out = self._keep_out()
+        return self.services.journal.end_continuity(record, "ok", {
             "captured_at": iso(oldest), "standbys": standbys, "lag_s": lag,
             "loaded_on": [], "bytes": 0, "running": True, "out_of_service": out})
 
-    def restore(self, ctx: Continuity, hosts: list[str], tag: str, *, only_missing: bool
+    def restore(self, hosts: list[str], tag: str, *, only_missing: bool
                 ) -> tuple[ReplicaRecord | None, str]:
         if not only_missing:
             raise ContinuityError(
                 "a test failover cannot rehearse on a PostgreSQL standby: bringing it up "
                 "means promoting it, which ends its replication",
                 hint="rehearse with relctl drill site-loss on a staging inventory")
-        target = self._most_advanced(ctx, hosts)
-        record = ctx.begin("replication", {
+        target = self._most_advanced(hosts)
+        record = self.services.begin("replication", {
             "method": self.method, "promote": target,
-            "items": [d.name for d in ctx.plan.data]})
+            "items": [d.name for d in self.site.plan.data]})
         others = [h for h in hosts if h != target]
         try:
-            as_of = [self._promote(ctx, d, target) for d in ctx.plan.data]
-            lost = sorted({h for d in ctx.plan.data for h in self._repoint(ctx, d, others,
+            as_of = [self._promote(d, target) for d in self.site.plan.data]
+            lost = sorted({h for d in self.site.plan.data for h in self._repoint(d, others,
                                                                           target)})
         except RelctlError as error:
-            ctx.journal.end_continuity(record, "failed", {"error": error.message})
+            self.services.journal.end_continuity(record, "failed", {"error": error.message})
             raise
         oldest = None if None in as_of else min(a for a in as_of if a is not None)
-        done = ctx.journal.end_continuity(record, "ok", {
+        done = self.services.journal.end_continuity(record, "ok", {
             "captured_at": iso(oldest), "loaded_on": [target], "promoted": target,
             "repointed": [h for h in others if h not in lost], "bytes": 0})
         note = "".join([
@@ -122,120 +88,119 @@ class PostgresReplication:
         return ReplicaRecord.of(done), (f"standby on {target} promoted (last replayed "
                                         f"transaction {iso(oldest) or 'unknown'}){note}")
 
-    def settle(self, ctx: Continuity) -> str | None:
+    def settle(self) -> str | None:
         """After the switch: every other backup's standby streams from the promoted one
         (a re-pointed standby follows its new timeline; one that cannot is rebuilt from
         it); the failover's RTO does not wait for this."""
-        if len(ctx.backups) < 2:
+        if len(self.site.backups) < 2:
             return None
-        promoted = self._serving(ctx)
-        others = [h for h in ctx.backups if h != promoted]
-        source = ctx.inventory.addresses[promoted]
+        promoted = self._serving()
+        others = [h for h in self.site.backups if h != promoted]
+        source = self.site.inventory.addresses[promoted]
         rebuilt = []
-        for data in ctx.plan.data:
+        for data in self.site.plan.data:
             engine, port = self._engine(data)
             for host in others:
-                address = ctx.inventory.addresses[host]
+                address = self.site.inventory.addresses[host]
                 try:
                     self._wait_streaming(engine, address, port, source, port, timeout=20)
                 except ContinuityError:
-                    ctx.progress(f"{data.name}: {host} does not follow {promoted}: base "
+                    self.services.progress(f"{data.name}: {host} does not follow {promoted}: base "
                                  f"backup of {promoted} onto {host}")
-                    self._rebuild(ctx, data, host, source, port)
+                    self._rebuild(data, host, source, port)
                     self._wait_streaming(engine, address, port, source, port)
                     rebuilt.append(host)
         return (f"{', '.join(others)} stream from {promoted}"
                 + (f" ({', '.join(sorted(set(rebuilt)))} rebuilt)" if rebuilt else ""))
 
-    def resume(self, ctx: Continuity) -> str:
-        for data in ctx.plan.data:
-            self._ensure(ctx, data, ctx.backups)
-        self._keep_out(ctx)
-        return (f"standbys streaming again on {', '.join(ctx.backups)} (out of the LB's "
+    def resume(self) -> str:
+        for data in self.site.plan.data:
+            self._ensure(data, self.site.backups)
+        self._keep_out()
+        return (f"standbys streaming again on {', '.join(self.site.backups)} (out of the LB's "
                 "service until a failover promotes one)")
 
-    def stop(self, ctx: Continuity) -> str:
+    def stop(self) -> str:
         return ("streaming replication is the servers' own: stop it on the standbys "
                 "(standby.stop), relctl runs nothing for it")
 
     # -- failback ------------------------------------------------------------------------
 
-    def catch_up_tables(self, ctx: Continuity, _store: Path, _tag: str
+    def catch_up_tables(self, _store: Path, _tag: str
                         ) -> tuple[dict[str, TableRows], dict[str, TableRows]]:
         old: dict[str, TableRows] = {}
         new: dict[str, TableRows] = {}
-        promoted = self._serving(ctx)
-        for data in ctx.plan.data:
+        promoted = self._serving()
+        for data in self.site.plan.data:
             engine, port = self._engine(data)
             old.update(engine.tables())
-            new.update(engine.tables(ctx.inventory.addresses[promoted], port))
+            new.update(engine.tables(self.site.inventory.addresses[promoted], port))
         return old, new
 
-    def bring_back(self, ctx: Continuity, _store: Path, _tag: str) -> str:
+    def bring_back(self, _store: Path, _tag: str) -> str:
         """The old primary rebuilt as a standby of the promoted backup, caught up, then a
         switchover: the backup stopped cleanly, the old primary promoted, the backups
         rebuilt as its standbys."""
-        promoted, writer = self._serving(ctx), ctx.writer()
-        for data in ctx.plan.data:
+        promoted, writer = self._serving(), self.site.writer()
+        for data in self.site.plan.data:
             engine, port = self._engine(data)
             assert data.standby is not None and data.postgresql is not None
-            source = ctx.inventory.addresses[promoted]
-            self._rebuild(ctx, data, writer, source, port)
+            source = self.site.inventory.addresses[promoted]
+            self._rebuild(data, writer, source, port)
             old = self._wait_streaming(engine, data.postgresql.host, data.postgresql.port,
                                        source, port)
             with engine.connect(source, port) as conn:
-                final = str((conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
-                             or ("",))[0])
-            self._run(ctx, data, [promoted], "stop")
+                final = pg.current_lsn(conn)
+            self._run(data, [promoted], "stop")
             self._wait_replayed(engine, data.postgresql.host, data.postgresql.port, final)
             with engine.connect() as conn:
-                conn.execute("SELECT pg_promote(true, 60)")
-            ctx.progress(f"{data.name}: {old.host} promoted after a clean switchover")
-            self._ensure(ctx, data, ctx.backups, rebuild_primaries=True)
+                pg.promote(conn)
+            self.services.progress(f"{data.name}: {old.host} promoted after a clean switchover")
+            self._ensure(data, self.site.backups, rebuild_primaries=True)
         return (f"{writer}'s cluster caught up with {promoted}'s and promoted; "
-                f"{', '.join(ctx.backups)} standbys again")
+                f"{', '.join(self.site.backups)} standbys again")
 
     # -- the pieces ----------------------------------------------------------------------
 
-    @staticmethod
-    def _keep_out(ctx: Continuity) -> list[str]:
+    def _keep_out(self) -> list[str]:
         """A standby takes no writes: its hosts stay out of the LB's service (maintenance)
         until a failover has promoted one and switches them in; else the LB would send
         them traffic the moment the primaries go down, before the promotion. Saved so a
         reload keeps it (only when it changed). The backups, as a list."""
-        if sorted(ctx.lb.in_maintenance(ctx.backups)) == sorted(ctx.backups):
-            return ctx.backups
-        ctx.lb.activate(active=[], standby=ctx.backups)
-        ctx.progress(f"{', '.join(ctx.backups)} out of the LB's service while standbys")
-        warning = ctx.lb.persist()
+        if sorted(self.site.lb.in_maintenance(self.site.backups)) == sorted(self.site.backups):
+            return self.site.backups
+        self.site.lb.activate(active=[], standby=self.site.backups)
+        self.services.progress(f"{', '.join(self.site.backups)} out of the LB's service "
+                               "while standbys")
+        warning = self.site.lb.persist()
         if warning:
-            ctx.progress(f"warning: {warning}")
-        return ctx.backups
+            self.services.progress(f"warning: {warning}")
+        return self.site.backups
 
-    def _most_advanced(self, ctx: Continuity, hosts: list[str]) -> str:
+    def _most_advanced(self, hosts: list[str]) -> str:
         """The backup whose standby has received the most WAL (the first that answers
         on a tie; the first host when none answers: its promotion then says why). The
         others can follow it: none is ahead of it."""
         if len(hosts) == 1:
             return hosts[0]
-        engine, port = self._engine(ctx.plan.data[0])
+        engine, port = self._engine(self.site.plan.data[0])
         states = [s for h in hosts
-                  if (s := self._probe(engine, h, ctx.inventory.addresses[h], port))]
+                  if (s := self._probe(engine, h, self.site.inventory.addresses[h], port))]
         if not states:
             return hosts[0]
         return max(states, key=lambda s: s.received).host  # max keeps the first of equals
 
-    def _serving(self, ctx: Continuity) -> str:
+    def _serving(self) -> str:
         """The backup whose cluster a failover promoted (it answers out of recovery);
         the first backup when none does."""
-        engine, port = self._engine(ctx.plan.data[0])
-        for host in ctx.backups:
-            state = self._probe(engine, host, ctx.inventory.addresses[host], port)
+        engine, port = self._engine(self.site.plan.data[0])
+        for host in self.site.backups:
+            state = self._probe(engine, host, self.site.inventory.addresses[host], port)
             if state is not None and not state.in_recovery:
                 return host
-        return ctx.backups[0]
+        return self.site.backups[0]
 
-    def _repoint(self, ctx: Continuity, data: ReplicatedData, hosts: list[str],
+    def _repoint(self, data: ReplicatedData, hosts: list[str],
                  target: str) -> list[str]:
         """Each of ``hosts``' standbys told to stream from ``target``'s cluster (its
         ``primary_conninfo`` with the new host and port, reloaded: PostgreSQL follows the
@@ -244,13 +209,8 @@ class PostgresReplication:
         lost = []
         for host in hosts:
             try:
-                with engine.connect(ctx.inventory.addresses[host], port) as conn:
-                    row = conn.execute("SHOW primary_conninfo").fetchone()
-                    info = conninfo_to_dict(str(row[0]) if row else "")
-                    info |= {"host": ctx.inventory.addresses[target], "port": str(port)}
-                    conn.execute(sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(
-                        sql.Literal(make_conninfo("", **info))))
-                    conn.execute("SELECT pg_reload_conf()")
+                with engine.connect(self.site.address(host), port) as conn:
+                    pg.repoint(conn, self.site.address(target), port)
             except RelctlError:
                 lost.append(host)
         return lost
@@ -260,7 +220,7 @@ class PostgresReplication:
         assert data.postgresql is not None and data.standby is not None
         return PostgresEngine(data), data.standby.port or data.postgresql.port
 
-    def _ensure(self, ctx: Continuity, data: ReplicatedData, hosts: list[str], *,
+    def _ensure(self, data: ReplicatedData, hosts: list[str], *,
                 rebuild_primaries: bool = False) -> dict[str, dict[str, Any]]:
         """Every host's cluster a streaming standby of the primary (rebuilt where it is
         not); each one's state."""
@@ -270,7 +230,7 @@ class PostgresReplication:
         engine.check()  # the primary answers the plan's login: else nothing is touched
         states = {}
         for host in hosts:
-            address = ctx.inventory.addresses[host]
+            address = self.site.inventory.addresses[host]
             try:
                 state: Standby | None = self._state(engine, host, address, port)
             except DataUnreachableError:
@@ -286,9 +246,9 @@ class PostgresReplication:
                         f"{primary.database} (a promoted standby?): relctl does not overwrite "
                         "it", hint="relctl failback brings the primary site back and "
                         "rebuilds the standbys")
-                ctx.progress(f"{data.name}: base backup of {primary.host}:{primary.port} "
+                self.services.progress(f"{data.name}: base backup of {primary.host}:{primary.port} "
                              f"onto {host}")
-                self._rebuild(ctx, data, host, primary.host, primary.port)
+                self._rebuild(data, host, primary.host, primary.port)
                 state = self._wait_streaming(engine, address, port, primary.host,
                                              primary.port)
             states[host] = dataclasses.asdict(state)
@@ -299,12 +259,7 @@ class PostgresReplication:
         """The replication state of the cluster at ``address``:``port`` (raises relctl's
         login errors)."""
         with engine.connect(address, port) as conn:
-            row = conn.execute(STANDBY_STATE).fetchone()
-        assert row is not None
-        text = [None if v is None else str(v) for v in row]
-        return Standby(host, bool(row[0]), text[1], f"{text[2]}:{text[3]}" if text[2] else None,
-                       text[4], float(text[5] or 0),
-                       float(text[6]) if text[6] is not None else None, text[7])
+            return pg.standby_state(conn, host)
 
     def _probe(self, engine: PostgresEngine, host: str, address: str, port: int
                ) -> Standby | None:
@@ -334,20 +289,18 @@ class PostgresReplication:
         while time.monotonic() < deadline:
             try:
                 with engine.connect(address, port) as conn:
-                    row = conn.execute("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), "
-                                       "%s::pg_lsn) >= 0", (lsn,)).fetchone()
+                    if pg.replayed(conn, lsn):
+                        return
             except RelctlError:
-                row = None
-            if row is not None and row[0]:
-                return
+                pass  # not answering yet
             time.sleep(0.2)
         raise ContinuityError(f"the standby at {address}:{port} did not replay up to {lsn}")
 
-    def _promote(self, ctx: Continuity, data: ReplicatedData, host: str) -> float | None:
+    def _promote(self, data: ReplicatedData, host: str) -> float | None:
         """Promote ``host``'s standby once it replayed all it received; the commit time
         of its last replayed transaction (what RPO counts from)."""
         engine, port = self._engine(data)
-        address = ctx.inventory.addresses[host]
+        address = self.site.inventory.addresses[host]
         deadline = time.monotonic() + 10
         state = self._probe(engine, host, address, port)
         while state is not None and state.unreplayed_bytes > 0 and time.monotonic() < deadline:
@@ -359,25 +312,22 @@ class PostgresReplication:
         if not state.in_recovery:
             return state.replay_at  # promoted already (a failover run again)
         with engine.connect(address, port) as conn:
-            row = conn.execute("SELECT pg_promote(true, 60)").fetchone()
-        if row is None or not row[0]:
+            done = pg.promote(conn)
+        if not done:
             raise ContinuityError(f"{data.name}: pg_promote() on {host} did not finish in 60s")
         return state.replay_at
 
-    def _rebuild(self, ctx: Continuity, data: ReplicatedData, host: str, source: str,
+    def _rebuild(self, data: ReplicatedData, host: str, source: str,
                  source_port: int) -> None:
-        self._run(ctx, data, [host], "rebuild", relctl_pg_source_host=source,
+        self._run(data, [host], "rebuild", relctl_pg_source_host=source,
                   relctl_pg_source_port=source_port)
 
-    def _run(self, ctx: Continuity, data: ReplicatedData, hosts: list[str], action: str,
+    def _run(self, data: ReplicatedData, hosts: list[str], action: str,
              **extravars: Any) -> None:
         standby, db = data.standby, data.postgresql
         assert standby is not None and db is not None
-        result = run_playbook(PlaybookRun(
-            playbook=bundled_playbook("relctl_pg_standby.yml"), inventory=ctx.env.inventory,
-            ansible_cfg=ctx.env.ansible_cfg, runs_dir=ctx.env.runs_dir, limit=",".join(hosts),
-            label=f"pg-{action}", extravars={
-                "relctl_hosts": "all", "relctl_action": action,
+        self.site.run_bundled("relctl_pg_standby.yml", hosts, f"pg-{action}", {
+                "relctl_action": action,
                 "relctl_pg_start_b64": _b64(standby.start),
                 "relctl_pg_stop_b64": _b64(standby.stop),
                 "relctl_pg_data_dir": standby.data_dir, "relctl_pg_os_user": standby.os_user,
@@ -385,19 +335,8 @@ class PostgresReplication:
                                          if standby.bin_dir else "pg_basebackup"),
                 "relctl_pg_name": data.name, "relctl_pg_user": db.user,
                 "relctl_pg_password_env": db.password_env or "",
-                "relctl_pg_password_file": str(db.password_file or ""), **extravars}))
-        if not result.succeeded:
-            raise ContinuityError(f"{data.name}: {action} of the cluster failed on "
-                                  f"{', '.join(result.failed_hosts or hosts)}: "
-                                  f"{failure_summary(result)}")
-
-
-def lsn_number(lsn: str | None) -> int:
-    """A PostgreSQL LSN (``16/B374D848``) as a number; 0 for none."""
-    if not lsn or "/" not in lsn:
-        return 0
-    high, low = lsn.split("/", 1)
-    return (int(high, 16) << 32) + int(low, 16)
+                "relctl_pg_password_file": str(db.password_file or ""), **extravars},
+            f"{data.name}: {action} of the cluster failed")
 
 
 def _b64(text: str) -> str:

@@ -97,7 +97,7 @@ class Preflight:
     def answering(self) -> set[str]:
         """The hosts whose service answers its health check (each asked once)."""
         return {h for h in dict.fromkeys([*self.serving, *self.hosts])
-                if self.ctx.healthy(h, timeout=2)}
+                if self.ctx.site.healthy(h, timeout=2)}
 
     def serve(self) -> str | None:
         if not self.serving:
@@ -109,13 +109,13 @@ class Preflight:
         return f"{', '.join(self.serving)} answer {self.ctx.plan.health_path}"
 
     def lb(self) -> str:
-        lacks = self.ctx.lb.lacks([*self.ctx.primaries, *self.ctx.backups])
+        lacks = self.ctx.site.lb.lacks([*self.ctx.site.primaries, *self.ctx.site.backups])
         if lacks:
             raise InputError(lacks)
         return f"backend {self.ctx.plan.backend!r} serves every host of both sites"
 
     def reachable(self) -> str:
-        replies = self.ctx.agent.hello("preflight", self.hosts)
+        replies = self.ctx.site.agent.hello("preflight", self.hosts)
         down = {h: r.error for h, r in replies.items() if not r.ok}
         if down:
             raise InputError("not reachable: " + "; ".join(
@@ -129,7 +129,7 @@ class Preflight:
         for host in self.hosts:
             if host not in self.answering:
                 continue  # a cold backup host: a failover deploys it (the deploy check)
-            read = self.ctx.version(host)
+            read = self.ctx.site.version(host)
             if read.version is None:
                 problems.append(f"{host}: {read.problem}")
             else:
@@ -146,11 +146,11 @@ class Preflight:
         good = self.good()
         if good is None or self.ctx.plan.version_path is None:
             return None  # nothing to compare with, or no version to read
-        behind = {h: self.found.get(h, "nothing (cold)") for h in self.ctx.backups
+        behind = {h: self.found.get(h, "nothing (cold)") for h in self.ctx.site.backups
                   if self.found.get(h) != good.version}
         if not behind:
             return None
-        deploy_s = max((p.seconds or 0.0 for p in self.ctx.journal.phases(good.id)
+        deploy_s = max((p.seconds or 0.0 for p in self.ctx.services.journal.phases(good.id)
                         if p.name.startswith("apply:")), default=None)
         cost = f"about {deploy_s:.0f} s, its apply phase" if deploy_s else "a deploy"
         return ("RISK: " + ", ".join(f"{h} runs {v}" for h, v in behind.items())
@@ -159,13 +159,13 @@ class Preflight:
                 "releases: and the backup site follows every release")
 
     def good(self) -> ReleaseRecord | None:
-        return self.ctx.last_good()
+        return self.ctx.services.last_good()
 
     def deploy(self) -> str:
         good = self.good()
         if good is None:
             return "no release is marked good: the backups keep what they run"
-        missing = self.unmatched(good, self.ctx.backups)
+        missing = self.unmatched(good, self.ctx.site.backups)
         if missing:
             raise InputError(f"no play of {good.name}'s apply playbooks targets "
                              f"{', '.join(missing)}: a failover would deploy nothing there")
@@ -193,15 +193,15 @@ class Preflight:
                 f"{replica.method} replicates to the backup site")
 
     def last_replica(self) -> str:
-        last = self.ctx.last_replica()
+        last = self.ctx.services.last_replica()
         when = (f"; the last: {last.method} record {last.id} of {last.captured_iso}"
                 if last else "; none yet")
         return f"a drill replicates before its fault (not in a dry run){when}"
 
     def unmatched(self, good: ReleaseRecord, hosts: list[str]) -> list[str]:
         """Those of ``hosts`` that no play of ``good``'s apply playbooks targets."""
-        manifest = self.ctx.release_manifest(good)
-        env = self.ctx.env
+        manifest = self.ctx.services.release_manifest(good)
+        env = self.ctx.services.env
         matched: set[str] = set()
         for playbook in manifest.playbooks.apply:
             matched.update(playbook_hosts(playbook, env.inventory, env.ansible_cfg, hosts,

@@ -19,17 +19,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from controller.engine.continuity.records import ReplicaRecord
+from controller.engine.continuity.services import Services
+from controller.engine.continuity.site import Site
+from controller.engine.continuity.site_data import SiteData
 from controller.errors import RelctlError
 from controller.journal import ContinuityRecord
 from controller.models.rows import TableRows
-
-if TYPE_CHECKING:
-    from controller.engine.continuity.context import Continuity
 
 
 class Replication(Protocol):
@@ -37,62 +38,68 @@ class Replication(Protocol):
 
     method: str
 
-    def replicate(self, ctx: Continuity) -> ContinuityRecord:
+    def replicate(self) -> ContinuityRecord:
         """Copy, or set up and check, the replication; journaled (``replication``)."""
         ...
 
-    def restore(self, ctx: Continuity, hosts: list[str], tag: str, *, only_missing: bool
+    def restore(self, hosts: list[str], tag: str, *, only_missing: bool
                 ) -> tuple[ReplicaRecord | None, str]:
         """Put the newest replicated data on ``hosts``; the replica used, and what was
         done (for the timeline)."""
         ...
 
-    def resume(self, ctx: Continuity) -> str | None:
+    def resume(self) -> str | None:
         """Replication from the writer again, after a failback."""
         ...
 
-    def settle(self, ctx: Continuity) -> str | None:
+    def settle(self) -> str | None:
         """After a failover's switch: what the method still owes the backup site (the
         other standbys following the promoted one), or None."""
         ...
 
-    def stop(self, ctx: Continuity) -> str:
+    def stop(self) -> str:
         """Stop whatever runs on the writer for it."""
         ...
 
-    def catch_up_tables(self, ctx: Continuity, store: Path, tag: str
+    def catch_up_tables(self, store: Path, tag: str
                         ) -> tuple[dict[str, TableRows], dict[str, TableRows]]:
         """Failback: the old primary's tables and the backup site's (before either
         changes), for the catch-up report."""
         ...
 
-    def bring_back(self, ctx: Continuity, store: Path, tag: str) -> str:
+    def bring_back(self, store: Path, tag: str) -> str:
         """Failback: the backup site's data onto the primaries, which serve it next."""
         ...
 
 
+@dataclass(frozen=True)
 class SqliteSites:
-    """Failback of SQLite data: consistent copies of the old primary's and the backup's
-    databases (the catch-up report compares them), the backup's loaded into the
-    primaries."""
+    """A method for SQLite data, with the site, relctl's copies of its data and the
+    shared services. Its failback: consistent copies of the old primary's and the
+    backup's databases (the catch-up report compares them), the backup's loaded into
+    the primaries."""
 
-    def settle(self, ctx: Continuity) -> str | None:
+    site: Site
+    data: SiteData
+    services: Services
+
+    def settle(self) -> str | None:
         """Nothing: each backup serves its own copy of the data."""
         return None
 
-    def catch_up_tables(self, ctx: Continuity, store: Path, tag: str
+    def catch_up_tables(self, store: Path, tag: str
                         ) -> tuple[dict[str, TableRows], dict[str, TableRows]]:
-        writer, active = ctx.writer(), ctx.backups[0]
-        old = ctx.capture(writer, store / "old-primary", f"{tag}-old")
-        ctx.progress(f"old primary data captured on {writer}")
-        new = ctx.capture(active, store / "backup", f"{tag}-backup")
+        writer, active = self.site.writer(), self.site.backups[0]
+        old = self.data.capture(writer, store / "old-primary", f"{tag}-old")
+        self.services.progress(f"old primary data captured on {writer}")
+        new = self.data.capture(active, store / "backup", f"{tag}-backup")
         return (bundle_tables(store / "old-primary" / writer / "bundle", old),
                 bundle_tables(store / "backup" / active / "bundle", new))
 
-    def bring_back(self, ctx: Continuity, store: Path, tag: str) -> str:
-        ctx.load(ctx.primaries, store / "backup" / ctx.backups[0] / "bundle",
+    def bring_back(self, store: Path, tag: str) -> str:
+        self.data.load(self.site.primaries, store / "backup" / self.site.backups[0] / "bundle",
                  f"{tag}-load")
-        return f"backup data loaded on {', '.join(ctx.primaries)}"
+        return f"backup data loaded on {', '.join(self.site.primaries)}"
 
 
 def bundle_tables(bundle: Path, index: dict[str, Any]) -> dict[str, TableRows]:
@@ -133,44 +140,45 @@ class CopyReplication(SqliteSites):
 
     method = "copy"
 
-    def replicate(self, ctx: Continuity) -> ContinuityRecord:
-        source, names = ctx.writer(), [d.name for d in ctx.plan.data]
-        record = ctx.begin("replication", {
-            "method": self.method, "source": source, "items": names, "targets": ctx.backups})
-        store = ctx.env.state_dir / "replicas" / str(record)
+    def replicate(self) -> ContinuityRecord:
+        source, names = self.site.writer(), [d.name for d in self.site.plan.data]
+        record = self.services.begin("replication", {
+            "method": self.method, "source": source, "items": names, "targets": self.site.backups})
+        store = self.services.env.state_dir / "replicas" / str(record)
         captured_at = datetime.now(UTC)
         try:
-            index = ctx.capture(source, store, f"rep{record}")
-            ctx.progress(f"replica of {', '.join(names)} taken on {source}, sha256 checked")
-            ctx.load(ctx.backups, store / source / "bundle", f"rep{record}")
+            index = self.data.capture(source, store, f"rep{record}")
+            self.services.progress(f"replica of {', '.join(names)} taken on {source}, "
+                                   "sha256 checked")
+            self.data.load(self.site.backups, store / source / "bundle", f"rep{record}")
         except RelctlError as error:
-            ctx.journal.end_continuity(record, "failed", {"error": error.message})
+            self.services.journal.end_continuity(record, "failed", {"error": error.message})
             raise
-        ctx.progress(f"replica loaded on {', '.join(ctx.backups)}")
-        return ctx.journal.end_continuity(record, "ok", {
+        self.services.progress(f"replica loaded on {', '.join(self.site.backups)}")
+        return self.services.journal.end_continuity(record, "ok", {
             "captured_at": captured_at.isoformat(), "bundle": str(store / source / "bundle"),
-            "loaded_on": ctx.backups,
+            "loaded_on": self.site.backups,
             "sha256": {n: m.get("sha256") for n, m in index.items()},
             "digest": {n: m.get("digest") for n, m in index.items()},
             "bytes": sum(int(m.get("bytes", 0)) for m in index.values())})
 
-    def restore(self, ctx: Continuity, hosts: list[str], tag: str, *, only_missing: bool
+    def restore(self, hosts: list[str], tag: str, *, only_missing: bool
                 ) -> tuple[ReplicaRecord | None, str]:
-        replica = ctx.last_replica()
+        replica = self.services.last_replica()
         if replica is None or replica.folder is None or replica.method != self.method:
             return None, "no replica to load"
         missing = [h for h in hosts if h not in replica.loaded_on] if only_missing else hosts
         if not missing:
             return replica, (f"replica {replica.id} of {replica.captured_iso} already on "
                              f"{', '.join(hosts)}")
-        ctx.load(missing, replica.folder, tag)
+        self.data.load(missing, replica.folder, tag)
         return replica, (f"replica {replica.id} of {replica.captured_iso} loaded on "
                          f"{', '.join(missing)}")
 
-    def resume(self, ctx: Continuity) -> str | None:
+    def resume(self) -> str | None:
         return None  # the next relctl replicate copies from the writer again
 
-    def stop(self, ctx: Continuity) -> str:
+    def stop(self) -> str:
         return "copies run only when relctl replicate does: nothing to stop"
 
 

@@ -95,7 +95,7 @@ class DrillSite:
                                           f"{fault.host}")
                 done.append(f"killed the service on {fault.host} (pids {pids})")
             elif fault.channel == "lb-health":
-                self.ctx.lb.force_health(fault.host, up=False)
+                self.ctx.site.lb.force_health(fault.host, up=False)
                 done.append(f"LB health of {fault.host} forced down")
         return "; ".join(done)
 
@@ -125,7 +125,7 @@ class DrillSite:
             done.append(self.restart(restart, label))
         for fault in faults:
             if "lb-health-up" in fault.undo:
-                self.ctx.lb.force_health(fault.host, up=True)
+                self.ctx.site.lb.force_health(fault.host, up=True)
                 done.append(f"LB health of {fault.host} back to its checks")
         return done
 
@@ -141,14 +141,14 @@ class DrillSite:
     def ansible(self, hosts: list[str], channel: str, command: str, argument: str | None,
                 label: str) -> None:
         if channel == "command":
-            self.ctx.run_command(hosts, command, label)
+            self.ctx.site.run_command(hosts, command, label)
             return
         extravars: dict[str, Any] = {"relctl_fault_kind": channel}
         if channel == "pid-file":
             extravars["relctl_pid_file"] = argument
         elif channel == "systemd":
             extravars["relctl_unit"] = argument
-        self.ctx.run_fault_playbook(hosts, extravars, label)
+        self.ctx.site.run_fault_playbook(hosts, extravars, label)
 
 
 def faults_json(faults: list[Fault]) -> str:

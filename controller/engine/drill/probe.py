@@ -30,7 +30,7 @@ class Probe:
 
         def loop() -> None:
             while not self._stop.is_set():
-                answer = self.ctx.check(function)
+                answer = self.ctx.site.check(function)
                 self.samples.append((time.monotonic(), answer.status == check.expect_status,
                                      answer.served_by))
                 self._stop.wait(self.interval)

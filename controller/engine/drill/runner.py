@@ -44,7 +44,7 @@ def site_for(ctx: Continuity, lab: Lab) -> DrillSite:
     """The drill's site: relctl's lab when the plan's inventory is the lab's, else the
     inventory as it is (faults through Ansible only)."""
     state = lab.load() if lab.layout.inventory.exists() else None
-    if state is not None and ctx.env.inventory.resolve() == lab.layout.inventory.resolve():
+    if state is not None and ctx.services.env.inventory.resolve() == lab.layout.inventory.resolve():
         return DrillSite(ctx, lab, state)
     return DrillSite(ctx)
 
@@ -65,8 +65,8 @@ class DrillPlan:
         the drill's replication, now."""
         ctx = self.site.ctx
         restart = sorted({f.host for f in self.faults if RESTARTED & set(f.undo)})
-        flight = Preflight(ctx, [*ctx.primaries, *ctx.backups], restart,
-                           serving=ctx.primaries)
+        flight = Preflight(ctx, [*ctx.site.primaries, *ctx.site.backups], restart,
+                           serving=ctx.site.primaries)
         flight.check(f"the {self.scenario.name} drill", replicate=replicate)
         return flight
 
@@ -74,9 +74,9 @@ class DrillPlan:
         ctx = self.site.ctx
         return {"scenario": self.scenario.name, "fault": self.scenario.summary,
                 "mode": self.site.mode, "service": ctx.plan.service,
-                "environment": ctx.plan.environment, "inventory": str(ctx.env.inventory),
-                "primaries": ctx.primaries, "backups": ctx.backups,
-                "load": {"url": ctx.lb_url, "users": self.settings.users,
+                "environment": ctx.plan.environment, "inventory": str(ctx.services.env.inventory),
+                "primaries": ctx.site.primaries, "backups": ctx.site.backups,
+                "load": {"url": ctx.site.lb_url, "users": self.settings.users,
                          "locustfile": str(self.settings.locustfile)},
                 "faults": [f.as_dict() for f in self.faults]}
 
@@ -85,17 +85,17 @@ def plan_drill(ctx: Continuity, lab: Lab, name: str, *, yes_production: bool = F
                ) -> DrillPlan:
     """Check that the drill may run and can inject its fault here; touches nothing."""
     chosen = scenario(name)
-    plan = ctx.plan
+    plan, refuse = ctx.plan, ctx.services.refuse
     if plan.drills != "allowed":
-        raise ctx.refuse(("drills",), "drills are not allowed by this plan: they inject real "
-                         "faults into its hosts", hint="add `drills: allowed` to a plan whose "
-                         "hosts may be broken on purpose (a staging inventory)")
+        raise refuse(("drills",), "drills are not allowed by this plan: they inject real "
+                     "faults into its hosts", hint="add `drills: allowed` to a plan whose "
+                     "hosts may be broken on purpose (a staging inventory)")
     if plan.environment.lower() in PRODUCTION and not yes_production:
-        raise ctx.refuse(("environment",), f"{plan.environment!r} is production: a drill there "
-                         "needs --yes-production")
+        raise refuse(("environment",), f"{plan.environment!r} is production: a drill there "
+                     "needs --yes-production")
     if plan.drill is None:
-        raise ctx.refuse(("drill",), "the continuity plan has no drill: section",
-                         hint="add drill: {locustfile: ...}")
+        raise refuse(("drill",), "the continuity plan has no drill: section",
+                     hint="add drill: {locustfile: ...}")
     site = site_for(ctx, lab)
     return DrillPlan(chosen, site, plan.drill, chosen.faults(site, plan.drill))
 
@@ -131,12 +131,12 @@ class Drill:
             ctx.close()
             raise
         self.checks, self.versions = flight.checks, flight.found
-        cold = [h for h in ctx.backups if h not in flight.answering]
+        cold = [h for h in ctx.site.backups if h not in flight.answering]
         if cold:
             self.progress(f"backup site cold ({', '.join(cold)} not answering): a failover "
                           "will deploy the last good release there first")
         me = psutil.Process(os.getpid())
-        record = ctx.begin("drill", {
+        record = ctx.services.begin("drill", {
             "scenario": self.plan.scenario.name, "mode": self.plan.site.mode,
             "faults": [f.as_dict() for f in self.plan.faults], "faults_state": "planned",
             "controller": {"pid": me.pid, "started": me.create_time()}})
@@ -159,8 +159,8 @@ class Drill:
                     ) -> dict[str, Any]:
         """Start the load, inject the fault, detect it, recover; measure."""
         ctx, settings, chosen = self.ctx, self.plan.settings, self.plan.scenario
-        load_run = LoadRun(settings.locustfile, ctx.lb_url, settings.users,
-                           settings.spawn_rate, 3600, ctx.env.state_dir / "drills" /
+        load_run = LoadRun(settings.locustfile, ctx.site.lb_url, settings.users,
+                           settings.spawn_rate, 3600, ctx.services.env.state_dir / "drills" /
                            str(record), "load")
         probe, locust, measures = Probe(ctx), None, dict[str, Any]()
         try:
@@ -170,9 +170,9 @@ class Drill:
                     moments.replica_wall = replica.captured_at.timestamp()
             locust = start_load(load_run)
             probe.start()
-            self._mark(f"load started: Locust, {settings.users} users, through {ctx.lb_url}")
+            self._mark(f"load started: Locust, {settings.users} users, through {ctx.site.lb_url}")
             time.sleep(settings.warmup)
-            ctx.journal.update_continuity(record, {"faults_state": "injected"})
+            ctx.services.journal.update_continuity(record, {"faults_state": "injected"})
             moments.fault, moments.fault_wall = time.monotonic(), time.time()
             self._mark("fault injected: " + chosen.inject(self.plan.site, self.plan.faults,
                                                           f"drill{record}"))
@@ -230,7 +230,7 @@ class Drill:
             for step in undo_faults(self.plan.site, self.plan.scenario, self.plan.faults,
                                     f"drill{record}"):
                 self._mark(step)
-            self.ctx.journal.update_continuity(record, {"faults_state": "restored"})
+            self.ctx.services.journal.update_continuity(record, {"faults_state": "restored"})
             self.restored = True
         except RelctlError as error:
             self.problems.append(f"restoring: {error.message}")
@@ -243,7 +243,7 @@ class Drill:
         met = all(t.rto_met and t.rpo_met for t in targets) and self._fast_enough(measures)
         verdict = ("fail" if self.problems or not moments.recovered
                    else "pass" if met else "missed")
-        good = self.ctx.last_good()
+        good = self.ctx.services.last_good()
         report = DrillReport(
             id=record, scenario=chosen.name, fault=chosen.summary, service=plan.service,
             environment=plan.environment, started=wall_start.isoformat(), verdict=verdict,
@@ -258,7 +258,7 @@ class Drill:
             moments=moments.relative(self.started))
         data = report.as_dict()
         markdown = continuity_md.drill_markdown(data)
-        out = self.ctx.env.state_dir / "drills" / str(record)
+        out = self.ctx.services.env.state_dir / "drills" / str(record)
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.md").write_text(markdown)
         (out / "report.xml").write_text(drill_junit_xml(data))
@@ -267,7 +267,7 @@ class Drill:
                  "html": str(out / "report.html"),
                  "dr_plan": str(self._write_dr_plan(data))}
         report = DrillReport(**{**data, "files": files})
-        self.ctx.journal.end_continuity(record, "ok" if verdict == "pass" else "failed",
+        self.ctx.services.journal.end_continuity(record, "ok" if verdict == "pass" else "failed",
                                         {"report": report.as_dict()}, report=markdown)
         code = {"pass": ExitCode.OK, "missed": ExitCode.TARGETS_MISSED}.get(
             verdict, ExitCode.CONTINUITY_FAILED)
@@ -289,12 +289,12 @@ class Drill:
 
     def _write_dr_plan(self, report: dict[str, Any]) -> Path:
         ctx = self.ctx
-        good = ctx.last_good()
-        path = (ctx.env.state_dir / "continuity" /
+        good = ctx.services.last_good()
+        path = (ctx.services.env.state_dir / "continuity" /
                 f"{ctx.plan.service}-{ctx.plan.environment}-dr-plan.md")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(continuity_md.dr_plan_markdown(
-            ctx.plan, release=report["release"], hosts=ctx.inventory.groups,
+            ctx.plan, release=report["release"], hosts=ctx.site.inventory.groups,
             last_drill=report, generated=datetime.now(UTC).isoformat(timespec="seconds"),
             versions=self.versions, release_version=good.version if good else None))
         return path
@@ -317,7 +317,7 @@ def undo_faults(site: DrillSite, chosen: Scenario, faults: list[Fault], label: s
     done += chosen.after_undo(site)
     hosts = sorted({f.host for f in faults})
     deadline = time.monotonic() + site.ctx.plan.failover.verify_timeout
-    while not all(site.ctx.lb.is_up(h) for h in hosts):
+    while not all(site.ctx.site.lb.is_up(h) for h in hosts):
         if time.monotonic() > deadline:
             raise ContinuityError(f"the LB does not see {', '.join(hosts)} up again")
         time.sleep(0.2)
@@ -327,7 +327,7 @@ def undo_faults(site: DrillSite, chosen: Scenario, faults: list[Fault], label: s
 def restore_drill(ctx: Continuity, lab: Lab, drill_id: int) -> list[str]:
     """Undo the journaled faults of drill ``drill_id`` (its controller died, or it ran
     with --no-restore); returns what was done."""
-    journal = ctx.journal
+    journal = ctx.services.journal
     try:
         record = journal.continuity_record(drill_id)
     except KeyError:

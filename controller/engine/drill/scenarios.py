@@ -62,7 +62,7 @@ class _ActiveHost:
     data_at_risk: ClassVar[bool] = True
 
     def hosts(self, site: DrillSite) -> list[str]:
-        return site.ctx.primaries[:1]
+        return site.ctx.site.primaries[:1]
 
     def faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
         """The plan's declared commands for the scenario win; else relctl's own way."""
@@ -76,8 +76,8 @@ class _ActiveHost:
 
     def refuse(self, site: DrillSite, how: str) -> InputError:
         return InputError(
-            f"{site.ctx.plan_path}: drill.faults.{self.name} is needed to run {self.name} on "
-            f"{site.ctx.env.inventory} ({how})",
+            f"{site.ctx.services.plan_path}: drill.faults.{self.name} is needed to run "
+            f"{self.name} on {site.ctx.services.env.inventory} ({how})",
             hint=f"declare how to inject and undo it: drill: {{faults: {{{self.name}: "
             "{inject: COMMAND, restore: COMMAND}}}")
 
@@ -89,7 +89,7 @@ class _ActiveHost:
         watched, failures = self.hosts(site), 0
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if not any(site.ctx.healthy(h, timeout=settings.detect_interval * 2)
+            if not any(site.ctx.site.healthy(h, timeout=settings.detect_interval * 2)
                        for h in watched):
                 failures += 1
                 if failures >= settings.detect_failures:
@@ -101,7 +101,7 @@ class _ActiveHost:
 
     def recover(self, site: DrillSite, settings: DrillSettings, fault_at: float,
                 detected_at: float | None) -> Recovery:
-        verified = site.ctx.wait_functions(fault_at, site.ctx.plan.failover.verify_timeout)
+        verified = site.ctx.site.wait_functions(fault_at, site.ctx.plan.failover.verify_timeout)
         return Recovery({n: None if at is None else fault_at + at
                          for n, at in verified.passed_at.items()})
 
@@ -127,7 +127,7 @@ class SiteLoss(HostLoss):
                "commands); relctl fails over to the backup site")
 
     def hosts(self, site: DrillSite) -> list[str]:
-        return site.ctx.primaries
+        return site.ctx.site.primaries
 
     def own_faults(self, site: DrillSite, settings: DrillSettings) -> list[Fault]:
         return [Fault(f.host, f.channel, f.inject, ("lab-up",))  # failback restarts it
@@ -147,10 +147,10 @@ class SiteLoss(HostLoss):
     def after_undo(self, site: DrillSite) -> list[str]:
         """Fail back when the LB keeps the primaries in maintenance (the failover ran);
         else the lost hosts' service is started again if the hosts were restarted."""
-        if site.ctx.lb.in_maintenance(site.ctx.primaries):
+        if site.ctx.site.lb.in_maintenance(site.ctx.site.primaries):
             outcome = failback(site.ctx)
             return [f"failback {outcome.record_id}: {outcome.message}"]
-        down = [h for h in site.ctx.primaries if not site.ctx.healthy(h, timeout=2)]
+        down = [h for h in site.ctx.site.primaries if not site.ctx.site.healthy(h, timeout=2)]
         return [site.restart(down, "site-loss-undo")] if down else []
 
 
@@ -191,10 +191,10 @@ class LbBackendFlap(_ActiveHost):
         def flap() -> None:
             for _ in range(flaps):
                 for fault in faults:
-                    site.ctx.lb.force_health(fault.host, up=False)
+                    site.ctx.site.lb.force_health(fault.host, up=False)
                 time.sleep(1.0)
                 for fault in faults:
-                    site.ctx.lb.force_health(fault.host, up=True)
+                    site.ctx.site.lb.force_health(fault.host, up=True)
                 time.sleep(1.0)
 
         threading.Thread(target=flap, name="relctl-flap", daemon=True).start()
@@ -203,7 +203,7 @@ class LbBackendFlap(_ActiveHost):
     def detect(self, site: DrillSite, settings: DrillSettings) -> float | None:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            if not site.ctx.lb.is_up(self.hosts(site)[0]):
+            if not site.ctx.site.lb.is_up(self.hosts(site)[0]):
                 return time.monotonic()
             time.sleep(settings.detect_interval)
         return None

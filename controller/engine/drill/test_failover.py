@@ -44,11 +44,11 @@ class FailoverTest:
     answered_by: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.run = StepRunner(NAME, self.ctx.progress)
+        self.run = StepRunner(NAME, self.ctx.services.progress)
 
     def go(self) -> Outcome:
         ctx = self.ctx
-        record = ctx.begin("drill", {
+        record = ctx.services.begin("drill", {
             "scenario": NAME, "mode": "test", "faults": [], "controller": {"pid": os.getpid()}})
         wall_start = datetime.now(UTC)
         self.run.mark(f"test failover {record} started: the LB and the primaries are not "
@@ -85,10 +85,10 @@ class FailoverTest:
         if not ctx.plan.data:
             self.run.mark("the plan declares no data: the backups keep their own")
             return None
-        replica, done = replication_of(ctx).restore(ctx, ctx.backups, "test", only_missing=False)
+        replica, done = replication_of(ctx).restore(ctx.site.backups, "test", only_missing=False)
         if replica is None:  # nothing replicated yet: replicate now (reads the writer only)
             replicate(ctx)
-            replica, done = replication_of(ctx).restore(ctx, ctx.backups, "test",
+            replica, done = replication_of(ctx).restore(ctx.site.backups, "test",
                                                     only_missing=False)
         self.run.mark(done)
         return replica
@@ -99,34 +99,34 @@ class FailoverTest:
         ctx = self.ctx
         deadline = time.monotonic() + ctx.plan.failover.verify_timeout
         for function in ctx.plan.by_priority():
-            waiting, self.answered[function.name] = list(ctx.backups), None
+            waiting, self.answered[function.name] = list(ctx.site.backups), None
             while waiting and time.monotonic() < deadline:
                 waiting = [h for h in waiting if not self._answers(function, h)]
                 if waiting:
                     time.sleep(0.05)
-            self.answered_by[function.name] = [h for h in ctx.backups if h not in waiting]
+            self.answered_by[function.name] = [h for h in ctx.site.backups if h not in waiting]
             if not waiting:
                 self.answered[function.name] = self.run.since_start()
-            self.run.mark(f"{function.name}: " + ("answered on " + ", ".join(ctx.backups)
+            self.run.mark(f"{function.name}: " + ("answered on " + ", ".join(ctx.site.backups)
                                                   if not waiting else "NO answer from "
                                                   + ", ".join(waiting)))
 
     def _answers(self, function: CriticalFunction, host: str) -> bool:
         check = function.check
-        answer = http.request(check.method, self.ctx.host_url(host, check.path), check.body,
+        answer = http.request(check.method, self.ctx.site.host_url(host, check.path), check.body,
                               check.timeout)
         return answer.status == check.expect_status
 
     def _clean_up(self, replica: ReplicaRecord) -> None:
         ctx = self.ctx
-        replication_of(ctx).restore(ctx, ctx.backups, "test-clean", only_missing=False)
+        replication_of(ctx).restore(ctx.site.backups, "test-clean", only_missing=False)
         self.run.mark("cleaned up: the replica restored again (the checks' writes are gone)")
 
     def _tag(self, replica: ReplicaRecord, record: int, ok: bool) -> None:
         tested = [*replica.tested,
                   {"at": datetime.now(UTC).isoformat(timespec="seconds"),
                    "test_failover": record, "ok": ok}]
-        self.ctx.journal.update_continuity(replica.id, {"tested": tested})
+        self.ctx.services.journal.update_continuity(replica.id, {"tested": tested})
         self.run.mark(f"replica {replica.id} tagged: tested at {tested[-1]['at']}")
 
     def _finish(self, record: int, wall_start: datetime, release: str | None,
@@ -143,18 +143,18 @@ class FailoverTest:
             timeline=self.run.timeline.events, problems=problems + self.run.warnings,
             restored=True, improvements=[], max_failure_ratio=None, mode="test")
         markdown = continuity_md.drill_markdown(report.as_dict())
-        ctx.journal.end_continuity(record, "ok" if verdict == "pass" else "failed",
+        ctx.services.journal.end_continuity(record, "ok" if verdict == "pass" else "failed",
                                    {"report": report.as_dict()}, report=markdown)
         code = {"pass": ExitCode.OK, "missed": ExitCode.TARGETS_MISSED}.get(
             verdict, ExitCode.CONTINUITY_FAILED)
         return Outcome("drill", record, verdict == "pass", int(code),
                        f"{NAME}: {verdict.upper()}; would-be RTO {measures.get('rto_s')}s "
-                       f"on {', '.join(ctx.backups)}; the LB and the primaries untouched",
+                       f"on {', '.join(ctx.site.backups)}; the LB and the primaries untouched",
                        report, self.run.timeline.events, report.problems, markdown)
 
 
 def run_test_failover(ctx: Continuity) -> Outcome:
     """Run a test failover of ``ctx``'s backup site (see the module's docstring)."""
-    if not ctx.backups:
+    if not ctx.site.backups:
         raise ContinuityError("the plan's backup site has no hosts")
     return FailoverTest(ctx).go()

@@ -1,6 +1,7 @@
 """The shared journal: one PostgreSQL database for controllers on many machines.
 
-The only module that imports ``psycopg`` (3). It speaks the journal's SQL with two
+It reaches the server through relctl's PostgreSQL adapter (``adapters/postgresql.py``,
+psycopg 3). It speaks the journal's SQL with two
 translations: ``?`` placeholders become ``%s`` (values are bound on the client,
 ``ClientCursor``, so ``? IS NULL`` works as in SQLite, where the server could not infer
 a type for a bare NULL), and schema statements get PostgreSQL's words for SQLite's
@@ -30,6 +31,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
+from controller.adapters import postgresql as pg
 from controller.journal.backends.base import Database, Params, Result, SessionLocks
 from controller.journal.errors import (
     JournalDatabaseError,
@@ -72,9 +74,8 @@ class PostgresDatabase(Database):
             raise UnusableJournalError(
                 f"not a usable journal URL {self.where}: {self._clean(error)}") from error
         try:
-            self._conn: Connection = psycopg.connect(
-                conninfo, autocommit=True, cursor_factory=psycopg.ClientCursor,
-                row_factory=dict_row)
+            self._conn: Connection = pg.connect(conninfo, cursor_factory=psycopg.ClientCursor,
+                                                row_factory=dict_row)
         except psycopg.OperationalError as error:
             raise JournalUnreachableError(
                 f"cannot reach the journal database {self.where}: {self._clean(error)}",
