@@ -32,7 +32,7 @@ demo: deps venv artifacts
 	@DEMO_DIR=$(DEMO_DIR) VENV=$(VENV) bash scripts/demo$(if $(filter postgresql,$(DB)),_postgresql).sh
 
 lint: venv
-	$(VENV)/bin/ruff check controller tests examples bench
+	$(VENV)/bin/ruff check controller tests examples bench scripts
 	$(VENV)/bin/mypy controller
 	# the host agent runs under each host's Python: its stated minimum (protocol.MIN_PYTHON)
 	$(VENV)/bin/vermin --no-tips --violations -t=3.8- controller/agent/
@@ -45,11 +45,11 @@ integration: deps venv artifacts
 	$(VENV)/bin/pytest -q tests/integration
 
 # Two workers (pytest-xdist): each module whole, in order, on one worker, on its own lab
-# addresses (the session lab: one per worker, tests/integration/conftest.py); the wall
-# time is printed at the end.
+# addresses (the session lab: one per worker, tests/integration/conftest.py); the dearest
+# modules first (tests/conftest.py, MODULE_SECONDS); the wall time is printed at the end.
 test: deps venv artifacts lint
 	$(VENV)/bin/python scripts/timed.py make test -- $(VENV)/bin/pytest -q --durations=15 \
-	  -n 2 --dist loadfile
+	  -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: deps venv artifacts
 	$(VENV)/bin/python bench/lab_up.py

@@ -7,7 +7,8 @@ same lab, the same run, one plan per method; the anchor is relctl's own copy.
                 to the lab's shared storage every second
     postgresql  examples/continuity/ledger-postgresql.yml on a second lab (ledger in
                 PostgreSQL mode, $RELCTL_BENCH_PG_BASE, default 127.0.67.x): a streaming
-                standby on backup-1, promoted at failover (RTO includes the promote)
+                standby on backup-1 and backup-2, one promoted at failover (RTO includes
+                the promote), the other re-pointed at it
 
 RPO is the age, at the fault, of the newest data the failover restored (copy: the copy's
 time; Litestream: the newest replicated transaction's). Each drill restores the lab
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from tests.integration.pg_site import build_site
 
 PG_STATE = Path("/var/tmp/relctl-bench-rpo-pg")
-PG_BASE = os.environ.get("RELCTL_BENCH_PG_BASE", "127.0.67.")  # loopback: 127.0.67.10-13
+PG_BASE = os.environ.get("RELCTL_BENCH_PG_BASE", "127.0.67.")  # loopback: 127.0.67.10-14
 
 PLANS = {"copy": "examples/continuity/ledger-lab.yml",
          "litestream": "examples/continuity/ledger-litestream.yml"}
@@ -65,13 +66,14 @@ def main(runs: int) -> None:
 
 def postgresql(runs: int) -> dict[str, list[float]]:
     """RUNS site-loss drills on a PostgreSQL site (each fails back: the old primary
-    rebuilt from the promoted standby, switched back, backup-1 a standby again)."""
+    rebuilt from the promoted standby, switched back, both backups standbys again)."""
     state, folder = PG_STATE / "state", PG_STATE / "site"
     shutil.rmtree(PG_STATE, ignore_errors=True)
     folder.mkdir(parents=True)
     try:
-        say(f"PostgreSQL site at {PG_BASE}10: lab up --postgresql, standby on backup-1")
-        plan = str(build_site(state, folder, PG_BASE).plan)
+        say(f"PostgreSQL site at {PG_BASE}10: lab up --postgresql, standbys on backup-1 "
+            "and backup-2")
+        plan = str(build_site(state, folder, PG_BASE, backups=2).plan)
         results = [drill(run, "site-loss", plan, state) for run in range(1, runs + 1)]
     finally:
         down = run_relctl("lab", "down", state=state)

@@ -38,3 +38,24 @@ def pytest_runtest_protocol(item: pytest.Item) -> object:
         module = item.nodeid.split("::")[0]
         with open(path, "a", encoding="utf-8") as out:
             out.write(f"{worker} {module} {started:.2f} {time.monotonic():.2f}\n")
+
+
+# What each lab module costs one worker (seconds, from a RELCTL_TEST_TIMELINE of a full
+# run: scripts/timeline.py prints it). `make test` hands modules to its two workers in
+# this order, the dearest first (pytest-xdist --no-loadscope-reorder), so that no long
+# module starts last while the other worker idles; the rest (unit tests) fill in after.
+MODULE_SECONDS = {f"tests/integration/{name}": seconds for name, seconds in {
+    "test_crash.py": 650, "test_postgresql_items.py": 340, "test_pg_continuity.py": 330,
+    "test_release.py": 320, "test_continuity.py": 290, "test_wheel.py": 270,
+    "test_litestream.py": 215, "test_rollback_final.py": 200, "test_snapshots.py": 145,
+    "test_monitor.py": 140, "test_gates_parallel.py": 80, "test_values_are_data.py": 60,
+    "test_shared_journal.py": 50, "test_lab.py": 40, "test_restore_confinement.py": 30,
+}.items()}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The dearest modules first (``MODULE_SECONDS``), each module's tests in their order."""
+    def cost(item: pytest.Item) -> int:
+        return -MODULE_SECONDS.get(item.nodeid.split("::")[0], 0)
+
+    items.sort(key=cost)  # stable: a module's tests keep their order

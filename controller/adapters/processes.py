@@ -60,14 +60,17 @@ def stop(*hosts: HostProcess, timeout: float = 5.0) -> list[int]:
     return terminate_all([p for p in targets if p is not None], timeout)
 
 
-def kill_host(process: HostProcess) -> bool:
-    """SIGKILL a host's PID 1: the kernel ends everything in its namespace (a lost host)."""
-    proc = _same(process.sshd_pid, process.sshd_started)
-    if proc is None:
-        return False
-    _signal(proc, kill=True)
-    _wait_gone([proc], 5.0)
-    return True
+def kill_hosts(hosts: list[HostProcess]) -> list[HostProcess]:
+    """SIGKILL the PID 1 of every host (the kernel ends everything in its namespace) in
+    one pass, then wait for them all: a site lost
+    at once (host after host, the later ones would see the earlier ones gone, e.g. a
+    service whose database died first). Returns the hosts that were running."""
+    found = [(host, proc) for host in hosts
+             if (proc := _same(host.sshd_pid, host.sshd_started)) is not None]
+    for _host, proc in found:
+        _signal(proc, kill=True)
+    _wait_gone([proc for _host, proc in found], 5.0)
+    return [host for host, _proc in found]
 
 
 def kill_in_host(process: HostProcess, needle: str) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -21,7 +22,9 @@ from controller.cli.output import (
 )
 from controller.cli.signoff import WAIT_APPROVAL_OPTION
 from controller.engine.children import stop_orphans
+from controller.engine.continuity import Continuity
 from controller.engine.continuity.follow import follow_backups
+from controller.engine.continuity.preflight import site_versions
 from controller.engine.environment import resolve_environment
 from controller.engine.outcome import ReleaseOutcome
 from controller.engine.release import ReleaseEngine
@@ -148,7 +151,8 @@ def resume(app: AppContext, inventory: Path | None, forward: bool, as_json: bool
 
     \b
     Exit codes: 0 released (--forward), 3 rolled back, 4 rollback failed,
-    2 --forward refused, 5 locked by a live controller.
+    2 --forward refused, 5 locked by a live controller, 13 released but the backup site
+    of a continuity plan covering it did not follow.
     """
     journal = app.journal()
     unfinished = journal.unfinished_releases()
@@ -171,6 +175,9 @@ def resume(app: AppContext, inventory: Path | None, forward: bool, as_json: bool
                                            f"{record.state}",
                                    # a gate had failed when it was already rolling back
                                    interrupted=record.state != "rolling_back"))
+    if outcome.state == "released":  # released after all: the backup site follows too
+        follow_backups(app.state_dir, engine.manifest, journal, inventory, outcome,
+                       progress_printer(as_json))
     _render(outcome, as_json)
 
 
@@ -197,15 +204,22 @@ def history(app: AppContext, limit: int, environment: str | None, as_json: bool)
 
 
 @click.command()
+@click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False,
+                                                     path_type=Path), default=None,
+              help="Also what each site of this continuity plan runs now: every host's "
+              "version as it reports it, and the risk of a backup site on another release "
+              "than the last good one (reads only).")
 @JSON_OPTION
 @click.pass_obj
-def status(app: AppContext, as_json: bool) -> None:
+def status(app: AppContext, plan_path: Path | None, as_json: bool) -> None:
     """Locks held (and whether each holder still runs), releases in flight, and the last
     good release per environment. On a PostgreSQL journal, holders from every machine.
+    With --plan, each site's version too.
 
     Exit code 5 when an environment is locked, 1 when a release is unfinished.
     """
     journal = app.journal()
+    sites = _site_versions(app, plan_path) if plan_path is not None else None
     locks = journal.locks()
     unfinished = journal.unfinished_releases()
     recent = journal.history(limit=50)
@@ -217,7 +231,8 @@ def status(app: AppContext, as_json: bool) -> None:
                               "holder": str(lk.holder), "holder_state": holders[lk.environment]}
                              for lk in locks],
                    "unfinished": [_record_json(r) for r in unfinished],
-                   "last_good": [_record_json(r) for r in good.values()]})
+                   "last_good": [_record_json(r) for r in good.values()],
+                   **({"sites": sites} if sites is not None else {})})
     else:
         for lk in locks:
             console.print(f"[yellow]locked[/] {lk.environment}: {lk.release} by {lk.holder}"
@@ -228,10 +243,31 @@ def status(app: AppContext, as_json: bool) -> None:
             console.print(f"[green]last good[/] {r.service} in {r.environment}: {r.name}")
         if not (locks or unfinished or good):
             console.print("no release recorded yet")
+        if sites is not None:
+            _print_sites(sites)
     if locks:
         sys.exit(5)
     if unfinished:
         sys.exit(1)
+
+
+def _site_versions(app: AppContext, plan_path: Path) -> dict[str, Any]:
+    ctx = Continuity.open(app.state_dir, plan_path, app.journal())
+    try:
+        return site_versions(ctx)
+    finally:
+        ctx.close()
+
+
+def _print_sites(sites: dict[str, Any]) -> None:
+    console.print(f"sites of {escape(sites['service'])} in {escape(sites['environment'])} "
+                  f"(last good release: {sites['last_good'] or 'none'}):")
+    for site, hosts in sites["sites"].items():
+        for host, read in hosts.items():
+            said = read["version"] or f"[yellow]{escape(read['problem'] or 'unknown')}[/]"
+            console.print(f"  {site:8} {escape(host)}: {said}")
+    if sites["skew"]:
+        console.print(f"[yellow]{escape(sites['skew'])}[/]")
 
 
 @click.command()

@@ -49,12 +49,13 @@ def url(*hosts: str, base: str) -> str:
             "?target_session_attrs=read-write")
 
 
-def build_site(state: Path, folder: Path, base: str) -> BuiltSite:
+def build_site(state: Path, folder: Path, base: str, backups: int = 1) -> BuiltSite:
     """Bring the lab up under ``state`` (``base``: the first three address bytes and a
     dot, e.g. ``127.0.76.``), then the site on it (``prepare_site``)."""
-    _must(relctl(state, "lab", "up", "--primary", "2", "--backup", "1", "--postgresql",
-                 "--base-address", f"{base}10", "--service", LEDGER_SERVICE), "lab up")
-    return prepare_site(state, folder, base)
+    _must(relctl(state, "lab", "up", "--primary", "2", "--backup", str(backups),
+                 "--postgresql", "--base-address", f"{base}10", "--service", LEDGER_SERVICE),
+          "lab up")
+    return prepare_site(state, folder, base, backups)
 
 
 def prepare_site(state: Path, folder: Path, base: str, backups: int = 1) -> BuiltSite:

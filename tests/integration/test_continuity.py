@@ -103,6 +103,20 @@ def test_the_dead_notice_channel_was_journaled_without_its_secret(site: RunningL
     assert not any("T0KEN-SECRET" in line for line in lines)
 
 
+def test_status_shows_what_each_site_runs(site: RunningLab) -> None:
+    """The backup site followed the release: every host of both sites reports it, no skew."""
+    status = relctl(site.state_dir, "status", "--plan", str(PLAN), "--json")
+    assert status.returncode == 0, status.stderr
+    sites = json.loads(status.stdout)["sites"]
+    assert sites["last_good"] == "1.1.0" and sites["skew"] is None, sites
+    assert {site_name: {h: r["version"] for h, r in hosts.items()}
+            for site_name, hosts in sites["sites"].items()} == {
+        "primary": {"primary-1": "1.1.0", "primary-2": "1.1.0"},
+        "backup": {"backup-1": "1.1.0"}}
+    text = relctl(site.state_dir, "status", "--plan", str(PLAN))
+    assert "backup   backup-1: 1.1.0" in text.stdout, text.stdout
+
+
 def run(lab: RunningLab, *args: str) -> tuple[int, dict[str, Any], str]:
     result = relctl(lab.state_dir, *args, "--plan", str(PLAN), "--json")
     document = json.loads(result.stdout) if result.stdout.strip() else {}

@@ -143,20 +143,7 @@ class Preflight:
     def skew(self) -> str | None:
         """A backup site on another release than the last good one: not an error, a risk
         named with what it costs (the failover deploys first)."""
-        good = self.good()
-        if good is None or self.ctx.plan.version_path is None:
-            return None  # nothing to compare with, or no version to read
-        behind = {h: self.found.get(h, "nothing (cold)") for h in self.ctx.site.backups
-                  if self.found.get(h) != good.version}
-        if not behind:
-            return None
-        deploy_s = max((p.seconds or 0.0 for p in self.ctx.services.journal.phases(good.id)
-                        if p.name.startswith("apply:")), default=None)
-        cost = f"about {deploy_s:.0f} s, its apply phase" if deploy_s else "a deploy"
-        return ("RISK: " + ", ".join(f"{h} runs {v}" for h, v in behind.items())
-                + f", not {good.version}: a failover deploys {good.name} there first, "
-                f"adding {cost} to the RTO; list the release manifests under the plan's "
-                "releases: and the backup site follows every release")
+        return skew_risk(self.ctx, self.good(), self.found)
 
     def good(self) -> ReleaseRecord | None:
         return self.ctx.services.last_good()
@@ -207,3 +194,46 @@ class Preflight:
             matched.update(playbook_hosts(playbook, env.inventory, env.ansible_cfg, hosts,
                                           manifest.extravars, env.runs_dir))
         return [h for h in hosts if h not in matched]
+
+
+def skew_risk(ctx: Continuity, good: ReleaseRecord | None, found: dict[str, str]
+              ) -> str | None:
+    """The risk of a backup site on another release than ``good`` (``found``: the version
+    each answering host reports), with what it would add to a failover's RTO (the
+    release's apply phase, from the journal); None when there is none to name."""
+    if good is None or ctx.plan.version_path is None:
+        return None  # nothing to compare with, or no version to read
+    behind = {h: found.get(h, "nothing (cold)") for h in ctx.site.backups
+              if found.get(h) != good.version}
+    if not behind:
+        return None
+    deploy_s = max((p.seconds or 0.0 for p in ctx.services.journal.phases(good.id)
+                    if p.name.startswith("apply:")), default=None)
+    cost = f"about {deploy_s:.0f} s, its apply phase" if deploy_s else "a deploy"
+    return ("RISK: " + ", ".join(f"{h} runs {v}" for h, v in behind.items())
+            + f", not {good.version}: a failover deploys {good.name} there first, "
+            f"adding {cost} to the RTO; list the release manifests under the plan's "
+            "releases: and the backup site follows every release")
+
+
+def site_versions(ctx: Continuity) -> dict[str, Any]:
+    """What each site runs now, as its hosts report it (``relctl status --plan``): per
+    site, each host's version (or why there is none), the last good release, the risk of
+    a backup site on another release. Reads only; touches nothing."""
+    sites: dict[str, dict[str, Any]] = {}
+    found: dict[str, str] = {}
+    for site, hosts in (("primary", ctx.site.primaries), ("backup", ctx.site.backups)):
+        sites[site] = {}
+        for host in hosts:
+            if not ctx.site.healthy(host, timeout=1):
+                sites[site][host] = {"version": None, "problem": "does not answer"}
+                continue
+            read = ctx.site.version(host)
+            sites[site][host] = {"version": read.version, "problem": read.problem}
+            if read.version is not None:
+                found[host] = read.version
+    good = ctx.services.last_good()
+    return {"plan": str(ctx.services.plan_path), "service": ctx.plan.service,
+            "environment": ctx.plan.environment, "sites": sites,
+            "last_good": good.version if good else None,
+            "skew": skew_risk(ctx, good, found)}

@@ -83,11 +83,12 @@ class DrillSite:
                              f"{label}-inject")
                 done.append(f"{first.inject if channel == 'command' else channel} on "
                             f"{', '.join(f.host for f in group)}")
+        lost = [f.host for f in faults if f.channel == "lab-host"]
+        if lost:  # every lost host at the same moment (a site loss)
+            processes.kill_hosts([self._process(host) for host in lost])
+            done.append(f"killed {', '.join(lost)} (PID 1)")
         for fault in faults:
-            if fault.channel == "lab-host":
-                processes.kill_host(self._process(fault.host))
-                done.append(f"killed {fault.host} (PID 1)")
-            elif fault.channel == "lab-process":
+            if fault.channel == "lab-process":
                 assert fault.argument is not None
                 pids = processes.kill_in_host(self._process(fault.host), fault.argument)
                 if not pids:
