@@ -45,11 +45,12 @@ def pytest_runtest_protocol(item: pytest.Item) -> object:
 # this order, the dearest first (pytest-xdist --no-loadscope-reorder), so that no long
 # module starts last while the other worker idles; the rest (unit tests) fill in after.
 MODULE_SECONDS = {f"tests/integration/{name}": seconds for name, seconds in {
-    "test_crash.py": 650, "test_postgresql_items.py": 340, "test_pg_continuity.py": 330,
-    "test_release.py": 320, "test_continuity.py": 290, "test_wheel.py": 270,
-    "test_litestream.py": 215, "test_rollback_final.py": 200, "test_snapshots.py": 145,
-    "test_monitor.py": 140, "test_gates_parallel.py": 80, "test_values_are_data.py": 60,
-    "test_shared_journal.py": 50, "test_lab.py": 40, "test_restore_confinement.py": 30,
+    "test_crash.py": 550, "test_pg_continuity.py": 340, "test_release.py": 335,
+    "test_continuity.py": 335, "test_wheel.py": 280, "test_postgresql_items.py": 245,
+    "test_rollback_final.py": 180, "test_snapshots.py": 165, "test_litestream.py": 150,
+    "test_monitor.py": 95, "test_gates_parallel.py": 65, "test_lab.py": 55,
+    "test_values_are_data.py": 45, "test_restore_confinement.py": 30,
+    "test_shared_journal.py": 25,
 }.items()}
 
 
