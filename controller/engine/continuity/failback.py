@@ -80,7 +80,7 @@ class _Failback:
 
     def verify(self) -> str:
         self.verified = self.ctx.site.wait_functions(self.run.started,
-                                                self.ctx.plan.failover.verify_timeout)
+                                                     self.ctx.plan.failover.verify_timeout)
         return "critical functions verified: " + ", ".join(
             f"{n} {'ok' if at is not None else 'FAILED'}"
             for n, at in self.verified.passed_at.items())

@@ -85,7 +85,7 @@ class _Failover:
 
     def verify(self) -> None:
         self.verified = self.ctx.site.wait_functions(self.run.started,
-                                                self.ctx.plan.failover.verify_timeout)
+                                                     self.ctx.plan.failover.verify_timeout)
         self.verify_end = time.monotonic()
         for name, at in self.verified.passed_at.items():
             self.run.timeline.add(at if at is not None else self.verify_end - self.run.started,

@@ -51,9 +51,9 @@ class LitestreamReplication(SqliteSites):
             raise
         dbs: dict[str, dict[str, Any]] = state["dbs"]
         oldest, lag = every_db(dbs, "replica_at", min), every_db(dbs, "lag_s", max)
-        self.services.progress(f"Litestream runs on {source} (pid {state.get('pid')}); newest "
-                     f"replicated transaction: {iso(oldest) or 'none yet'}; warm copies "
-                     f"follow it on {', '.join(self.site.backups)}")
+        self.services.progress(f"Litestream runs on {source} (pid {state.get('pid')}); "
+                               f"newest replicated transaction: {iso(oldest) or 'none yet'}; "
+                               f"warm copies follow it on {', '.join(self.site.backups)}")
         return self.services.journal.end_continuity(record, "ok", {
             "captured_at": iso(oldest), "running": bool(state.get("running")),
             "pid": state.get("pid"), "dbs": dbs, "loaded_on": [], "bytes": 0,

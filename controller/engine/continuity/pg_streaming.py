@@ -52,7 +52,7 @@ class PostgresReplication:
         oldest = None if None in as_of else min(float(a) for a in as_of if a is not None)
         lag = None if oldest is None else round(max(0.0, now - oldest), 3)
         self.services.progress(f"standbys streaming on {', '.join(self.site.backups)}; lag "
-                     f"{'unknown' if lag is None else f'{lag}s'}")
+                               f"{'unknown' if lag is None else f'{lag}s'}")
         out = self._keep_out()
         return self.services.journal.end_continuity(record, "ok", {
             "captured_at": iso(oldest), "standbys": standbys, "lag_s": lag,
@@ -105,8 +105,8 @@ class PostgresReplication:
                 try:
                     self._wait_streaming(engine, address, port, source, port, timeout=20)
                 except ContinuityError:
-                    self.services.progress(f"{data.name}: {host} does not follow {promoted}: base "
-                                 f"backup of {promoted} onto {host}")
+                    self.services.progress(f"{data.name}: {host} does not follow "
+                                           f"{promoted}: base backup of {promoted} onto {host}")
                     self._rebuild(data, host, source, port)
                     self._wait_streaming(engine, address, port, source, port)
                     rebuilt.append(host)
@@ -246,8 +246,8 @@ class PostgresReplication:
                         f"{primary.database} (a promoted standby?): relctl does not overwrite "
                         "it", hint="relctl failback brings the primary site back and "
                         "rebuilds the standbys")
-                self.services.progress(f"{data.name}: base backup of {primary.host}:{primary.port} "
-                             f"onto {host}")
+                self.services.progress(f"{data.name}: base backup of "
+                                       f"{primary.host}:{primary.port} onto {host}")
                 self._rebuild(data, host, primary.host, primary.port)
                 state = self._wait_streaming(engine, address, port, primary.host,
                                              primary.port)
