@@ -128,18 +128,17 @@ def run_tool(tool: Path, args: list[str], env: dict[str, str], timeout: float) -
 
 
 @contextmanager
-def tool_output(tool: Path, args: list[str], env: dict[str, str]
-                ) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
-    """``tool``'s standard output as it writes it, and its standard error (a file, read
-    after); it runs as an owned child, stopped if the reader stops early. Raises
-    ``ToolFailedError`` when it ends with another code than 0."""
+def tool_output(tool: Path, args: list[str], env: dict[str, str]) -> Iterator[IO[bytes]]:
+    """``tool``'s standard output as it writes it; it runs as an owned child, stopped if
+    the reader stops early. Raises ``ToolFailedError`` (with the end of its standard
+    error) when it ends with another code than 0."""
     with owned_child(None, f"pg-{tool.name}", tool.name) as child, \
             tempfile.TemporaryFile() as errors:
         process = start_owned(child, [str(tool), *args], env=env, stdout=subprocess.PIPE,
                               stderr=errors)
         assert process.stdout is not None
         try:
-            yield process.stdout, errors
+            yield process.stdout
             process.stdout.read()  # the rest (nothing): the tool ends on its own
             child.exit_code = process.wait()
         except BaseException:

@@ -60,17 +60,14 @@ def stop(*hosts: HostProcess, timeout: float = 5.0) -> list[int]:
     return terminate_all([p for p in targets if p is not None], timeout)
 
 
-def kill_hosts(hosts: list[HostProcess]) -> list[HostProcess]:
+def kill_hosts(hosts: list[HostProcess]) -> None:
     """SIGKILL the PID 1 of every host (the kernel ends everything in its namespace) in
-    one pass, then wait for them all: a site lost
-    at once (host after host, the later ones would see the earlier ones gone, e.g. a
-    service whose database died first). Returns the hosts that were running."""
-    found = [(host, proc) for host in hosts
-             if (proc := _same(host.sshd_pid, host.sshd_started)) is not None]
-    for _host, proc in found:
+    one pass, then wait for them all: a site lost at once (host after host, the later
+    ones would see the earlier ones gone, e.g. a service whose database died first)."""
+    found = [p for h in hosts if (p := _same(h.sshd_pid, h.sshd_started)) is not None]
+    for proc in found:
         _signal(proc, kill=True)
-    _wait_gone([proc for _host, proc in found], 5.0)
-    return [host for host, _proc in found]
+    _wait_gone(found, 5.0)
 
 
 def kill_in_host(process: HostProcess, needle: str) -> list[int]:

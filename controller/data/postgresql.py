@@ -12,9 +12,8 @@ log line or a journal row).
   ``\\restrict`` keys dropped), each table's row count and an order-independent hash of
   its rows, and each sequence's position.
 - **A killed controller** takes its client tools with it (they run as owned children,
-  ``adapters/postgresql.py``): a dump
-  is not half-stored (objects are stored whole, by sha256), a restore's transaction rolls
-  back, and ``relctl resume`` does the step again.
+  ``adapters/postgresql.py``): a dump is not half-stored (objects are stored whole, by
+  sha256), a restore's transaction rolls back, and ``relctl resume`` does the step again.
 - **Restore**: in one transaction on relctl's own connection, every table of the
   database's own schemas locked against writers first: drop every object of those schemas
   (extensions' objects kept), then the dump's SQL (``pg_restore -f -``, section by section:
@@ -196,7 +195,7 @@ class PostgresEngine:
         try:
             with pg.tool_output(self._tool("pg_restore", version),
                                 [f"--section={section}", "-f", "-", str(dump)],
-                                self._environment()) as (sql_text, _errors):
+                                self._environment()) as sql_text:
                 yield sql_text
         except pg.ToolFailedError as failed:
             raise InputError(f"data item {self.item.name!r}: pg_restore could not read "
@@ -336,6 +335,7 @@ class PostgresEngine:
             raise InputError(f"data item {self.item.name!r} ({self.db.address}): "
                              f"{tool.name} failed: {' | '.join(detail)}"[:1500])
         return done.stdout
+
 
 def _digest_of(schema: bytes, lines: Iterable[bytes]) -> str:
     digest = hashlib.sha256(schema)

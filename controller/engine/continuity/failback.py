@@ -112,8 +112,8 @@ def failback(ctx: Continuity) -> Outcome:
     try:
         runner.walk(work.steps())
     except RelctlError as error:
-        ctx.services.journal.end_continuity(record, "failed", {"error": error.message,
-                                                      "timeline": runner.timeline.events})
+        ctx.services.journal.end_continuity(record, "failed", {
+            "error": error.message, "timeline": runner.timeline.events})
         raise ContinuityError(error.message, hint=error.hint or RETRY_HINT) from error
     finally:
         ctx.close()
@@ -130,9 +130,9 @@ def failback(ctx: Continuity) -> Outcome:
     ok = work.verified.all_passed
     figures = FailbackFigures(round(runner.since_start(), 3), work.verified.served_by,
                               catch_json, str(store / "catch-up.md"), catch.total_missing)
-    ctx.services.journal.end_continuity(record, "ok" if ok else "failed",
-                               {"figures": figures.as_dict(), "timeline": runner.timeline.events,
-                                "warnings": runner.warnings}, report=report)
+    ctx.services.journal.end_continuity(record, "ok" if ok else "failed", {
+        "figures": figures.as_dict(), "timeline": runner.timeline.events,
+        "warnings": runner.warnings}, report=report)
     message = (f"failed back to {', '.join(ctx.site.primaries)}; {catch.total_missing} rows to "
                f"re-enter (catch-up report: {store / 'catch-up.md'})")
     ctx.services.announce("failback", message)

@@ -69,8 +69,8 @@ class _Failover:
         ctx = self.ctx
         if not ctx.plan.data:
             return "the plan declares no data: the backups serve their own"
-        self.replica, done = replication_of(ctx).restore(ctx.site.backups, f"failover{self.record}",
-                                                     only_missing=True)
+        self.replica, done = replication_of(ctx).restore(
+            ctx.site.backups, f"failover{self.record}", only_missing=True)
         if self.replica is None:
             self.run.warnings.append(f"{done}: the backups serve their own data")
         return done
@@ -192,8 +192,8 @@ def failover(ctx: Continuity, *, preflight: str | None = None,
     try:
         runner.walk(work.steps())
     except RelctlError as error:
-        ctx.services.journal.end_continuity(record, "failed", {"error": error.message,
-                                                      "timeline": runner.timeline.events})
+        ctx.services.journal.end_continuity(record, "failed", {
+            "error": error.message, "timeline": runner.timeline.events})
         raise
     finally:
         ctx.close()
@@ -203,9 +203,9 @@ def failover(ctx: Continuity, *, preflight: str | None = None,
                if ok else "failover switched the LB but some critical functions do not answer")
     if ok and runner.warnings:
         message += f" ({len(runner.warnings)} warnings)"
-    ctx.services.journal.end_continuity(record, "ok" if ok else "failed",
-                               {"figures": figures.as_dict(), "timeline": runner.timeline.events,
-                                "warnings": runner.warnings})
+    ctx.services.journal.end_continuity(record, "ok" if ok else "failed", {
+        "figures": figures.as_dict(), "timeline": runner.timeline.events,
+        "warnings": runner.warnings})
     ctx.services.journal.log(None, f"failover {record}: {message}")
     ctx.services.announce("failover", message)
     return Outcome("failover", record, ok, 0 if ok else int(ContinuityError.exit_code),

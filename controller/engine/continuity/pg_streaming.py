@@ -96,12 +96,12 @@ class PostgresReplication:
             return None
         promoted = self._serving()
         others = [h for h in self.site.backups if h != promoted]
-        source = self.site.inventory.addresses[promoted]
+        source = self.site.address(promoted)
         rebuilt = []
         for data in self.site.plan.data:
             engine, port = self._engine(data)
             for host in others:
-                address = self.site.inventory.addresses[host]
+                address = self.site.address(host)
                 try:
                     self._wait_streaming(engine, address, port, source, port, timeout=20)
                 except ContinuityError:
@@ -134,7 +134,7 @@ class PostgresReplication:
         for data in self.site.plan.data:
             engine, port = self._engine(data)
             old.update(engine.tables())
-            new.update(engine.tables(self.site.inventory.addresses[promoted], port))
+            new.update(engine.tables(self.site.address(promoted), port))
         return old, new
 
     def bring_back(self, _store: Path, _tag: str) -> str:
@@ -145,7 +145,7 @@ class PostgresReplication:
         for data in self.site.plan.data:
             engine, port = self._engine(data)
             assert data.standby is not None and data.postgresql is not None
-            source = self.site.inventory.addresses[promoted]
+            source = self.site.address(promoted)
             self._rebuild(data, writer, source, port)
             old = self._wait_streaming(engine, data.postgresql.host, data.postgresql.port,
                                        source, port)
@@ -185,7 +185,7 @@ class PostgresReplication:
             return hosts[0]
         engine, port = self._engine(self.site.plan.data[0])
         states = [s for h in hosts
-                  if (s := self._probe(engine, h, self.site.inventory.addresses[h], port))]
+                  if (s := self._probe(engine, h, self.site.address(h), port))]
         if not states:
             return hosts[0]
         return max(states, key=lambda s: s.received).host  # max keeps the first of equals
@@ -195,7 +195,7 @@ class PostgresReplication:
         the first backup when none does."""
         engine, port = self._engine(self.site.plan.data[0])
         for host in self.site.backups:
-            state = self._probe(engine, host, self.site.inventory.addresses[host], port)
+            state = self._probe(engine, host, self.site.address(host), port)
             if state is not None and not state.in_recovery:
                 return host
         return self.site.backups[0]
@@ -230,7 +230,7 @@ class PostgresReplication:
         engine.check()  # the primary answers the plan's login: else nothing is touched
         states = {}
         for host in hosts:
-            address = self.site.inventory.addresses[host]
+            address = self.site.address(host)
             try:
                 state: Standby | None = self._state(engine, host, address, port)
             except DataUnreachableError:
@@ -300,7 +300,7 @@ class PostgresReplication:
         """Promote ``host``'s standby once it replayed all it received; the commit time
         of its last replayed transaction (what RPO counts from)."""
         engine, port = self._engine(data)
-        address = self.site.inventory.addresses[host]
+        address = self.site.address(host)
         deadline = time.monotonic() + 10
         state = self._probe(engine, host, address, port)
         while state is not None and state.unreplayed_bytes > 0 and time.monotonic() < deadline:

@@ -267,8 +267,9 @@ class Drill:
                  "html": str(out / "report.html"),
                  "dr_plan": str(self._write_dr_plan(data))}
         report = DrillReport(**{**data, "files": files})
-        self.ctx.services.journal.end_continuity(record, "ok" if verdict == "pass" else "failed",
-                                        {"report": report.as_dict()}, report=markdown)
+        self.ctx.services.journal.end_continuity(
+            record, "ok" if verdict == "pass" else "failed", {"report": report.as_dict()},
+            report=markdown)
         code = {"pass": ExitCode.OK, "missed": ExitCode.TARGETS_MISSED}.get(
             verdict, ExitCode.CONTINUITY_FAILED)
         return Outcome("drill", record, verdict == "pass", int(code),

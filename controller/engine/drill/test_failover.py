@@ -113,8 +113,8 @@ class FailoverTest:
 
     def _answers(self, function: CriticalFunction, host: str) -> bool:
         check = function.check
-        answer = http.request(check.method, self.ctx.site.host_url(host, check.path), check.body,
-                              check.timeout)
+        answer = http.request(check.method, self.ctx.site.host_url(host, check.path),
+                              check.body, check.timeout)
         return answer.status == check.expect_status
 
     def _clean_up(self, replica: ReplicaRecord) -> None:
@@ -143,8 +143,9 @@ class FailoverTest:
             timeline=self.run.timeline.events, problems=problems + self.run.warnings,
             restored=True, improvements=[], max_failure_ratio=None, mode="test")
         markdown = continuity_md.drill_markdown(report.as_dict())
-        ctx.services.journal.end_continuity(record, "ok" if verdict == "pass" else "failed",
-                                   {"report": report.as_dict()}, report=markdown)
+        ctx.services.journal.end_continuity(
+            record, "ok" if verdict == "pass" else "failed", {"report": report.as_dict()},
+            report=markdown)
         code = {"pass": ExitCode.OK, "missed": ExitCode.TARGETS_MISSED}.get(
             verdict, ExitCode.CONTINUITY_FAILED)
         return Outcome("drill", record, verdict == "pass", int(code),
