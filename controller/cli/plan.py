@@ -17,12 +17,20 @@ from controller.adapters.ansible import list_hosts
 from controller.cli.context import AppContext
 from controller.cli.output import JSON_OPTION, emit_json, err_console, write_output
 from controller.cli.release import INVENTORY_OPTION
+from controller.engine.continuity.follow import covering_plan, followed_versions
 from controller.engine.environment import Environment, resolve_environment
 from controller.journal import HostStateRecord, Journal, ReleaseRecord
 from controller.manifest_loader import load_manifest
 from controller.models.base import EARLIEST_YEAR, LATEST_YEAR
 from controller.models.manifest import Manifest
-from controller.planning.runbook import WARRANTY_DAYS, Fleet, History, PastPhase, build_plan
+from controller.planning.runbook import (
+    WARRANTY_DAYS,
+    BackupSite,
+    Fleet,
+    History,
+    PastPhase,
+    build_plan,
+)
 from controller.reports.plan_render import FORMATS, Format, plan_dict, render
 
 HISTORY_LIMIT = 50  # past releases of the service the estimates look at
@@ -68,6 +76,8 @@ def plan(app: AppContext, manifest: Path, inventory: Path | None, start: datetim
     """Print MANIFEST's implementation plan, for the change board to sign. Changes nothing.
 
     \b
+    0. what each site runs now and after (the backup site follows when a continuity
+       plan lists the manifest under releases:)
     1. configuration items per host (artifact X → Y, as the journal knows X)
     2. batches, canary first
     3. cut-over runbook: steps with clock times, owners and checkboxes, from the
@@ -127,7 +137,10 @@ def read_history(journal: Journal, manifest: Manifest, hosts: list[str]) -> Hist
            and isinstance(g.figures.get("candidate"), dict)
            and isinstance(g.figures["candidate"].get("p95_ms"), int | float)]
     local = [r for r in records if r.environment == manifest.environment]
-    return History(phases, p95, deployed_versions(journal, local, hosts))
+    covering, _ = covering_plan(journal, manifest)
+    backup = BackupSite(followed_versions(journal, local),
+                        str(covering) if covering is not None else None)
+    return History(phases, p95, deployed_versions(journal, local, hosts), backup)
 
 
 def deployed_versions(journal: Journal, records: list[ReleaseRecord],

@@ -43,8 +43,9 @@ def declared_risks(manifest: Manifest) -> list[PlanRisk]:
 def detected_risks(manifest: Manifest, fleet: Fleet, history: History, steps: list[Step],
                    rollback: Estimate) -> list[PlanRisk]:
     """Risks the plan reveals: no way back, no backup site, no load check, no time."""
-    return [*_irreversible(manifest), *_no_backup(fleet), *_single_host(fleet),
-            *_load_gate(manifest, history), *_window(manifest, steps, rollback)]
+    return [*_irreversible(manifest), *_no_backup(fleet), *_behind(manifest, fleet, history),
+            *_single_host(fleet), *_load_gate(manifest, history),
+            *_window(manifest, steps, rollback)]
 
 
 def _detected(title: str, likelihood: Level, impact: Level, mitigation: str) -> PlanRisk:
@@ -66,6 +67,19 @@ def _no_backup(fleet: Fleet) -> list[PlanRisk]:
     return [_detected("No backup hosts in the inventory (no app_backup or *backup* group "
                       "with hosts): a failed primary site cannot fail over", "low", "high",
                       "Add hosts to app_backup, or agree the restore time from snapshots")]
+
+
+def _behind(manifest: Manifest, fleet: Fleet, history: History) -> list[PlanRisk]:
+    backups = [h for h in fleet.backup_hosts if h not in fleet.hosts]
+    if not backups or history.backup.plan is not None:
+        return []
+    known = history.backup.versions
+    runs = ", ".join(f"{h} {known.get(h, 'unknown')}" for h in backups)
+    return [_detected(f"The backup site does not follow this release ({runs}): after it, a "
+                      f"failover first deploys {manifest.version} there, adding that deploy "
+                      "to the RTO", "medium", "medium",
+                      "List this manifest under the continuity plan's releases: (apply then "
+                      "brings the backup hosts to it), or deploy the backups after the release")]
 
 
 def _single_host(fleet: Fleet) -> list[PlanRisk]:

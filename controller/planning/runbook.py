@@ -4,6 +4,8 @@
     ├── item_changes    what changes on every host (artifact X → Y, as the journal knows X)
     ├── batches         canary first, as ``relctl apply`` will roll them
     ├── steps           the cut-over runbook: contiguous, clock times, owners, estimates
+    ├── sites           what each site's hosts run before and after (the backup site follows
+    │                   when a continuity plan lists the manifest)
     ├── rollback        how each item is restored and from which snapshot; points of no return
     └── risks           declared risks plus those the plan itself reveals (risks.py)
 
@@ -63,6 +65,16 @@ class PastPhase:
 
 
 @dataclass(frozen=True)
+class BackupSite:
+    """What the journal knows of the backup site: the version each backup host was last
+    brought to by a release's follow, and the continuity plan that makes it follow this
+    release (None: no plan lists the manifest under ``releases``)."""
+
+    versions: dict[str, str] = field(default_factory=dict)
+    plan: str | None = None
+
+
+@dataclass(frozen=True)
 class History:
     """What the journal knows about past releases of the service."""
 
@@ -71,6 +83,7 @@ class History:
     """p95 of past Locust candidate runs that passed."""
     versions: dict[str, str] = field(default_factory=dict)
     """host -> the version the journal last saw deployed there."""
+    backup: BackupSite = field(default_factory=BackupSite)
 
     def durations(self, name: str) -> list[float]:
         """Seconds of past phases called ``name``, else of its family (``apply:batch*``)."""
@@ -123,6 +136,17 @@ class ItemChange:
 
 
 @dataclass(frozen=True)
+class SiteHost:
+    """What one host of a site runs now (as the journal knows it) and once the release is
+    done: the primaries get the release, the backup site only when it follows."""
+
+    site: str
+    host: str
+    now: str | None
+    after: str | None
+
+
+@dataclass(frozen=True)
 class Batch:
     """Hosts changed together; the first is the canary."""
 
@@ -163,6 +187,8 @@ class ImplementationPlan:
     window_end: datetime | None
     hosts: list[str]
     backup_hosts: list[str]
+    sites: list[SiteHost]
+    backup_plan: str | None
     items: list[ItemChange]
     batches: list[Batch]
     steps: list[Step]
@@ -209,7 +235,8 @@ def build_plan(manifest: Manifest, fleet: Fleet, history: History, *, now: datet
         release_manager=manifest.owners.release_manager, approvers=manifest.owners.approvers,
         start_basis=basis, window_start=window.start if window else None,
         window_end=window.end if window else None, hosts=release.hosts,
-        backup_hosts=fleet.backup_hosts,
+        backup_hosts=fleet.backup_hosts, sites=site_hosts(manifest, release.hosts, fleet, history),
+        backup_plan=history.backup.plan,
         items=item_changes(manifest, release.hosts, history.versions),
         batches=[Batch(batch_label(n), hosts) for n, hosts in enumerate(release.batches, 1)],
         steps=steps, rollback=rollback_items(manifest, snapshot_store, history.versions),
@@ -218,6 +245,16 @@ def build_plan(manifest: Manifest, fleet: Fleet, history: History, *, now: datet
                *detected_risks(manifest, fleet, history, steps, restore)],
         snapshot_store=snapshot_store, warranty_days=warranty_days,
     )
+
+
+def site_hosts(manifest: Manifest, hosts: list[str], fleet: Fleet,
+               history: History) -> list[SiteHost]:
+    """Each site's hosts with their version now and after the release."""
+    known = history.backup.versions
+    follows = history.backup.plan is not None
+    return [*(SiteHost("primary", h, history.versions.get(h), manifest.version) for h in hosts),
+            *(SiteHost("backup", h, known.get(h), manifest.version if follows else known.get(h))
+              for h in fleet.backup_hosts if h not in hosts)]
 
 
 def _start(manifest: Manifest, start: datetime | None, now: datetime) -> tuple[datetime, str]:

@@ -58,6 +58,9 @@ def document(plan: ImplementationPlan) -> list[Block]:
         Paragraph(f"{plan.service} {plan.version} into {plan.environment} "
                   f"(targets `{plan.targets}`), for sign-off by the change board."),
         Table(["Field", "Value"], _summary(plan)),
+        Paragraph(_sites_intro(plan)),
+        Table(["Site", "Host", "Runs now", "After the release"],
+              [[s.site, s.host, s.now or "unknown", s.after or "unknown"] for s in plan.sites]),
         Heading(2, "1. Configuration items"),
         Table(["Host", "Item", "Kind", "Change", "Path"],
               [[c.host, c.item, c.kind, c.change, f"`{c.path}`"] for c in plan.items]),
@@ -103,6 +106,18 @@ def _summary(plan: ImplementationPlan) -> list[list[str]]:
                      f"({plan.rollback_estimate.basis})"],
         ["Points of no return", ", ".join(plan.points_of_no_return) or "none"],
     ]
+
+
+def _sites_intro(plan: ImplementationPlan) -> str:
+    said = "What each site runs, as the journal knows it (a host's last release, or follow)"
+    if not plan.backup_hosts:
+        return said + "."
+    if plan.backup_plan is not None:
+        return (f"{said}. The backup site follows this release: the continuity plan "
+                f"`{plan.backup_plan}` lists it, so apply brings the backup hosts to it after "
+                "the primaries pass.")
+    return (f"{said}. The backup site does not follow this release: no continuity plan "
+            "lists it under releases:.")
 
 
 def _rollback_intro(plan: ImplementationPlan) -> str:

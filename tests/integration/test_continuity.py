@@ -115,6 +115,16 @@ def test_status_shows_what_each_site_runs(site: RunningLab) -> None:
         "backup": {"backup-1": "1.1.0"}}
     text = relctl(site.state_dir, "status", "--plan", str(PLAN))
     assert "backup   backup-1: 1.1.0" in text.stdout, text.stdout
+    # the implementation plan of that release reads the same from the journal alone
+    with Journal(site.state_dir / "journal.sqlite") as journal:
+        record = journal.find_release("ledger-1.1.0")
+        assert record is not None
+    shown = relctl_json(site.state_dir, "plan", record.manifest_path)
+    assert shown["backup_plan"] and shown["backup_plan"].endswith("covering-plan.yml"), shown
+    assert {(s["site"], s["host"], s["now"], s["after"]) for s in shown["sites"]} == {
+        ("primary", "primary-1", "1.1.0", "1.1.0"), ("primary", "primary-2", "1.1.0", "1.1.0"),
+        ("backup", "backup-1", "1.1.0", "1.1.0")}
+    assert not any("does not follow" in r["title"] for r in shown["risks"])
 
 
 def run(lab: RunningLab, *args: str) -> tuple[int, dict[str, Any], str]:

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from controller.cli.plan import read_history
+from controller.engine.continuity.follow import FOLLOW_PHASE
 from controller.journal import Holder, Journal
 from controller.manifest_loader import load_manifest
 from controller.models.manifest import Gates, Manifest, Risk
 from controller.planning.runbook import (
+    BackupSite,
     Fleet,
     History,
     ImplementationPlan,
@@ -201,8 +203,48 @@ def test_declared_and_detected_risks(tree: Path) -> None:
         assert words in found
     short = "window:\n  start: 2026-12-01T22:00:00Z\n  end: 2026-12-01T22:30:00Z\n"
     assert "is shorter than the runbook" in detected(plan_of(example(tree, "1.1.0", short)))
-    roomy = plan_of(example(tree, "1.1.0", WINDOW))
+    roomy = plan_of(example(tree, "1.1.0", WINDOW),
+                    history=History(backup=BackupSite(plan="/plans/ledger-dr.yml")))
     assert detected(roomy) == ""
+
+
+def followed(journal: Journal, release_id: int, state: str, hosts: list[str]) -> None:
+    """The backup site's follow of release ``release_id``, as follow_release journals it."""
+    phase = journal.begin_phase(release_id, FOLLOW_PHASE, {"plan": "/p.yml", "hosts": hosts})
+    if state != "running":
+        journal.end_phase(phase, "ok" if state == "ok" else "failed")
+
+
+def test_each_site_before_and_after_and_whether_the_backups_follow(
+        tree: Path, journal: Journal) -> None:
+    first = past_release(journal, "1.0.0", {"snapshot": 60})
+    followed(journal, first, "ok", ["backup-1", "backup-2"])
+    second = past_release(journal, "1.1.0", {"snapshot": 60})
+    followed(journal, second, "failed", ["backup-2"])  # backup-2 half-deployed: unknown
+    manifest = example(tree, "1.2.0", WINDOW)
+    history = read_history(journal, manifest, HOSTS)
+    assert history.backup.versions == {"backup-1": "1.0.0"}
+    assert history.backup.plan is None  # no continuity plan lists the manifest
+    plan = plan_of(manifest, history=history, backups=("backup-1", "backup-2"))
+    rows = {(s.site, s.host): (s.now, s.after) for s in plan.sites}
+    assert rows[("primary", "primary-1")] == ("1.1.0", "1.2.0")
+    assert rows[("backup", "backup-1")] == ("1.0.0", "1.0.0")
+    assert rows[("backup", "backup-2")] == (None, None)
+    assert ("does not follow this release (backup-1 1.0.0, backup-2 unknown)"
+            in detected(plan))
+    text = render(plan, "markdown")
+    assert "| backup | backup-1 | 1.0.0 | 1.0.0 |" in text
+    assert "The backup site does not follow this release" in text
+    covered = History(history.phases, history.candidate_p95_ms, history.versions,
+                      BackupSite(history.backup.versions, "/plans/ledger-dr.yml"))
+    plan = plan_of(manifest, history=covered, backups=("backup-1", "backup-2"))
+    assert {(s.host, s.after) for s in plan.sites if s.site == "backup"} == {
+        ("backup-1", "1.2.0"), ("backup-2", "1.2.0")}
+    assert "does not follow" not in detected(plan)
+    assert "`/plans/ledger-dr.yml` lists it" in render(plan, "markdown")
+    third = past_release(journal, "1.2.0", {"snapshot": 60})
+    followed(journal, third, "running", ["backup-1"])  # a controller killed mid-follow
+    assert read_history(journal, manifest, HOSTS).backup.versions == {}
 
 
 # --- rendering --------------------------------------------------------------------------

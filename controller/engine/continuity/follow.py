@@ -11,12 +11,16 @@ primaries, the backup hosts get the same release, so a site loss finds them read
     verify      the version each backup reports, and the release's testinfra gates there
     back        the backups back in the LB as they were
 
-A failure here never rolls back the primaries: it is reported (``apply`` exits 13) and
-journaled on the release, and the next failover deploys the backups as before.
+The whole is journaled as the release's ``follow`` phase (``FOLLOW_PHASE``), its detail
+the plan, the backup hosts, the version they were brought to and whether they were: what
+``relctl plan`` and ``show`` read back. A failure here never rolls back the primaries: it
+is reported (``apply`` exits 13) and journaled on the release, and the next failover
+deploys the backups as before.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +32,8 @@ from controller.errors import ContinuityError, ExitCode, RelctlError
 from controller.journal import Journal, ReleaseRecord
 from controller.models.manifest import Manifest
 from controller.planning.continuity import covers
+
+FOLLOW_PHASE = "follow"  # the release's phase that records the backup site following it
 
 
 @dataclass
@@ -43,6 +49,22 @@ class Followed:
     def as_dict(self) -> dict[str, Any]:
         return {"plan": self.plan, "hosts": self.hosts, "ok": self.ok, "steps": self.steps,
                 "error": self.error}
+
+
+def followed_versions(journal: Journal, records: list[ReleaseRecord]) -> dict[str, str]:
+    """backup host -> the version the newest ``follow`` among ``records`` (newest first)
+    brought it to; a host whose newest follow failed or never ended (a controller killed
+    mid-follow) is left out, unknown, as is one no release followed to."""
+    found: dict[str, str | None] = {}
+    for record in records:
+        for phase in reversed(journal.phases(record.id)):
+            if phase.name != FOLLOW_PHASE:
+                continue
+            hosts = phase.detail.get("hosts")
+            for host in hosts if isinstance(hosts, list) else []:
+                if isinstance(host, str) and host not in found:
+                    found[host] = record.version if phase.state == "ok" else None
+    return {host: version for host, version in found.items() if version is not None}
 
 
 def covering_plan(journal: Journal, manifest: Manifest) -> tuple[Path | None, str | None]:
@@ -81,6 +103,9 @@ def follow_release(ctx: Continuity, record: ReleaseRecord,
     """Bring the backup hosts of ``ctx``'s plan to release ``record`` (released on the
     primaries); journals each step on the release. Never raises a ``RelctlError``."""
     followed = Followed(str(ctx.services.plan_path), ctx.site.backups, False)
+    journal, began = ctx.services.journal, time.monotonic()
+    phase = journal.begin_phase(record.id, FOLLOW_PHASE, {"plan": followed.plan,
+                                                          "hosts": followed.hosts})
 
     def step(what: str) -> None:
         followed.steps.append(what)
@@ -124,6 +149,9 @@ def follow_release(ctx: Continuity, record: ReleaseRecord,
         except RelctlError as error:
             followed.ok, followed.error = False, error.message
             step(f"the LB did not take {', '.join(back)} back: {error.message}")
+        journal.end_phase(phase, "ok" if followed.ok else "failed",
+                          {**followed.as_dict(), "version": record.version},
+                          seconds=time.monotonic() - began)
         ctx.close()
     return followed
 
