@@ -20,6 +20,7 @@ from controller.cli.output import report_error
 from controller.cli.plan import plan
 from controller.cli.release import RELEASE_COMMANDS
 from controller.cli.report import report
+from controller.cli.serve import serve
 from controller.cli.signoff import signoff
 from controller.engine.environment import JOURNAL_ENV
 from controller.errors import ExitCode, RelctlError
@@ -112,6 +113,7 @@ cli.add_command(notice)
 cli.add_command(signoff)
 cli.add_command(monitor)
 cli.add_command(report)
+cli.add_command(serve)
 for command in [*RELEASE_COMMANDS, *CONTINUITY_COMMANDS]:
     cli.add_command(command)
 

@@ -8,7 +8,6 @@ the one ``apply`` last refused or waits for.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
@@ -17,12 +16,18 @@ from rich.table import Table
 
 from controller.cli.context import AppContext
 from controller.cli.output import JSON_OPTION, console, emit_json
-from controller.engine.signoff import approval, manifest_ref, read_status
+from controller.engine.signoff import (
+    approval,
+    check_slug,
+    manifest_ref,
+    read_status,
+    record_signoff,
+)
 from controller.errors import InputError
 from controller.journal import Journal, ManifestRef
 from controller.manifest_loader import load_manifest
 from controller.models.durations import parse_duration
-from controller.models.manifest import SLUG_PATTERN, Manifest
+from controller.models.manifest import Manifest
 from controller.planning.signoff import Approval, SignoffStatus, sign_command, signoff_status
 
 
@@ -74,7 +79,7 @@ def signoff(app: AppContext, release: str, role: str | None, signer: str | None,
 
     Exit codes: 0 recorded or listed, 2 invalid release name, role, name or manifest.
     """
-    _check_slug("release", release)
+    check_slug("release", release)
     with app.journal() as journal:
         if listing:
             _show(_status(journal, release, manifest), manifest is not None, as_json)
@@ -86,18 +91,6 @@ def signoff(app: AppContext, release: str, role: str | None, signer: str | None,
     else:
         console.print(escape(f"signed off {release} as {done.role} by {done.by} at "
                              f"{_local(done)}: {done.signed_what()} ({signed.path})"))
-
-
-def record_signoff(journal: Journal, release: str, role: str | None, signer: str | None,
-                   note: str, signed: ManifestRef) -> Approval:
-    """Check the input and write the sign-off of ``signed`` to the journal; the approval."""
-    if role is None or not (signer or "").strip():
-        raise InputError("a sign-off needs --role and --by (or use --list)",
-                         hint=sign_command(release, role or "ROLE"))
-    _check_slug("role", role)
-    signoff_id = journal.add_signoff(release, role, (signer or "").strip(), note.strip(),
-                                     signed)
-    return approval(next(s for s in journal.signoffs(release) if s.id == signoff_id))
 
 
 def _signed(journal: Journal, release: str, manifest: Path | None) -> ManifestRef:
@@ -162,9 +155,3 @@ def _approval_json(approval: Approval) -> dict[str, str | None]:
 
 def _local(approval: Approval) -> str:
     return approval.time.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def _check_slug(what: str, value: str) -> None:
-    if not re.fullmatch(SLUG_PATTERN, value) or len(value) > 100:
-        raise InputError(f"invalid {what} {value!r}: lowercase letters, digits, '.', '_' "
-                         "and '-', starting with a letter or digit (e.g. change-board)")

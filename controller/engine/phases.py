@@ -12,19 +12,22 @@ Progress = Callable[[str], None]
 
 
 class PhaseScope:
-    """``with`` block that journals a phase's start, end, state, detail and duration
-    (monotonic: this machine's wall clock jumps), and says how long it took."""
+    """``with`` block that journals a phase's start (with the ``hosts`` it works on, when
+    given), end, state, detail and duration (monotonic: this machine's wall clock jumps),
+    and says how long it took. The detail the block fills replaces the start's."""
 
     def __init__(self, journal: Journal, release_id: int, name: str,
-                 progress: Progress = lambda _msg: None) -> None:
+                 progress: Progress = lambda _msg: None, hosts: list[str] | None = None) -> None:
         self.journal, self.release_id, self.name = journal, release_id, name
-        self.progress = progress
+        self.progress, self.hosts = progress, hosts
         self.detail: dict[str, Any] = {}
         self.phase_id = 0
         self.started = 0.0
 
     def __enter__(self) -> dict[str, Any]:
-        self.phase_id = self.journal.begin_phase(self.release_id, self.name)
+        # the hosts it works on, journaled as it starts: a live view shows them at once
+        self.phase_id = self.journal.begin_phase(
+            self.release_id, self.name, {"hosts": self.hosts} if self.hosts else None)
         self.started = time.monotonic()
         return self.detail
 

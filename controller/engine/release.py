@@ -242,7 +242,7 @@ class ReleaseEngine:
         for host in batch:
             self.journal.set_host_state(release_id, host, "applying")
         self.progress(f"{label}: applying to {', '.join(batch)}")
-        with self._phase(release_id, f"apply:{label}") as phase:
+        with self._phase(release_id, f"apply:{label}", batch) as phase:
             for playbook in self.manifest.playbooks.apply:
                 run = self._playbook(playbook, batch, f"r{release_id}-{label}",
                                      release_id=release_id)
@@ -266,7 +266,7 @@ class ReleaseEngine:
         for host in batch:
             self.journal.set_host_state(release_id, host, "applied",
                                         version_after=self.manifest.version)
-        with self._phase(release_id, f"gate:testinfra:{label}") as phase:
+        with self._phase(release_id, f"gate:testinfra:{label}", batch) as phase:
             verdict = gates.checks(batch, f"{label}", self.manifest.version)
             phase["verdict"] = verdict.outcome
             if not verdict.passed:
@@ -306,7 +306,7 @@ class ReleaseEngine:
                                 touched, started)
         self._state(release_id, "rolling_back")
         snapshots = Snapshots(self.env, self.journal, release_id, plan)
-        with self._phase(release_id, "rollback") as phase:
+        with self._phase(release_id, "rollback", touched) as phase:
             if touched and self.cut_connections:
                 phase["stopped_on_hosts"] = self._stop_remote_leftovers(snapshots, touched,
                                                                         started)
@@ -382,8 +382,9 @@ class ReleaseEngine:
     def _state(self, release_id: int, state: Any) -> None:
         self.journal.set_release_state(release_id, state)
 
-    def _phase(self, release_id: int, name: str) -> PhaseScope:
-        return PhaseScope(self.journal, release_id, name, self.progress)
+    def _phase(self, release_id: int, name: str,
+               hosts: list[str] | None = None) -> PhaseScope:
+        return PhaseScope(self.journal, release_id, name, self.progress, hosts)
 
     def _notify(self, release_id: int, event: NoticeEvent, hosts: list[str],
                 reason: str = "", status: str = "") -> None:

@@ -11,19 +11,21 @@ apply waits for is recorded, so that ``relctl signoff RELEASE`` signs exactly th
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from controller.errors import SignoffMissingError
+from controller.errors import InputError, SignoffMissingError
 from controller.journal import Journal, ManifestRef, SignoffRecord
 from controller.models.durations import format_duration
-from controller.models.manifest import Manifest
+from controller.models.manifest import SLUG_PATTERN, Manifest
 from controller.planning.signoff import (
     Approval,
     SignoffStatus,
     poll_interval,
     refusal,
+    sign_command,
     signoff_status,
 )
 
@@ -101,3 +103,22 @@ def approvals_line(status: SignoffStatus) -> str:
     return "signed off: " + ", ".join(
         f"{role} by {latest[role].by} at {latest[role].time.isoformat(timespec='seconds')}"
         for role in status.required)
+
+
+def record_signoff(journal: Journal, release: str, role: str | None, signer: str | None,
+                   note: str, signed: ManifestRef) -> Approval:
+    """Check the input and write the sign-off of ``signed`` to the journal; the approval."""
+    if role is None or not (signer or "").strip():
+        raise InputError("a sign-off needs --role and --by (or use --list)",
+                         hint=sign_command(release, role or "ROLE"))
+    check_slug("role", role)
+    signoff_id = journal.add_signoff(release, role, (signer or "").strip(), note.strip(),
+                                     signed)
+    return approval(next(s for s in journal.signoffs(release) if s.id == signoff_id))
+
+
+def check_slug(what: str, value: str) -> None:
+    """``InputError`` (exit 2) unless ``value`` is a valid release or role name."""
+    if not re.fullmatch(SLUG_PATTERN, value) or len(value) > 100:
+        raise InputError(f"invalid {what} {value!r}: lowercase letters, digits, '.', '_' "
+                         "and '-', starting with a letter or digit (e.g. change-board)")

@@ -96,6 +96,12 @@ class ReleaseLog(JournalBase):
         )
         return [ReleaseRecord.from_row(r) for r in rows]
 
+    def scopes(self) -> list[tuple[str, str]]:
+        """Every (service, environment) the journal has a release of, sorted."""
+        rows = self._rows("SELECT DISTINCT service, environment FROM releases"
+                          " ORDER BY service, environment")
+        return [(r["service"], r["environment"]) for r in rows]
+
     def bad_release(self, name: str) -> ReleaseRecord | None:
         """The latest attempt of release ``name`` that is marked bad, if any."""
         row = self._row("SELECT * FROM releases WHERE name = ? AND bad = 1"

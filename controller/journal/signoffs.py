@@ -43,3 +43,11 @@ class SignoffLog(JournalBase):
         row = self._row("SELECT * FROM signoff_requests WHERE release = ?"
                         " ORDER BY id DESC LIMIT 1", (release,))
         return SignoffRequest.from_row(row) if row is not None else None
+
+    def signoff_requests(self, limit: int = 20) -> list[SignoffRequest]:
+        """The latest request of each release name, newest first (``relctl serve`` lists
+        those still waiting)."""
+        rows = self._rows("SELECT * FROM signoff_requests WHERE id IN (SELECT max(id) FROM"
+                          " signoff_requests GROUP BY release) ORDER BY id DESC LIMIT ?",
+                          (limit,))
+        return [SignoffRequest.from_row(r) for r in rows]

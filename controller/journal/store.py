@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from controller.journal.changes import ChangeMark
 from controller.journal.children import ChildLog
 from controller.journal.continuity import ContinuityLog
 from controller.journal.copy import CopyLog
@@ -13,7 +14,7 @@ from controller.journal.steps import StepLog
 
 
 class Journal(ReleaseLog, StepLog, SignoffLog, LockTable, ContinuityLog, MonitorLog,
-              ChildLog, CopyLog):
+              ChildLog, CopyLog, ChangeMark):
     """Releases, phases, host states, snapshots, gate results, events, locks, sign-offs,
     continuity records (replications, failovers, failbacks, drills), warranty monitors and
     the processes relctl starts (children).

@@ -94,10 +94,15 @@ figure{margin:1em 0}figcaption{color:#555;font-size:.9em}"""
 
 def to_html(blocks: list[Block], title: str) -> str:
     """One self-contained HTML page (inline CSS, no scripts, every value escaped)."""
-    body = "\n".join(_html_block(block) for block in blocks)
+    body = html_blocks(blocks)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n"
             f"<body>\n{body}\n</body>\n</html>\n")
+
+
+def html_blocks(blocks: list[Block]) -> str:
+    """The blocks as HTML elements (a page's body, or part of one), every value escaped."""
+    return "\n".join(_html_block(block) for block in blocks)
 
 
 def _html_block(block: Block) -> str:

@@ -226,7 +226,7 @@ def host_spans(facts: ReleaseFacts) -> dict[str, list[tuple[str, float, float]]]
     batches = facts.batch_hosts()
     spans: dict[str, list[tuple[str, float, float]]] = {h: [] for h in everyone}
     for phase in facts.phases:
-        covered = _covered(phase, everyone, batches)
+        covered = covered_hosts(phase, everyone, batches)
         begin = (phase.started - start).total_seconds()
         finish = begin + (phase.seconds or 0.0)
         for host in covered:
@@ -234,16 +234,20 @@ def host_spans(facts: ReleaseFacts) -> dict[str, list[tuple[str, float, float]]]
     return spans
 
 
-def _covered(phase: PhaseRecord, everyone: list[str],
-             batches: dict[str, list[str]]) -> list[str]:
+def covered_hosts(phase: PhaseRecord, everyone: list[str],
+                  batches: dict[str, list[str]]) -> list[str]:
+    """The hosts ``phase`` works on: the snapshot covers every host; another phase those
+    its detail names (journaled as it starts, and as it ends); a testinfra gate whose
+    detail names none, its batch's."""
     kind, _, label = phase.name.partition(":")
-    if kind == "apply":
-        return sorted(phase.detail.get("hosts", {}))
+    if kind == "snapshot":
+        return everyone
+    named = phase.detail.get("hosts")
+    if isinstance(named, dict | list):
+        return sorted(str(h) for h in named)
     if kind == "gate" and label.startswith("testinfra:"):
         return batches.get(label.split(":", 1)[1], [])
-    if kind == "rollback":
-        return list(phase.detail.get("hosts", []))
-    return everyone if kind in ("snapshot",) else []
+    return []
 
 
 def _svg(width: int, height: int, title: str, parts: list[str]) -> str:
