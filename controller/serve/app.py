@@ -183,7 +183,7 @@ def _csp_headers() -> dict[str, str]:
     body = pages.LIVE_SCRIPT.removeprefix("<script>").removesuffix("</script>")
     digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
     return {"Content-Security-Policy": CSP.format(script=digest),
-            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
             "Cache-Control": "no-store"}
 
 
