@@ -186,7 +186,8 @@ def _waiting(wait: Waiting, can_sign: bool) -> str:
             f'<label>role <select name="role">{roles}</select></label>'
             f'<label>name <input name="by" required maxlength="100"></label>'
             f'<label>note <input name="note" maxlength="500"></label>'
-            f'<label>token <input name="token" type="password" autocomplete="current-password" required></label>'
+            '<label>token <input name="token" type="password" '
+            'autocomplete="current-password" required></label>'
             f'<button type="submit">sign off</button></form>')
     else:
         parts.append('<p class="muted">to sign off here, start relctl serve with '
