@@ -207,7 +207,7 @@ def _drill_row(record_id: int, service: str, environment: str, state: str,
            f"{t.get('rpo_s')} s of {t.get('rpo_target_s')}" for t in targets
            if isinstance(t, dict)]
     said = "; ".join(met) or (f"RTO {measures.get('rto_s')} s" if measures else "-")
-    events = report.get("timeline")
+    events = report.get("timeline") or detail.get("timeline")  # ended, or as it happens
     timeline: list[Any] = events if isinstance(events, list) else []
     if not timeline:
         timeline = [(0, f"faults {detail.get('faults_state', '?')}")]

@@ -265,3 +265,19 @@ def test_grid_of_a_phase_still_running_names_its_hosts(journal: Journal, tree: P
     assert view.grid.phases == ["snapshot", "apply:canary"]
     assert dict((h, cells) for h, _s, cells in view.grid.rows) == {
         "web-1": ["ok", "running"], HOSTILE_HOST: ["ok", ""]}
+
+
+def test_a_drill_shows_its_timeline_as_it_happens_and_users_see_an_exercise(
+        journal: Journal, journal_path: Path, tree: Path) -> None:
+    released(journal, tree, "1.1.0")
+    drill = journal.begin_continuity("drill", "billing", "lab", {"faults_state": "planned"})
+    journal.update_continuity(drill, {"faults_state": "injected", "timeline": [
+        [0.1, "load started: Locust, 20 users"], [2.0, "fault injected: <kill> web-1"]]})
+    with client(journal_path) as web:
+        team = web.get("/").text
+        users = web.get("/status/billing.json").json()
+    drills = team.split("<h2>Drills</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "2.0 s fault injected: &lt;kill&gt; web-1" in drills and "running" in drills
+    assert users["state"] == "drill" and "planned continuity exercise" in users["headline"]
+    assert users["incidents"][0]["kind"] == "drill (planned exercise)"
+    assert "web-1" not in json.dumps(users)

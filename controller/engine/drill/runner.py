@@ -116,6 +116,8 @@ class Drill:
     checks: list[Check] = field(default_factory=list)  # the preflight's
     versions: dict[str, str] = field(default_factory=dict)  # host -> version, before it
     restored: bool = False  # every fault undone (and the failback done)
+    record: int | None = None  # the drill's journal record, once begun
+    quiet: bool = False  # between the fault and the recovery: the timeline waits (no write)
 
     @property
     def ctx(self) -> Continuity:
@@ -140,6 +142,7 @@ class Drill:
             "scenario": self.plan.scenario.name, "mode": self.plan.site.mode,
             "faults": [f.as_dict() for f in self.plan.faults], "faults_state": "planned",
             "controller": {"pid": me.pid, "started": me.create_time()}})
+        self.record = record
         wall_start = datetime.now(UTC)
         self.started = time.monotonic()
         self._mark(f"drill {record} ({self.plan.scenario.name}, {self.plan.site.mode}) "
@@ -173,6 +176,7 @@ class Drill:
             self._mark(f"load started: Locust, {settings.users} users, through {ctx.site.lb_url}")
             time.sleep(settings.warmup)
             ctx.services.journal.update_continuity(record, {"faults_state": "injected"})
+            self.quiet = True  # no journal write of ours inside what is measured
             moments.fault, moments.fault_wall = time.monotonic(), time.time()
             self._mark("fault injected: " + chosen.inject(self.plan.site, self.plan.faults,
                                                           f"drill{record}"))
@@ -188,11 +192,13 @@ class Drill:
                 restored = self.failover_replica_at
                 if restored is not None:  # RPO counts from the data the failover restored
                     moments.replica_wall = restored
+            self.quiet = False
             self._mark("every critical function verified through the LB"
                        if moments.recovered else "some critical functions did NOT recover")
             time.sleep(settings.settle)
         except RelctlError as error:
             self.problems.append(error.message)
+            self.quiet = False
             self._mark(f"drill step failed: {error.message}")
         finally:
             probe.stop()
@@ -301,8 +307,14 @@ class Drill:
         return path
 
     def _mark(self, what: str) -> None:
+        """An event on the timeline, shown as it happens: journaled on the drill's record
+        (``relctl serve`` shows it), but for the marks between the fault and the
+        recovery, which go with the next one."""
         self.timeline.add(time.monotonic() - self.started, what)
         self.progress(what)
+        if self.record is not None and not self.quiet:
+            self.ctx.services.journal.update_continuity(self.record,
+                                                        {"timeline": self.timeline.events})
 
 
 def probe_series(samples: list[tuple[float, bool, str]], started: float) -> dict[str, Any]:
