@@ -75,9 +75,12 @@ def _behind(manifest: Manifest, fleet: Fleet, history: History) -> list[PlanRisk
         return []
     known = history.backup.versions
     runs = ", ".join(f"{h} {known.get(h, 'unknown')}" for h in backups)
+    applies = [p.seconds for p in history.phases if p.name.startswith("apply:")]
+    cost = (f"about {statistics.median(applies):.0f} s (the median apply phase of past "
+            "releases)" if applies else "that deploy")
     return [_detected(f"The backup site does not follow this release ({runs}): after it, a "
-                      f"failover first deploys {manifest.version} there, adding that deploy "
-                      "to the RTO", "medium", "medium",
+                      f"failover first deploys {manifest.version} there, adding {cost} to "
+                      "the RTO", "medium", "medium",
                       "List this manifest under the continuity plan's releases: (apply then "
                       "brings the backup hosts to it), or deploy the backups after the release")]
 
