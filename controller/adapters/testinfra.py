@@ -22,9 +22,12 @@ from pathlib import Path
 from controller.adapters.ansible import read_inventory
 from controller.adapters.children import ChildRecorder, owned_child, start_owned, wait_all
 from controller.adapters.connections import resolve_connections
-from controller.adapters.testinfra_plugin import TARGETS_ENV
 from controller.models.gates import CheckResult
 from controller.paths import tools_path
+
+# The file of targets the plugin reads (testinfra_plugin.TARGETS_ENV; not imported from it:
+# it imports pytest and testinfra, which every relctl command would then load).
+TARGETS_ENV = "RELCTL_TESTINFRA_TARGETS"
 
 # pytests at once: one per core (at most 8). Each check is a local ssh client, a remote
 # command and pytest's own work, all CPU: bench/testinfra_gate.py on 10 hosts and 2 cores
