@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import socket
 import stat
 from pathlib import Path
@@ -25,12 +26,17 @@ from controller.errors import InputError
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A file (mode 0600, yours) holding the token that allows sign-offs from "
                    "the page, and any request from a client off loopback.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Serve HTTPS with this certificate (PEM); needed, with "
+                                 "--tls-key, on anything but loopback.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="The certificate's private key (PEM).")
 @click.option("--manifests", "globs", multiple=True, metavar="GLOB",
               help="Release manifests whose change windows the status pages announce "
                    "(repeatable), e.g. 'releases/*.yml'.")
 @click.pass_obj
 def serve(app: AppContext, host: str, port: int, token_file: Path | None,
-          globs: tuple[str, ...]) -> None:
+          tls_cert: Path | None, tls_key: Path | None, globs: tuple[str, ...]) -> None:
     """Serve the team view and the status pages over HTTP until stopped (Ctrl-C).
 
     \b
@@ -53,14 +59,20 @@ def serve(app: AppContext, host: str, port: int, token_file: Path | None,
       relctl serve
       relctl serve --manifests 'releases/*.yml' --token-file ~/.config/relctl/token
       relctl --journal postgresql://relctl@db/relctl serve --host 0.0.0.0 \\
-          --token-file /etc/relctl/token
+          --token-file /etc/relctl/token --tls-cert cert.pem --tls-key key.pem
+
+    Anything but loopback needs --token-file and --tls-cert/--tls-key.
 
     Exit codes: 0 stopped, 2 invalid option or token file, or the address is taken.
     """
     token = read_token(token_file) if token_file is not None else None
-    if token is None and not _loopback(host):
+    if (tls_cert is None) != (tls_key is None):
+        raise InputError("--tls-cert and --tls-key go together")
+    if not _loopback(host) and (token is None or tls_cert is None):
         raise InputError(f"--host {host} is not a loopback address: pages there need "
-                         "--token-file", hint="relctl serve --host 127.0.0.1")
+                         "--token-file, and --tls-cert/--tls-key (the token must not cross "
+                         "the network in clear)", hint="relctl serve --host 127.0.0.1, "
+                         "behind your own HTTPS proxy")
     listener = _listen(host, port)
     journal = app.journal()  # opened once here: a bad --journal fails now, exit 2 or 7
     where = journal.where
@@ -71,10 +83,16 @@ def serve(app: AppContext, host: str, port: int, token_file: Path | None,
     from controller.serve.app import Settings, create_app  # noqa: PLC0415
 
     served = create_app(Settings(app.journal, token, list(globs)))
-    err_console.print(escape(f"relctl serve: http://{_url_host(host)}:{port}/ (journal "
+    scheme = "https" if tls_cert else "http"
+    err_console.print(escape(f"relctl serve: {scheme}://{_url_host(host)}:{port}/ (journal "
                              f"{where}); Ctrl-C stops it"))
-    server = uvicorn.Server(uvicorn.Config(served, log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=2, lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(
+        served, log_level="warning", access_log=False, timeout_graceful_shutdown=2,
+        lifespan="on", ssl_certfile=tls_cert, ssl_keyfile=tls_key))
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again for the
+    # handler it found: a quiet one, so that a stop asked for is exit 0.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, lambda _sig, _frame: None)
     server.run(sockets=[listener])
 
 

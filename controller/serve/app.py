@@ -8,7 +8,8 @@
 
 Pages are read-only but for ``POST /signoff``, which needs the token of ``--token-file``
 from every client. A client that is not on loopback needs the token for everything
-(HTTP Basic, any user name, or ``Authorization: Bearer``). The journal is read in worker
+(HTTP Basic, any user name, or ``Authorization: Bearer``); a loopback client must name a
+loopback host (no DNS rebinding). The journal is read in worker
 threads, one connection per thread; one poller reads its change mark while a page
 listens, and each page fetches its live part again when told.
 """
@@ -151,6 +152,18 @@ def is_loopback(request: Request) -> bool:
     host = request.client.host if request.client else ""
     try:
         return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_name(host_header: str) -> bool:
+    """The ``Host`` a request names is a loopback address or ``localhost``."""
+    name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+    name = name.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 
@@ -299,8 +312,13 @@ class Guard:
         if scope["type"] == "http":
             request = Request(scope)
             refusal: Response | None = None
-            if not is_loopback(request) and not same_token(presented_token(request),
-                                                           self.token):
+            if is_loopback(request) and not loopback_name(request.headers.get("host", "")):
+                # a page of another site whose name now resolves to 127.0.0.1 (DNS
+                # rebinding) must not read what loopback clients may read without a token
+                refusal = PlainTextResponse("relctl serve: ask for it by a loopback address "
+                                            "(127.0.0.1, localhost)", 421, headers=self.headers)
+            elif not is_loopback(request) and not same_token(presented_token(request),
+                                                             self.token):
                 refusal = PlainTextResponse(
                     "relctl serve: this address needs the token", 401,
                     headers={"WWW-Authenticate": 'Basic realm="relctl"', **self.headers})

@@ -4,8 +4,14 @@ journal written through the journal's own API, for a service that is not the sam
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import re
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +24,8 @@ from controller.journal import Holder, Journal
 from controller.manifest_loader import load_manifest
 from controller.serve import board
 from controller.serve.app import Changes, Journals, Settings, create_app
-from tests.relctl_cli import relctl
+from tests.pg_cluster import free_port
+from tests.relctl_cli import RELCTL, relctl
 from tests.unit.example_tree import example_tree
 
 TOKEN = "t0ken-for-the-tests-0123456789"
@@ -55,9 +62,9 @@ def journal(journal_path: Path) -> Iterator[Journal]:
 
 
 def client(journal_path: Path, token: str | None = TOKEN, manifests: list[str] | None = None,
-           address: tuple[str, int] = LOOPBACK) -> TestClient:
+           address: tuple[str, int] = LOOPBACK, host: str = "127.0.0.1:8765") -> TestClient:
     settings = Settings(lambda: Journal(journal_path), token, manifests or [])
-    return TestClient(create_app(settings), client=address)
+    return TestClient(create_app(settings), base_url=f"http://{host}", client=address)
 
 
 def released(journal: Journal, tree: Path, version: str) -> int:
@@ -200,6 +207,19 @@ def test_a_signoff_from_the_page_needs_the_token_and_signs_what_apply_waits_for(
     assert off.status_code == 403 and "--token-file" in off.text
 
 
+def test_a_loopback_client_must_name_a_loopback_host(journal_path: Path) -> None:
+    """A page of another site whose name resolves to 127.0.0.1 (DNS rebinding) reads
+    nothing."""
+    Journal(journal_path).close()
+    with client(journal_path, host="evil.example:8765") as web:
+        rebound = web.get("/")
+    with client(journal_path, host="localhost:8765") as web:
+        local = web.get("/")
+    with client(journal_path, host="[::1]:8765") as web:
+        six = web.get("/")
+    assert (rebound.status_code, local.status_code, six.status_code) == (421, 200, 200)
+
+
 def test_off_loopback_everything_needs_the_token(journal_path: Path) -> None:
     Journal(journal_path).close()
     with client(journal_path, address=("192.0.2.7", 40000)) as web:
@@ -256,7 +276,11 @@ def test_serve_refuses_a_loose_token_file_and_an_open_address(tmp_path: Path) ->
     assert loose.returncode == 2 and "chmod 600" in loose.stderr
     open_host = relctl(tmp_path / "state", "serve", "--host", "0.0.0.0", timeout=60)
     assert open_host.returncode == 2 and "need --token-file" in open_host.stderr
-    assert TOKEN not in loose.stderr + open_host.stderr
+    token.chmod(0o600)
+    clear = relctl(tmp_path / "state", "serve", "--host", "0.0.0.0", "--token-file",
+                   str(token), timeout=60)
+    assert clear.returncode == 2 and "--tls-cert" in clear.stderr
+    assert TOKEN not in loose.stderr + open_host.stderr + clear.stderr
 
 
 def test_grid_of_a_phase_still_running_names_its_hosts(journal: Journal, tree: Path) -> None:
@@ -281,3 +305,35 @@ def test_a_drill_shows_its_timeline_as_it_happens_and_users_see_an_exercise(
     assert users["state"] == "drill" and "planned continuity exercise" in users["headline"]
     assert users["incidents"][0]["kind"] == "drill (planned exercise)"
     assert "web-1" not in json.dumps(users)
+
+
+def test_serve_over_https_with_the_users_certificate(tmp_path: Path) -> None:
+    """The real server (uvicorn) with --tls-cert/--tls-key: HTTPS answers, verified
+    against the certificate; plain HTTP gets nothing; SIGTERM stops it, exit 0."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    port = free_port("127.0.0.1")
+    server = subprocess.Popen([*RELCTL, "--state-dir", str(tmp_path / "state"), "serve",
+                               "--port", str(port), "--tls-cert", str(cert), "--tls-key",
+                               str(key)], stderr=subprocess.PIPE, text=True)
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/",  # noqa: S310
+                                            context=context, timeout=5) as answer:
+                    assert answer.status == 200 and b"releases and continuity" in answer.read()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)  # noqa: S310
+    finally:
+        server.terminate()
+        _out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert "https://127.0.0.1" in err
