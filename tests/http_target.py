@@ -34,8 +34,8 @@ class _Health(BaseHTTPRequestHandler):
 class HealthServer:
     """``with HealthServer("127.0.70.2") as server: server.url``"""
 
-    def __init__(self, address: str) -> None:
-        self.server = ThreadingHTTPServer((address, free_port(address)), _Health)
+    def __init__(self, address: str, port: int | None = None) -> None:
+        self.server = ThreadingHTTPServer((address, port or free_port(address)), _Health)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

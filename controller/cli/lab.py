@@ -45,7 +45,11 @@ def lab() -> None:
               help="HAProxy frontend port of the first service; the next follow it [8000].")
 @click.option("--service", "services", multiple=True, metavar="NAME:PORT[/PATH]",
               help="A service the load balancer fronts (repeatable): its name, the port it "
-              "listens on on each host, and an HTTP health path (else a TCP check).")
+              "listens on on each host, and an HTTP health path (else a TCP check). "
+              "Active/standby: the first healthy primary takes all the traffic.")
+@click.option("--round-robin", "round_robin", multiple=True, metavar="NAME",
+              help="Balance this --service active/active instead: every healthy primary in "
+              "turn (repeatable).")
 @click.option("--postgresql/--no-postgresql", default=None,
               help="Each app host also runs its own PostgreSQL cluster on its address "
               "(role postgres, password in LAB_DIR/keys/postgresql.password) [off].")
@@ -53,7 +57,7 @@ def lab() -> None:
 @click.pass_context
 def up(ctx: click.Context, primary: int | None, backup: int | None, base_address: str | None,
        ssh_port: int | None, lb_port: int | None, services: tuple[str, ...],
-       postgresql: bool | None, as_json: bool) -> None:
+       round_robin: tuple[str, ...], postgresql: bool | None, as_json: bool) -> None:
     """Start the lab (idempotent: a healthy lab is kept as it is, dead hosts restarted).
 
     Options not given keep the running lab's values (after a drill, plain
@@ -65,12 +69,16 @@ def up(ctx: click.Context, primary: int | None, backup: int | None, base_address
     Examples:
       relctl lab up --primary 3 --backup 2 --service billing:9090/health
       relctl lab up --service web:8080/healthz --service api:9000
+      relctl lab up --service web:8080/healthz --round-robin web     # active/active
     """
+    if round_robin and not services:
+        raise InputError("--round-robin needs the --service it balances", hint="relctl lab "
+                         "up --service web:8080/health --round-robin web")
     the_lab = _lab(ctx)
     existing = the_lab.load()
     given = {"primary": primary, "backup": backup, "base_address": base_address,
              "ssh_port": ssh_port, "lb_port": lb_port,
-             "services": _parse_services(services) if services else None,
+             "services": _parse_services(services, round_robin) if services else None,
              "postgresql": postgresql}
     base = existing.spec.model_dump() if existing else {}
     try:
@@ -98,11 +106,16 @@ def up(ctx: click.Context, primary: int | None, backup: int | None, base_address
     console.print(f"ansible.cfg:   {the_lab.layout.ansible_cfg}")
 
 
-def _parse_services(texts: tuple[str, ...]) -> list[LabService]:
+def _parse_services(texts: tuple[str, ...], round_robin: tuple[str, ...]) -> list[LabService]:
     try:
-        return [LabService.parse(text) for text in texts]
+        parsed = [LabService.parse(text) for text in texts]
     except ValueError as exc:
         raise InputError(str(exc)) from exc
+    unknown = sorted(set(round_robin) - {s.name for s in parsed})
+    if unknown:
+        raise InputError(f"--round-robin {', '.join(unknown)}: not a --service of this lab")
+    return [s.model_copy(update={"balance": "roundrobin"}) if s.name in round_robin else s
+            for s in parsed]
 
 
 def _services_json(services: list[FrontedService]) -> list[dict[str, object]]:

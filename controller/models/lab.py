@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 LabGroup = Literal["lb", "app_primary", "app_backup"]
+Balance = Literal["first", "roundrobin"]
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 MAX_HOSTS = 250
 SERVICE_NAME = r"[a-z][a-z0-9_-]{0,39}"
@@ -32,6 +33,9 @@ class LabService(BaseModel):
     health_path: str | None = Field(
         None, pattern=rf"^{HEALTH_PATH}$",
         description="HTTP path HAProxy checks (200 = healthy); none: a TCP connect check.")
+    balance: Balance = Field(
+        "first", description="first: active/standby, the first healthy primary takes all "
+        "the traffic (one writer); roundrobin: active/active, every healthy primary in turn.")
 
     @classmethod
     def parse(cls, text: str) -> LabService:
@@ -160,7 +164,8 @@ class LabState(BaseModel):
         spec = self.spec
         return [
             FrontedService(name=service.name, port=port, url=f"http://{self.lb.address}:{port}",
-                           host_port=service.port, health_path=service.health_path)
+                           host_port=service.port, health_path=service.health_path,
+                           balance=service.balance)
             for service, port in zip(spec.services, spec.frontend_ports, strict=True)
         ]
 
@@ -179,3 +184,4 @@ class FrontedService:
     url: str
     host_port: int
     health_path: str | None
+    balance: Balance = "first"

@@ -238,7 +238,8 @@ def render_inventory(layout: LabLayout, state: LabState) -> dict[str, Any]:
                 "lb_admin_port": spec.lb_admin_port,
                 "lb_services": [
                     {"name": service.name, "port": service.host_port,
-                     "frontend_port": service.port, "health_path": service.health_path}
+                     "frontend_port": service.port, "health_path": service.health_path,
+                     "balance": service.balance}
                     for service in state.services
                 ],
             },

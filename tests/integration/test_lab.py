@@ -105,7 +105,7 @@ def test_status_json_names_inventory_url_and_backends(lab: RunningLab) -> None:
     assert status["url"] == url
     assert status["services"][0] == {
         "name": "ledger", "port": 8000, "url": url, "host_port": 8080,
-        "health_path": "/health"}
+        "health_path": "/health", "balance": "first"}
     assert all(h["sshd_answers"] for h in status["hosts"])
     servers = {(b["server"], b["backup"]) for b in status["backends"]}
     assert servers == {("primary-1", False), ("primary-2", False), ("backup-1", True)}

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from controller.models.lab import LabService, LabSpec, LabState
 from controller.planning import lab as plan
+from tests.relctl_cli import relctl
 
 LAYOUT = plan.LabLayout(Path("/var/tmp/relctl/lab"))
 
@@ -83,12 +84,15 @@ def test_the_tree_holding_the_lab_is_overlaid_last() -> None:
 
 
 def test_services_get_frontends_in_order_and_generic_inventory_vars() -> None:
-    spec = LabSpec(services=(LabService.parse("web:8080/healthz"), LabService.parse("api:9000")))
+    web = LabService.parse("web:8080/healthz").model_copy(update={"balance": "roundrobin"})
+    spec = LabSpec(services=(web, LabService.parse("api:9000")))
     state = LabState(spec=spec, hosts=plan.plan_hosts(spec))
     variables = plan.render_inventory(LAYOUT, state)["all"]["vars"]
     assert variables["lb_services"] == [
-        {"name": "web", "port": 8080, "frontend_port": 8000, "health_path": "/healthz"},
-        {"name": "api", "port": 9000, "frontend_port": 8001, "health_path": None},
+        {"name": "web", "port": 8080, "frontend_port": 8000, "health_path": "/healthz",
+         "balance": "roundrobin"},
+        {"name": "api", "port": 9000, "frontend_port": 8001, "health_path": None,
+         "balance": "first"},
     ]
     assert variables["service_manager"] == "script"
     assert state.url == "http://127.0.0.10:8000"
@@ -109,3 +113,12 @@ def test_bad_service_options_are_refused(text: str) -> None:
 def test_colliding_services_are_refused(services: tuple[str, ...], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         LabSpec(services=tuple(LabService.parse(s) for s in services))
+
+
+def test_round_robin_names_a_service_of_the_lab(tmp_path: Path) -> None:
+    alone = relctl(tmp_path / "state", "lab", "up", "--round-robin", "web", timeout=60)
+    assert alone.returncode == 2 and "needs the --service it balances" in alone.stderr
+    unknown = relctl(tmp_path / "state", "lab", "up", "--service", "web:8080/health",
+                     "--round-robin", "api", timeout=60)
+    assert unknown.returncode == 2 and "--round-robin api: not a --service" in unknown.stderr
+    assert not (tmp_path / "state" / "lab").exists()  # nothing started, nothing written

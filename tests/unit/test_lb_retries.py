@@ -47,7 +47,8 @@ def test_failed_requests_split_by_idempotence(tmp_path: Path) -> None:
 
 
 def render(tmp_path: Path, address: str = "127.0.0.1", port: int = 8080,
-           frontend_port: int = 8000, admin_port: int = 9999, **more: object) -> Path:
+           frontend_port: int = 8000, admin_port: int = 9999, balance: str = "first",
+           **more: object) -> Path:
     """The HAProxy config relctl's lb_setup.yml writes (its files where tmp_path says)."""
     template = bundled_playbook("templates/haproxy.cfg.j2")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template.parent),
@@ -57,7 +58,7 @@ def render(tmp_path: Path, address: str = "127.0.0.1", port: int = 8080,
     text = env.get_template(template.name).render(
         ansible_host=address, lb_admin_port=admin_port,
         lb_services=[{"name": "ledger", "port": port, "frontend_port": frontend_port,
-                      "health_path": "/health"}],
+                      "health_path": "/health", "balance": balance}],
         groups={"app_primary": ["primary-1", "primary-2"], "app_backup": ["backup-1"]},
         hostvars={h: {"ansible_host": a} for h, a in hosts.items()}, **more)
     text = text.replace("/etc/haproxy/relctl_hold.lua", str(HOLD)).replace(
@@ -136,3 +137,43 @@ def test_a_request_waits_for_a_server_instead_of_a_503(tmp_path: Path) -> None:
         finally:
             daemon.terminate()
             daemon.wait(timeout=10)
+
+
+def _served_by(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return str(answer.headers.get("X-Served-By", ""))
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
+@pytest.mark.parametrize(("balance", "expected"), [
+    ("first", {"primary-1"}), ("roundrobin", {"primary-1", "primary-2"})])
+def test_active_standby_or_active_active_as_the_lab_asks(
+        tmp_path: Path, balance: str, expected: set[str]) -> None:
+    """balance first: the first primary takes every request; roundrobin: both primaries
+    answer in turn (as HAProxy itself names them in X-Served-By)."""
+    address = "127.0.92.1"
+    port = free_port("127.0.92.2")
+    with HealthServer("127.0.92.2", port), HealthServer("127.0.92.3", port):
+        front, admin = free_port(address), free_port(address)
+        config = render(tmp_path, address, port, front, admin, balance=balance)
+        (tmp_path / "server-state").write_text("")
+        daemon = subprocess.Popen(["haproxy", "-db", "-f", str(config)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            api = RuntimeApi(f"{address}:{admin}")
+            deadline = time.monotonic() + 10
+            while True:  # both primaries up by their health checks
+                try:
+                    states = {s.server: s.status for s in api.servers()
+                              if s.server.startswith("primary")}
+                except LabError:
+                    states = {}
+                if states and set(states.values()) == {"UP"}:
+                    break
+                assert time.monotonic() < deadline and daemon.poll() is None, states
+                time.sleep(0.1)
+            served = {_served_by(f"http://{address}:{front}/health") for _ in range(10)}
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=10)
+    assert served == expected

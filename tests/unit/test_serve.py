@@ -323,7 +323,7 @@ def test_serve_over_https_with_the_users_certificate(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"https://127.0.0.1:{port}/",  # noqa: S310
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/",
                                             context=context, timeout=5) as answer:
                     assert answer.status == 200 and b"releases and continuity" in answer.read()
                 break
@@ -331,7 +331,7 @@ def test_serve_over_https_with_the_users_certificate(tmp_path: Path) -> None:
                 assert server.poll() is None and time.monotonic() < deadline
                 time.sleep(0.2)
         with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)  # noqa: S310
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
     finally:
         server.terminate()
         _out, err = server.communicate(timeout=30)
