@@ -22,7 +22,10 @@ from controller.adapters.children import (
     stop_owned,
 )
 from controller.errors import RelctlError
-from controller.models.gates import LoadStats
+from controller.models.gates import LoadStats, Samples
+
+SAMPLES_PLUGIN = Path(__file__).with_name("locust_samples.py")
+SAMPLES_ENV = "RELCTL_LOCUST_SAMPLES"  # locust_samples.SAMPLES_ENV (it imports locust)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class LoadRun:
     label: str
     workers: int = 0  # N > 0: a master and N workers (Locust's distributed mode)
     children: ChildRecorder | None = field(default=None, compare=False)
+    samples: bool = False  # every request's server, latency and outcome (read_samples)
 
 
 @dataclass
@@ -52,7 +56,7 @@ def run_load(run: LoadRun) -> LoadStats:
     """Run Locust against ``run.url`` for ``run.duration_s`` seconds; return its figures."""
     with _log(run).open("w") as out, \
             owned_child(run.children, f"locust:{run.label}", "locust") as child:
-        code = run_owned(child, _command(run), env=_env(), timeout=run.duration_s + 60,
+        code = run_owned(child, _command(run), env=_env(run), timeout=run.duration_s + 60,
                          stdout=out, stderr=subprocess.STDOUT)
     return _stats(run, code)
 
@@ -63,7 +67,7 @@ def start_load(run: LoadRun) -> BackgroundLoad:
     try:
         child = scope.enter_context(owned_child(run.children, f"locust:{run.label}", "locust"))
         with _log(run).open("w") as out:
-            process = start_owned(child, _command(run), env=_env(), stdout=out,
+            process = start_owned(child, _command(run), env=_env(run), stdout=out,
                                   stderr=subprocess.STDOUT)
     except BaseException:
         scope.close()
@@ -80,8 +84,9 @@ def stop_load(run: LoadRun, load: BackgroundLoad) -> LoadStats:
 
 
 def _command(run: LoadRun) -> list[str]:
+    files = f"{run.locustfile},{SAMPLES_PLUGIN}" if run.samples else str(run.locustfile)
     return [
-        sys.executable, "-m", "locust", "-f", str(run.locustfile), "--headless",
+        sys.executable, "-m", "locust", "-f", files, "--headless",
         "--host", run.url, "-u", str(run.users), "-r", str(run.spawn_rate),
         "-t", f"{max(1, round(run.duration_s))}s", "--csv", str(run.out_dir / run.label),
         "--only-summary", "--stop-timeout", "5", "--exit-code-on-error", "0",
@@ -97,8 +102,37 @@ def _distributed(workers: int) -> list[str]:
     return ["--processes", str(workers)] if workers > 0 else []
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONWARNINGS": "ignore"}
+def _env(run: LoadRun) -> dict[str, str]:
+    samples = {SAMPLES_ENV: str(samples_base(run))} if run.samples else {}
+    return {**os.environ, "PYTHONWARNINGS": "ignore", **samples}
+
+
+def samples_base(run: LoadRun) -> Path:
+    """Where the plugin's processes write their samples (``BASE.PID`` each)."""
+    return run.out_dir / f"{run.label}.samples"
+
+
+def read_samples(run: LoadRun) -> dict[str, Samples]:
+    """The run's requests per answering server (``""``: the answer named none, or there
+    was no answer), merged from every Locust process's file."""
+    found: dict[str, tuple[list[float], int]] = {}
+    base = samples_base(run)
+    for path in sorted(base.parent.glob(base.name + ".*")):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.rsplit(",", 2)
+            if len(parts) != 3:
+                continue
+            try:
+                latency, ok = float(parts[1]), parts[2] == "1"
+            except ValueError:
+                continue
+            latencies, failures = found.setdefault(parts[0], ([], 0))
+            if ok:
+                latencies.append(latency)
+            else:
+                found[parts[0]] = (latencies, failures + 1)
+    return {server: Samples(latencies, failures) for server, (latencies, failures)
+            in found.items()}
 
 
 def _log(run: LoadRun) -> Path:

@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from controller.models.base import (
-    HAPROXY_NAME_PATTERN,
     HostPattern,
     Int,
     JsonPointerText,
@@ -26,6 +25,7 @@ from controller.models.items import PostgresDatabase
 from controller.models.manifest import (
     Command,
     ExistingFile,
+    LoadBalancer,
     LocalPath,
     RemotePath,
     Slug,
@@ -70,26 +70,6 @@ class Sites(_Model):
         if self.primary == self.backup:
             raise ValueError("primary and backup must be different groups")
         return self
-
-
-class LoadBalancer(_Model):
-    """The load balancer in front of both sites (HAProxy, driven by its runtime API)."""
-
-    kind: Literal["haproxy"] = Field("haproxy", description="Load balancer type.")
-    group: HostPattern = Field("lb", description="Inventory group of the LB host.")
-    backend: str | None = Field(
-        None, pattern=HAPROXY_NAME_PATTERN, max_length=100,
-        description="HAProxy backend of the service; default: the service's name, as "
-        "relctl lab up names it.")
-    port: Int = Field(8000, ge=1, le=65535, description="Port of the LB's frontend.")
-    runtime_api_port: Int = Field(9999, ge=1, le=65535,
-                                  description="TCP port of HAProxy's runtime API.")
-    state_file: RemotePath = Field("/var/lib/haproxy/server-state",
-                                   description="HAProxy server-state-file on the LB host.")
-    servers: dict[HostPattern, Annotated[str, Field(pattern=HAPROXY_NAME_PATTERN,
-                                                    max_length=100)]] = Field(
-        default_factory=dict,
-        description="Inventory host -> its server name in the LB, where they differ.")
 
 
 LITESTREAM_KEY = r"^[a-z][a-z0-9-]{0,40}$"

@@ -4,13 +4,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 
 
 IDEMPOTENT_METHODS = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE")
 """RFC 9110 section 9.2.2: a request with one of these methods may be sent again."""
+
+
+@dataclass(frozen=True)
+class Samples:
+    """The requests one side of a canary analysis answered (as the load balancer named the
+    server): each success's latency (ms), and the failures."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    failures: int = 0
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies_ms) + self.failures
+
+    @property
+    def failure_ratio(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+    def merged(self, other: Samples) -> Samples:
+        return Samples([*self.latencies_ms, *other.latencies_ms], self.failures + other.failures)
+
+    def figures(self) -> dict[str, Any]:
+        ordered = sorted(self.latencies_ms)
+
+        def pct(q: float) -> float | None:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) \
+                if ordered else None
+        return {"requests": self.requests, "failures": self.failures,
+                "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99)}
 
 
 @dataclass(frozen=True)

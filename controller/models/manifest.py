@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from controller.models.base import (
+    HAPROXY_NAME_PATTERN,
     NAME_PATTERN,
     SLUG_PATTERN,
     Command,
@@ -139,6 +140,26 @@ def _batch_size(value: Any) -> int | str:
 
 
 BatchSize = Annotated[int | str, PlainValidator(_batch_size), WithJsonSchema(BATCH_SCHEMA)]
+
+
+class LoadBalancer(_Model):
+    """The load balancer in front of both sites (HAProxy, driven by its runtime API)."""
+
+    kind: Literal["haproxy"] = Field("haproxy", description="Load balancer type.")
+    group: HostPattern = Field("lb", description="Inventory group of the LB host.")
+    backend: str | None = Field(
+        None, pattern=HAPROXY_NAME_PATTERN, max_length=100,
+        description="HAProxy backend of the service; default: the service's name, as "
+        "relctl lab up names it.")
+    port: Int = Field(8000, ge=1, le=65535, description="Port of the LB's frontend.")
+    runtime_api_port: Int = Field(9999, ge=1, le=65535,
+                                  description="TCP port of HAProxy's runtime API.")
+    state_file: RemotePath = Field("/var/lib/haproxy/server-state",
+                                   description="HAProxy server-state-file on the LB host.")
+    servers: dict[HostPattern, Annotated[str, Field(pattern=HAPROXY_NAME_PATTERN,
+                                                    max_length=100)]] = Field(
+        default_factory=dict,
+        description="Inventory host -> its server name in the LB, where they differ.")
 
 
 class Strategy(_Model):

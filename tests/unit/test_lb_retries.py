@@ -3,22 +3,24 @@ and drills count failed requests split into idempotent and not (from Locust's CS
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import jinja2
 import pytest
 
 from controller.adapters.haproxy import RuntimeApi
-from controller.adapters.locust import parse_stats
+from controller.adapters.locust import LoadRun, parse_stats, read_samples, run_load
 from controller.errors import LabError
 from controller.paths import bundled_playbook
-from tests.http_target import HealthServer
+from tests.http_target import LOCUSTFILE, HealthServer
 from tests.pg_cluster import free_port
 
 HOLD = bundled_playbook("files/relctl_hold.lua")
@@ -144,13 +146,10 @@ def _served_by(url: str) -> str:
         return str(answer.headers.get("X-Served-By", ""))
 
 
-@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
-@pytest.mark.parametrize(("balance", "expected"), [
-    ("first", {"primary-1"}), ("roundrobin", {"primary-1", "primary-2"})])
-def test_active_standby_or_active_active_as_the_lab_asks(
-        tmp_path: Path, balance: str, expected: set[str]) -> None:
-    """balance first: the first primary takes every request; roundrobin: both primaries
-    answer in turn (as HAProxy itself names them in X-Served-By)."""
+@contextlib.contextmanager
+def haproxy_over_two(tmp_path: Path, balance: str) -> Iterator[str]:
+    """HAProxy (relctl's config, ``balance``) over two health servers, primary-1 and
+    primary-2, both up; its frontend's URL."""
     address = "127.0.92.1"
     port = free_port("127.0.92.2")
     with HealthServer("127.0.92.2", port), HealthServer("127.0.92.3", port):
@@ -172,8 +171,37 @@ def test_active_standby_or_active_active_as_the_lab_asks(
                     break
                 assert time.monotonic() < deadline and daemon.poll() is None, states
                 time.sleep(0.1)
-            served = {_served_by(f"http://{address}:{front}/health") for _ in range(10)}
+            yield f"http://{address}:{front}"
         finally:
             daemon.terminate()
             daemon.wait(timeout=10)
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
+@pytest.mark.parametrize(("balance", "expected"), [
+    ("first", {"primary-1"}), ("roundrobin", {"primary-1", "primary-2"})])
+def test_active_standby_or_active_active_as_the_lab_asks(
+        tmp_path: Path, balance: str, expected: set[str]) -> None:
+    """balance first: the first primary takes every request; roundrobin: both primaries
+    answer in turn (as HAProxy itself names them in X-Served-By)."""
+    with haproxy_over_two(tmp_path, balance) as url:
+        served = {_served_by(f"{url}/health") for _ in range(10)}
     assert served == expected
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
+def test_locust_samples_name_the_server_the_load_balancer_chose(tmp_path: Path) -> None:
+    """relctl's Locust plugin, beside the user's locustfile: each request attributed to the
+    server HAProxy names, with its latency; the user's own statistics unchanged."""
+    with haproxy_over_two(tmp_path, "roundrobin") as url:
+        run = LoadRun(LOCUSTFILE, url, 4, 4, 3, tmp_path / "out", "canary", samples=True)
+        stats = run_load(run)
+    samples = read_samples(run)
+    assert set(samples) == {"primary-1", "primary-2"}
+    counted = sum(s.requests for s in samples.values())
+    # Locust's stats CSV stops a second before the run does (its own summary says more):
+    # the plugin sees every request, the CSV's at least
+    assert stats.requests > 50 and counted >= stats.requests
+    assert all(s.failures == 0 and min(s.latencies_ms) >= 0 for s in samples.values())
+    share = samples["primary-1"].requests / counted
+    assert 0.35 < share < 0.65, share

@@ -1,0 +1,65 @@
+"""The canary judge as pure code: known samples in, verdicts out."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from controller.models.gates import Samples
+from controller.planning.judge import JudgeRules, judge
+
+
+def latencies(seed: int, count: int, median_ms: float, spread: float = 0.3) -> list[float]:
+    """``count`` log-normal latencies around ``median_ms`` (what services show)."""
+    rng = random.Random(seed)
+    return [median_ms * rng.lognormvariate(0, spread) for _ in range(count)]
+
+
+def test_a_canary_no_different_from_the_old_release_passes_every_time() -> None:
+    rules = JudgeRules()
+    verdicts = [judge(Samples(latencies(seed, 400, 12.0)),
+                      Samples(latencies(seed + 1000, 400, 12.0)), rules).verdict
+                for seed in range(50)]
+    assert verdicts == ["pass"] * 50
+
+
+def test_a_tiny_but_significant_shift_is_tolerated() -> None:
+    """5,000 requests each, the canary 0.6 ms slower: significant, but small (effect
+    size below the tolerance, shift below the slack): a pass, not a flapping gate."""
+    result = judge(Samples(latencies(1, 5000, 12.0)), Samples(latencies(2, 5000, 12.6)),
+                   JudgeRules())
+    assert result.figures["latency"]["p"] < 0.01
+    assert result.verdict == "pass", result.reasons
+
+
+def test_a_slow_canary_fails_with_its_statistics() -> None:
+    result = judge(Samples(latencies(1, 300, 12.0)), Samples(latencies(2, 300, 180.0)),
+                   JudgeRules())
+    assert result.verdict == "fail"
+    assert "canary slower" in result.reasons[0]
+    assert result.figures["latency"]["effect"] > 0.95
+    assert result.figures["candidate"]["p50_ms"] > 100 > result.figures["baseline"]["p50_ms"]
+
+
+def test_a_canary_that_fails_more_requests_fails() -> None:
+    result = judge(Samples(latencies(1, 500, 12.0), failures=1),
+                   Samples(latencies(2, 500, 12.0), failures=40), JudgeRules())
+    assert result.verdict == "fail" and "canary fails more: 40/540" in result.reasons[0]
+
+
+def test_too_few_samples_are_inconclusive() -> None:
+    result = judge(Samples(latencies(1, 30, 12.0)), Samples(latencies(2, 30, 900.0)),
+                   JudgeRules(min_samples=50))
+    assert result.verdict == "inconclusive"
+    assert "only 30 canary and 30 baseline samples" in result.reasons[0]
+
+
+@pytest.mark.parametrize(("rules", "words"), [
+    (JudgeRules(p95_ms=10.0), "canary p95"),
+    (JudgeRules(max_failure_ratio=0.001), "canary failure ratio"),
+])
+def test_absolute_thresholds_stay_a_floor(rules: JudgeRules, words: str) -> None:
+    same = latencies(1, 400, 12.0)
+    result = judge(Samples(same, failures=2), Samples(list(same), failures=2), rules)
+    assert result.verdict == "fail" and words in result.reasons[0]
