@@ -41,6 +41,9 @@ class BackendServer:
     weight: int
 
 
+MAX_WEIGHT = 256  # HAProxy's highest server weight
+
+
 @dataclass(frozen=True)
 class RuntimeApi:
     """A client of one HAProxy runtime API endpoint: ``host:port`` or a socket path."""
@@ -85,6 +88,22 @@ class RuntimeApi:
         if health not in SERVER_HEALTH:
             raise ValueError(f"unknown server health {health!r}")
         self._expect_empty(f"set server {_target(backend, server)} health {health}")
+
+    def weight(self, backend: str, server: str) -> int:
+        """A server's current weight (``get weight`` answers ``CURRENT (initial INITIAL)``)."""
+        answer = self.command(f"get weight {_target(backend, server)}").strip()
+        try:
+            return int(answer.split()[0])
+        except (IndexError, ValueError):
+            raise LabError(f"HAProxy refused 'get weight {_target(backend, server)}': "
+                           f"{answer}") from None
+
+    def set_weight(self, backend: str, server: str, weight: int) -> None:
+        """Set a server's weight (0 to 256) at once, without a reload: its share of a
+        round-robin backend's traffic."""
+        if not 0 <= weight <= MAX_WEIGHT:
+            raise ValueError(f"weight {weight} is not within 0..{MAX_WEIGHT}")
+        self._expect_empty(f"set weight {_target(backend, server)} {weight}")
 
     def server_states(self) -> str:
         """``show servers state`` of every backend: what ``server-state-file`` holds (it

@@ -22,6 +22,7 @@ from typing import Any
 
 from controller.adapters.ansible import PlaybookRun, TaskEvent, failure_summary, run_playbook
 from controller.engine.admission import refuse_bad_release
+from controller.engine.canary import CanaryRun, restore_weights
 from controller.engine.cancel import Cancellation, Interrupted
 from controller.engine.children import JournalChildren, orphan_connections
 from controller.engine.dry_run import check_mode
@@ -272,9 +273,27 @@ class ReleaseEngine:
             if not verdict.passed:
                 raise GateFailed(f"testinfra {verdict.outcome} on {label}: "
                                  + "; ".join(verdict.reasons[:5]))
+        if label == "canary" and self.manifest.strategy.analysis is not None:
+            self._analyse_canary(release_id, batch, [h for h in plan.hosts if h not in batch])
         for host in batch:
             self.journal.set_host_state(release_id, host, "verified")
         self.progress(f"{label}: testinfra passed on {', '.join(batch)}")
+
+    def _analyse_canary(self, release_id: int, canary: list[str], old: list[str]) -> None:
+        """The canary judged under load against ``old`` (still on the old release); the
+        canary's hosts stay ``applied`` until it passes, so a resume judges it again."""
+        with self._phase(release_id, "analysis:canary", canary) as phase:
+            run = CanaryRun(self.env, self.journal, release_id, self.manifest,
+                            JournalChildren(self.journal, release_id, self.env.children_dir),
+                            self.progress)
+            try:
+                judgement = run.run(canary, old)
+            except RelctlError as error:
+                raise GateFailed(f"canary analysis could not run: {error.message}") from error
+            phase.update(verdict=judgement.verdict, reasons=judgement.reasons)
+            if judgement.verdict != "pass":
+                raise GateFailed(f"canary analysis {judgement.verdict}: "
+                                 + "; ".join(judgement.reasons[:3]))
 
     def _load_gate(self, release_id: int, gates: GateRunner,
                    baseline: LoadStats | None) -> None:
@@ -298,6 +317,10 @@ class ReleaseEngine:
         signal or a dead controller), so the release is marked bad."""
         self.progress(f"rolling back {', '.join(touched) or 'nothing'}: {reason}")
         self.journal.log(release_id, f"rollback: {reason}")
+        try:  # a canary analysis its controller did not finish: the LB's weights first
+            restore_weights(self.env, release_id, self.progress)
+        except (RelctlError, OSError, ValueError) as error:
+            self.journal.log(release_id, f"canary analysis weights NOT put back: {error}")
         if plan.irreversible and touched:
             self.journal.set_release_state(release_id, "failed")
             message = (f"{reason}. Rollback refused: {', '.join(plan.irreversible)} is a point "

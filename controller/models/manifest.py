@@ -162,6 +162,44 @@ class LoadBalancer(_Model):
         description="Inventory host -> its server name in the LB, where they differ.")
 
 
+class AnalysisStep(_Model):
+    """One step of a canary analysis: the canary batch's share of the traffic, how long."""
+
+    weight: Int = Field(ge=1, le=99, description="Percent of the backend's traffic the "
+                        "canary batch takes (HAProxy server weights), e.g. 10, then 50.")
+    duration_s: Number = Field(gt=0, le=3600, description="Seconds of load judged at this "
+                               "weight (an inconclusive step runs once more as long).")
+
+
+class CanaryAnalysis(_Model):
+    """Judge the canary batch under load before the next batch gets the release: Locust
+    through the load balancer, every request attributed to the server the LB names
+    (``X-Served-By``), the canary's requests against those of the hosts still on the old
+    release in the same seconds, by statistics (Mann-Whitney U, Fisher's exact test)."""
+
+    steps: list[AnalysisStep] = Field(
+        default_factory=lambda: [AnalysisStep(weight=50, duration_s=20)],
+        min_length=1, max_length=20, description="Weights the canary takes in turn, each "
+        "judged before the next; a failed step rolls back the canary alone.")
+    locustfile: ExistingFile | None = Field(
+        None, description="Locust file of the load; default: gates.locust's.")
+    url: str | None = Field(None, pattern=r"^https?://", description="Where the load goes; "
+                            "default: gates.locust's url, else the lab's load balancer.")
+    users: Int = Field(10, ge=1, le=100_000, description="Simulated users.")
+    spawn_rate: Number = Field(10, gt=0, le=100_000, description="Users started per second.")
+    lb: LoadBalancer = Field(default_factory=LoadBalancer,
+                             description="The HAProxy whose weights give the canary its "
+                             "share (its runtime API), and its backend.")
+    alpha: Number = Field(0.01, gt=0, le=0.5, description="Significance level of each test.")
+    effect: Number = Field(0.6, ge=0.5, le=1, description="Effect-size tolerance: a slower "
+                           "canary fails only when one of its requests is slower than an old "
+                           "one with at least this probability.")
+    slack_ms: Number = Field(5, ge=0, le=3_600_000, description="Median shifts up to this "
+                             "many ms never fail (noise).")
+    min_samples: Int = Field(50, ge=1, le=100_000_000, description="Fewer requests on "
+                             "either side make a step inconclusive.")
+
+
 class Strategy(_Model):
     """How hosts are rolled: a canary batch first, then fixed-size batches."""
 
@@ -169,6 +207,9 @@ class Strategy(_Model):
     batch_size: BatchSize = Field(
         1, description="Hosts per later batch, or a percentage of all hosts ('50%')."
     )
+    analysis: CanaryAnalysis | None = Field(
+        None, description="Judge the canary under load against the old release before the "
+        "next batch (active/active backends); none: only its testinfra gate.")
     max_fail_percentage: Int = Field(
         0, ge=0, le=0, description="Percentage of a batch allowed to fail before rollback. "
         "Only 0 for now: relctl rolls the release back on any host's failure, because "
@@ -356,6 +397,13 @@ class Manifest(_Model):
         None, description="Maintenance notices to users: channels and templates, if any.")
 
     _source: tuple[Path, str] | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _analysis_has_load(self) -> Manifest:
+        analysis = self.strategy.analysis
+        if analysis is not None and analysis.locustfile is None and self.gates.locust is None:
+            raise ValueError("strategy.analysis needs a locustfile: its own, or gates.locust's")
+        return self
 
     @field_validator("items")
     @classmethod

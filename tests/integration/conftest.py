@@ -67,10 +67,11 @@ def new_state_dir() -> Path:
 
 
 def start_lab(primary: int, backup: int, base_address: str, *,
-              postgresql: bool = False) -> RunningLab:
+              postgresql: bool = False, round_robin: bool = False) -> RunningLab:
     """The one way tests bring up a lab (``relctl lab up``, fronting the sample ledger) in
     a new state directory; ``postgresql``: a PostgreSQL cluster on each app host (skipped
-    without Debian's postgresql package). Stop it with ``stop_lab``. Only test_lab (``lab
+    without Debian's postgresql package); ``round_robin``: ledger balanced active/active.
+    Stop it with ``stop_lab``. Only test_lab (``lab
     up`` itself under test) and test_wheel (the installed wheel's relctl) run ``lab up``
     their own way."""
     _skip_without_lab()
@@ -79,6 +80,7 @@ def start_lab(primary: int, backup: int, base_address: str, *,
     state_dir = new_state_dir()
     up = relctl(state_dir, "lab", "up", "--primary", str(primary), "--backup", str(backup),
                 *(["--postgresql"] if postgresql else []),
+                *(["--round-robin", "ledger"] if round_robin else []),
                 "--base-address", base_address, "--service", LEDGER_SERVICE)
     if up.returncode != 0:
         relctl(state_dir, "lab", "down")  # stop whatever part of it did start

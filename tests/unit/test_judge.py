@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from controller.engine.canary import canary_weight
 from controller.models.gates import Samples
 from controller.planning.judge import JudgeRules, judge
 
@@ -63,3 +64,15 @@ def test_absolute_thresholds_stay_a_floor(rules: JudgeRules, words: str) -> None
     same = latencies(1, 400, 12.0)
     result = judge(Samples(same, failures=2), Samples(list(same), failures=2), rules)
     assert result.verdict == "fail" and words in result.reasons[0]
+
+
+@pytest.mark.parametrize(("share", "old", "canaries", "weight"), [
+    (50, [100, 100], 1, 200),   # half of the traffic: as much as both old servers together
+    (10, [100, 100], 1, 22),    # 22 / 222 = 9.9 %
+    (50, [100, 100, 100, 100], 2, 200),
+    (99, [100, 100], 1, 256),   # HAProxy's highest weight
+    (1, [1], 5, 1),             # never 0: a weight of 0 would take the canary out
+])
+def test_the_canary_weight_gives_it_its_share(share: int, old: list[int], canaries: int,
+                                              weight: int) -> None:
+    assert canary_weight(share, old, canaries) == weight
