@@ -133,7 +133,7 @@ def read_history(journal: Journal, manifest: Manifest, hosts: list[str]) -> Hist
               if p.state == "ok" and p.seconds is not None]
     p95 = [float(g.figures["candidate"]["p95_ms"]) for r in records
            for g in journal.gate_results(r.id)
-           if g.kind == "locust" and g.verdict == "pass"
+           if g.kind == "locust" and g.verdict == "pass" and g.phase == "candidate"
            and isinstance(g.figures.get("candidate"), dict)
            and isinstance(g.figures["candidate"].get("p95_ms"), int | float)]
     local = [r for r in records if r.environment == manifest.environment]

@@ -346,8 +346,10 @@ def _runbook(manifest: Manifest, release: ReleasePlan, history: History, store: 
                                    f"{len(release.hosts)} hosts{databases} into "
                                    f"`{store}/<release-id>/` (sha256 verified)", manager,
                        estimate(history.durations("snapshot"), DEFAULT_SECONDS["snapshot"])))
-    specs += [_batch_spec(manifest, release, n, hosts, history)
-              for n, hosts in enumerate(release.batches, start=1)]
+    for number, hosts in enumerate(release.batches, start=1):
+        specs.append(_batch_spec(manifest, release, number, hosts, history))
+        if number == 1 and manifest.strategy.analysis is not None and len(release.batches) > 1:
+            specs.append(_analysis_spec(manifest, hosts, history))
     if locust is not None:
         specs.append(_load_spec("gate:locust", "Locust candidate through the load balancer",
                                 locust, manager, history,
@@ -381,6 +383,20 @@ def _batch_spec(manifest: Manifest, release: ReleasePlan, number: int, hosts: li
     if number == 1 and release.irreversible:
         title += f"; converts {', '.join(release.irreversible)}: POINT OF NO RETURN"
     return _Spec(f"apply:{label}", title, manifest.owners.release_manager, combined(*parts))
+
+
+def _analysis_spec(manifest: Manifest, canary: list[str], history: History) -> _Spec:
+    analysis = manifest.strategy.analysis
+    assert analysis is not None
+    steps = ", then ".join(f"{s.weight} % for {s.duration_s:g} s" for s in analysis.steps)
+    default = sum(s.duration_s for s in analysis.steps) + LOCUST_OVERHEAD_S
+    return _Spec("analysis:canary", f"Canary analysis of {', '.join(canary)} under load "
+                 f"against the hosts still on the old release: {steps}; each step judged "
+                 f"(Mann-Whitney U, effect ≥ {analysis.effect:g} and median +"
+                 f"{analysis.slack_ms:g} ms fail; ≥ {analysis.min_samples} samples) before "
+                 "the next; a failure rolls back the canary alone",
+                 manifest.owners.release_manager,
+                 estimate(history.durations("analysis:canary"), default))
 
 
 def load_criteria(gate: LocustGate) -> str:

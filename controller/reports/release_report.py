@@ -65,7 +65,8 @@ class ReleaseFacts:
     @property
     def load(self) -> GateRecord | None:
         """The Locust gate's verdict with both runs' figures, if one ran."""
-        return next((g for g in self.gates if g.kind == "locust"), None)
+        return next((g for g in self.gates if g.kind == "locust"
+                     and not g.phase.startswith("canary:")), None)
 
     def batch_hosts(self) -> dict[str, list[str]]:
         """Which hosts each batch label (canary, batch2, ...) covered."""
@@ -122,6 +123,12 @@ def document(facts: ReleaseFacts) -> list[Block]:
         Table(["Phase", "Gate", "Verdict", "Figures"],
               [[g.phase, g.kind, g.verdict.upper(), _gate_summary(g)] for g in facts.gates]),
     ]
+    for gate in facts.gates:  # each canary analysis step: the canary against the old hosts
+        canary, old = gate.figures.get("candidate"), gate.figures.get("baseline")
+        if gate.phase.startswith("canary:") and isinstance(canary, dict) and canary:
+            blocks += [Heading(2, f"Canary analysis, {gate.phase.split(':', 1)[1]}: "
+                                  f"{gate.verdict.upper()}"),
+                       latency_figure(old, canary, CANARY_CAPTION)]
     load = facts.load
     if load is not None and load.figures.get("candidate"):
         blocks += [Heading(2, "Performance: baseline against candidate"),
@@ -145,7 +152,12 @@ def document(facts: ReleaseFacts) -> list[Block]:
 
 def _gate_summary(gate: GateRecord) -> str:
     f = gate.figures
-    if gate.kind == "locust":
+    if gate.phase.startswith("canary:"):
+        c, b, lat = f.get("candidate") or {}, f.get("baseline") or {}, f.get("latency") or {}
+        text = (f"canary p50 {c.get('p50_ms')} ms ({c.get('requests', 0)} requests) against "
+                f"old p50 {b.get('p50_ms')} ms ({b.get('requests', 0)}); effect "
+                f"{lat.get('effect', '-')}, p {lat.get('p', '-')}; weight {f.get('weight')}")
+    elif gate.kind == "locust":
         c = f.get("candidate") or {}
         text = (f"p95 {c.get('p95_ms', 0):.0f} ms, {c.get('rps', 0):.1f} rps, "
                 f"failures {c.get('failure_ratio', 0):.2%}")
@@ -159,7 +171,13 @@ def _gate_summary(gate: GateRecord) -> str:
 # --- charts -------------------------------------------------------------------------------
 
 
-def latency_figure(baseline: dict[str, Any] | None, candidate: dict[str, Any]) -> Figure:
+CANARY_CAPTION = ("Latency percentiles, ms, in the same seconds: the hosts still on the old "
+                  "release (baseline) and the canary (candidate), as the load balancer "
+                  "attributed each request")
+
+
+def latency_figure(baseline: dict[str, Any] | None, candidate: dict[str, Any],
+                   caption: str | None = None) -> Figure:
     """Grouped bars: p50/p95/p99 of the baseline and the candidate."""
     runs = [("baseline", baseline or {}, BASELINE_COLOUR), ("candidate", candidate,
                                                              CANDIDATE_COLOUR)]
@@ -181,8 +199,8 @@ def latency_figure(baseline: dict[str, Any] | None, candidate: dict[str, Any]) -
     svg = _svg(width, height, "Latency percentiles (ms)", parts)
     rows = [[p[:-3], f"{float((baseline or {}).get(p, 0) or 0):.0f}",
              f"{float(candidate.get(p, 0) or 0):.0f}"] for p in PERCENTILES]
-    return Figure("Latency percentiles through the load balancer, ms: baseline (before the "
-                  "change) and candidate (after it)", svg,
+    return Figure(caption or "Latency percentiles through the load balancer, ms: baseline "
+                  "(before the change) and candidate (after it)", svg,
                   Table(["Percentile", "Baseline ms", "Candidate ms"], rows))
 
 

@@ -183,7 +183,7 @@ def in_flight(journal: Journal, record: ReleaseRecord) -> InFlight:
     return InFlight(record, grid(facts), running[-1] if running else None,
                     max((datetime.now(UTC) - record.started).total_seconds(), 0.0), usual,
                     rollback_readiness(journal, facts),
-                    [gate_summary(g.kind, g.verdict, g.figures) for g in facts.gates])
+                    [gate_summary(g.kind, g.verdict, g.figures, g.phase) for g in facts.gates])
 
 
 def rollback_readiness(journal: Journal, facts: ReleaseFacts) -> str:
@@ -203,9 +203,15 @@ def rollback_readiness(journal: Journal, facts: ReleaseFacts) -> str:
             f"partly: {len(verified)} of {len(copies)} copies verified")
 
 
-def gate_summary(kind: str, verdict: str, figures: dict[str, Any]) -> dict[str, Any]:
+def gate_summary(kind: str, verdict: str, figures: dict[str, Any],
+                 phase: str = "") -> dict[str, Any]:
     """A gate's verdict and headline figures."""
-    if kind == "locust":
+    if phase.startswith("canary:"):
+        canary, old = figures.get("candidate") or {}, figures.get("baseline") or {}
+        said = (f"{phase}: canary p50 {canary.get('p50_ms')} ms, old p50 "
+                f"{old.get('p50_ms')} ms, {canary.get('requests', 0)} and "
+                f"{old.get('requests', 0)} requests")
+    elif kind == "locust":
         run = figures.get("candidate") or {}
         said = (f"p95 {float(run.get('p95_ms', 0) or 0):.0f} ms, "
                 f"{float(run.get('rps', 0) or 0):.1f} rps, "

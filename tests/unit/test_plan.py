@@ -16,7 +16,7 @@ from controller.cli.plan import read_history
 from controller.engine.continuity.follow import FOLLOW_PHASE
 from controller.journal import Holder, Journal
 from controller.manifest_loader import load_manifest
-from controller.models.manifest import Gates, Manifest, Risk
+from controller.models.manifest import AnalysisStep, CanaryAnalysis, Gates, Manifest, Risk
 from controller.planning.runbook import (
     BackupSite,
     Fleet,
@@ -351,3 +351,17 @@ def test_the_example_inventories_hold_the_groups_the_examples_name(
     data = json.loads(result.stdout)
     assert len(data["hosts"]) == 3 and len(data["backup_hosts"]) == 2
     assert all(h.endswith(".example.test") for h in data["hosts"] + data["backup_hosts"])
+
+
+def test_the_runbook_shows_the_canary_analysis_steps(tree: Path) -> None:
+    manifest = example(tree, "1.2.0", WINDOW)
+    analysis = CanaryAnalysis(steps=[AnalysisStep(weight=10, duration_s=30),
+                                     AnalysisStep(weight=50, duration_s=30)])
+    judged = manifest.model_copy(update={"strategy": manifest.strategy.model_copy(
+        update={"analysis": analysis})})
+    keys = [s.key for s in plan_of(judged).steps]
+    assert keys.index("analysis:canary") == keys.index("apply:canary") + 1
+    step = next(s for s in plan_of(judged).steps if s.key == "analysis:canary")
+    assert "10 % for 30 s, then 50 % for 30 s" in step.title
+    assert step.minutes == 2  # 60 s of load and a minute of start-up, by default
+    assert "analysis:canary" not in [s.key for s in plan_of(manifest).steps]
