@@ -99,6 +99,24 @@ class CanaryRun:
             saved_file.unlink()
         return judgement
 
+    def preflight(self, canary: list[str], old: list[str]) -> None:
+        """Before any change: the LB's runtime API answers and its backend has a server
+        for every host the analysis weighs; ``InputError`` (exit 2) naming what lacks."""
+        api, backend = self._lb()
+        try:
+            found = {s.server for s in api.servers() if s.backend == backend}
+        except RelctlError as error:
+            raise InputError(f"strategy.analysis: {error.message}") from error
+        if not found:
+            raise InputError(f"strategy.analysis: HAProxy at {api.endpoint} has no backend "
+                             f"{backend!r}; set strategy.analysis.lb.backend")
+        names = self.analysis.lb.servers
+        missing = [h for h in [*canary, *old] if names.get(h, h) not in found]
+        if missing:
+            raise InputError(f"strategy.analysis: backend {backend!r} has no server for "
+                             f"{', '.join(missing)} (servers: {', '.join(sorted(found))}); "
+                             "map them in strategy.analysis.lb.servers")
+
     def _lb(self) -> tuple[RuntimeApi, str]:
         lb = self.analysis.lb
         inventory = read_inventory(self.env.inventory, self.env.ansible_cfg)

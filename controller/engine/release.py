@@ -92,6 +92,9 @@ class ReleaseEngine:
         plan = self._plan()
         m = self.manifest
         self._check_databases(plan)
+        if m.strategy.analysis is not None and len(plan.batches) > 1:  # before any change
+            CanaryRun(self.env, self.journal, 0, m, None, self.progress).preflight(
+                plan.batches[0], [h for h in plan.hosts if h not in plan.batches[0]])
         self.journal.acquire_lock(m.environment, m.release)
         release_id = self.journal.start_release(
             name=m.release, version=m.version, service=m.service, environment=m.environment,
@@ -273,7 +276,8 @@ class ReleaseEngine:
             if not verdict.passed:
                 raise GateFailed(f"testinfra {verdict.outcome} on {label}: "
                                  + "; ".join(verdict.reasons[:5]))
-        if label == "canary" and self.manifest.strategy.analysis is not None:
+        if (label == "canary" and self.manifest.strategy.analysis is not None
+                and len(plan.batches) > 1):
             self._analyse_canary(release_id, batch, [h for h in plan.hosts if h not in batch])
         for host in batch:
             self.journal.set_host_state(release_id, host, "verified")

@@ -72,6 +72,17 @@ def analysis_of(lab: RunningLab, release: str) -> tuple[list[dict[str, Any]], di
     return steps, hosts
 
 
+def test_an_analysis_whose_backend_is_missing_is_refused_before_any_change(
+        lab: RunningLab, tmp_path: Path) -> None:
+    code, _outcome, err = apply(lab, manifest(tmp_path, "canary-nowhere-1.1.0", "1.1.0",
+                                              lb={"backend": "nope"}))
+    assert code == 2, err
+    assert "has no backend 'nope'" in err
+    with Journal(lab.state_dir / "journal.sqlite") as journal:
+        assert journal.find_release("canary-nowhere-1.1.0") is None  # nothing started
+    assert served_versions(lab) == {"1.0.0"}
+
+
 def test_a_slow_canary_fails_its_step_and_only_the_canary_is_rolled_back(
         lab: RunningLab, tmp_path: Path) -> None:
     before = weights(lab)
