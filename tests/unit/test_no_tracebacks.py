@@ -89,7 +89,7 @@ def test_an_alias_bomb_of_few_nodes_and_many_bytes_is_refused(tree: Path) -> Non
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # no hang (the memory bound proves the rest)
     assert peak < 32 << 20  # bytes: the 240 MB were never built
     message = refused.value.message
     assert_located(message, path)
