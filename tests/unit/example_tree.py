@@ -9,6 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCED = ["playbooks/ledger_deploy.yml", "playbooks/ledger_migrate.yml",
               "tests/gates/test_ledger_release.py", "loadtests/ledger.py",
+              "loadtests/ledger_reads.py",
               *(f"build/artifacts/ledger-{v}.tar.gz" for v in ("1.1.0", "1.2.0", "2.0.0",
                                                                 "2.0.1"))]
 
