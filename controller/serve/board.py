@@ -24,7 +24,7 @@ from controller.errors import RelctlError
 from controller.journal import ContinuityRecord, Journal, ReleaseRecord, SignoffRequest
 from controller.manifest_loader import load_manifest
 from controller.models.manifest import Manifest
-from controller.reports.release_report import ReleaseFacts, covered_hosts
+from controller.reports.release_report import ReleaseFacts, covered_hosts, latency_figure
 
 HISTORY_LIMIT = 50
 SCOPE_RELEASES = 20  # releases of a service and environment read for its sites' versions
@@ -79,6 +79,7 @@ class InFlight:
     usual_s: float | None  # how long the service's last good release took
     rollback_ready: str
     gates: list[dict[str, Any]]
+    chart: str | None = None  # the Locust gate's latency chart (SVG), once it ran
 
 
 @dataclass(frozen=True)
@@ -180,10 +181,14 @@ def in_flight(journal: Journal, record: ReleaseRecord) -> InFlight:
     good = journal.last_good_release(record.service, record.environment)
     usual = ((good.ended - good.started).total_seconds()
              if good is not None and good.ended is not None else None)
+    load = facts.load
+    chart = (latency_figure(load.figures.get("baseline"), load.figures["candidate"]).svg
+             if load is not None and isinstance(load.figures.get("candidate"), dict) else None)
     return InFlight(record, grid(facts), running[-1] if running else None,
                     max((datetime.now(UTC) - record.started).total_seconds(), 0.0), usual,
                     rollback_readiness(journal, facts),
-                    [gate_summary(g.kind, g.verdict, g.figures, g.phase) for g in facts.gates])
+                    [gate_summary(g.kind, g.verdict, g.figures, g.phase) for g in facts.gates],
+                    chart)
 
 
 def rollback_readiness(journal: Journal, facts: ReleaseFacts) -> str:

@@ -120,8 +120,8 @@ def team_html(view: TeamView, *, can_sign: bool) -> str:
                                     d.detail) for d in view.drills])
                  if view.drills else "<p>none yet</p>")
     parts.append("<h2>Replication</h2>")
-    parts.append(_table(["Service", "Environment", "Last replica", "Age"],
-                        [[_e(r["service"]), _e(r["environment"]),
+    parts.append(_table(["Service", "Environment", "Plan", "Last replica", "Age"],
+                        [[_e(r["service"]), _e(r["environment"]), _e(r["plan"] or "-"),
                           f"#{r['last_replica']}" if r["last_replica"] else "none",
                           _span(r["age_s"])] for r in view.replication]))
     parts.append("<h2>History</h2>" + _filters(view))
@@ -144,6 +144,7 @@ def _in_flight(flight: InFlight) -> str:
             f"{_span(flight.elapsed_s)}{_e(usual)}; rollback "
             f"{_e(flight.rollback_ready)}; by {_e(r.operator)}</p>"
             + (f"<p>gates: {_e(gates)}</p>" if gates else "") + grid_html(flight.grid)
+            + (f"<figure>{flight.chart}</figure>" if flight.chart else "")  # SVG, escaped
             + "</section>")
 
 

@@ -337,3 +337,20 @@ def test_serve_over_https_with_the_users_certificate(tmp_path: Path) -> None:
         _out, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
     assert "https://127.0.0.1" in err
+
+
+def test_the_latency_chart_of_a_release_in_flight_and_the_last_replica_per_plan(
+        journal: Journal, journal_path: Path, tree: Path) -> None:
+    release_id = in_flight(journal, tree)
+    journal.add_gate_result(release_id, phase="candidate", kind="locust", verdict="pass",
+                            figures={"baseline": {"p50_ms": 4, "p95_ms": 9, "p99_ms": 12},
+                                     "candidate": {"p50_ms": 5, "p95_ms": 11, "p99_ms": 15}})
+    replica = journal.begin_continuity("replication", "billing", "lab",
+                                       {"plan": "/plans/billing-dr.yml"})
+    journal.end_continuity(replica, "ok", {"captured_at": datetime.now(UTC).isoformat()})
+    with client(journal_path) as web:
+        text = web.get("/").text
+    flight = text.split('data-release="billing-1.2.0"', 1)[1].split("</section>", 1)[0]
+    assert "<svg" in flight and "candidate p95 11 ms" in flight
+    replication = text.split("<h2>Replication</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "/plans/billing-dr.yml" in replication and f"#{replica}" in replication
