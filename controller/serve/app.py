@@ -113,7 +113,11 @@ class Changes:
         mark: str | None = None
         while True:
             if self.listeners:
-                now = await run_in_threadpool(lambda: self.journals.get().change_mark())
+                try:
+                    now = await run_in_threadpool(lambda: self.journals.get().change_mark())
+                except RelctlError:  # the journal's server away for a moment: try again
+                    await asyncio.sleep(self.poll_s)
+                    continue
                 if mark is not None and now != mark:
                     async with self._moved:
                         self.version += 1
@@ -214,7 +218,7 @@ class Endpoints:
             Route("/", self.team), Route("/releases/{name}", self.release),
             Route("/status/{service}", self.status), Route("/events", self.events),
             Route("/signoff", self.signoff, methods=["POST"]),
-        ], lifespan=self.lifespan,
+        ], lifespan=self.lifespan, exception_handlers={RelctlError: self.unavailable},
             middleware=[Middleware(Guard, token=self.settings.token, headers=self.headers)])
 
     def _html(self, request: Request, title: str, live: str, status: int = 200,
@@ -225,6 +229,13 @@ class Endpoints:
 
     async def _read(self, fn: Callable[[Journal], Any]) -> Any:
         return await run_in_threadpool(lambda: fn(self.journals.get()))
+
+    async def unavailable(self, request: Request, error: Exception) -> Response:
+        """The journal could not be read (its server is down, a bad row): 503, said once,
+        no traceback; the page's script tries again on the next change."""
+        message = error.message if isinstance(error, RelctlError) else str(error)
+        return PlainTextResponse(f"relctl serve: the journal could not be read: {message}",
+                                 503, headers=self.headers)
 
     async def team(self, request: Request) -> Response:
         q = request.query_params

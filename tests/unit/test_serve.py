@@ -354,3 +354,13 @@ def test_the_latency_chart_of_a_release_in_flight_and_the_last_replica_per_plan(
     assert "<svg" in flight and "candidate p95 11 ms" in flight
     replication = text.split("<h2>Replication</h2>", 1)[1].split("<h2>", 1)[0]
     assert "/plans/billing-dr.yml" in replication and f"#{replica}" in replication
+
+
+def test_a_journal_that_cannot_be_read_is_a_503_without_a_traceback(tmp_path: Path) -> None:
+    broken = tmp_path / "journal.sqlite"
+    broken.write_text("not a database, and no secret in the answer\n" * 20)
+    with client(broken) as web:
+        answer = web.get("/")
+    assert answer.status_code == 503
+    assert answer.text.startswith("relctl serve: the journal could not be read")
+    assert "Traceback" not in answer.text
