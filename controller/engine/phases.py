@@ -14,7 +14,8 @@ Progress = Callable[[str], None]
 class PhaseScope:
     """``with`` block that journals a phase's start (with the ``hosts`` it works on, when
     given), end, state, detail and duration (monotonic: this machine's wall clock jumps),
-    and says how long it took. The detail the block fills replaces the start's."""
+    and says how long it took. The detail the block fills replaces the start's (which keeps
+    ``hosts`` unless the block set its own)."""
 
     def __init__(self, journal: Journal, release_id: int, name: str,
                  progress: Progress = lambda _msg: None, hosts: list[str] | None = None) -> None:
@@ -33,6 +34,8 @@ class PhaseScope:
 
     def __exit__(self, kind: object, error: object, _tb: object) -> None:
         seconds = time.monotonic() - self.started
+        if self.hosts and "hosts" not in self.detail:  # still named once it has ended
+            self.detail["hosts"] = self.hosts
         if error is not None:
             self.detail["error"] = str(error)[:1000]
         self.journal.end_phase(self.phase_id, "failed" if error else "ok", self.detail,
