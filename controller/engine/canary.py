@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,7 @@ class CanaryRun:
     def _step(self, number: int, step: AnalysisStep, canary: list[str], old: list[str],
               weight: int) -> Judgement:
         """One step's load and verdict (run once more when inconclusive); journaled."""
-        rules = self._rules()
+        rules = replace(self._rules(), share=step.weight / 100)
         seen = {"canary": Samples(), "old": Samples()}
         unnamed = 0
         judgement = Judgement("inconclusive", [], {})

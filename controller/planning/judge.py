@@ -12,6 +12,8 @@ Per metric, as Kayenta does:
   than ``slack_ms``. Thousands of requests make a 1 ms shift "significant"; the effect
   size and the slack keep that from failing a good release.
 - errors: Fisher's exact test (one-sided) on failed and successful requests.
+- a canary that answers under a third of the share its weight sends it, while the old
+  hosts answer plenty, fails: it does not keep up (or its health checks took it out).
 - too few samples on either side: ``inconclusive``.
 - absolute thresholds (the Locust gate's p95 and failure ratio) stay as a floor.
 
@@ -30,6 +32,7 @@ from scipy import stats
 from controller.models.gates import Samples
 
 JudgeVerdict = Literal["pass", "fail", "inconclusive"]
+STARVED = 3  # a canary answering under a third of its share is not keeping up
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class JudgeRules:
     min_samples: int = 50
     p95_ms: float | None = None  # floors: the Locust gate's absolute thresholds
     max_failure_ratio: float | None = None
+    share: float | None = None  # the canary's share of the requests by its LB weight (0-1)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class Judgement:
 def judge(baseline: Samples, candidate: Samples, rules: JudgeRules) -> Judgement:
     """The canary (``candidate``) against the old release (``baseline``)."""
     figures: dict[str, Any] = {"baseline": baseline.figures(), "candidate": candidate.figures()}
+    starved = _starved(baseline, candidate, rules)
+    if starved:
+        return Judgement("fail", [starved], figures)
     few = min(len(baseline.latencies_ms), len(candidate.latencies_ms))
     if few < rules.min_samples:
         return Judgement("inconclusive", [
@@ -71,6 +78,20 @@ def judge(baseline: Samples, candidate: Samples, rules: JudgeRules) -> Judgement
         f"ms (effect {figures['latency']['effect']:.2f}, p {figures['latency']['p']:.3g}); "
         f"failures {candidate.failures}/{candidate.requests} vs "
         f"{baseline.failures}/{baseline.requests}"], figures)
+
+
+def _starved(baseline: Samples, candidate: Samples, rules: JudgeRules) -> str | None:
+    """The canary answered far fewer requests than its weight sends it while the old
+    hosts answered plenty: it cannot keep up, or the LB took it out (health checks)."""
+    if rules.share is None or baseline.requests < rules.min_samples:
+        return None
+    total = candidate.requests + baseline.requests
+    answered = candidate.requests / total
+    if answered >= rules.share / STARVED:
+        return None
+    return (f"the canary answered {candidate.requests} of {total} requests ({answered:.1%}) "
+            f"where its weight sends it {rules.share:.0%}: it does not keep up, or the load "
+            "balancer took it out")
 
 
 def _latency(baseline: Samples, candidate: Samples, rules: JudgeRules,

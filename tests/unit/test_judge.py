@@ -76,3 +76,12 @@ def test_absolute_thresholds_stay_a_floor(rules: JudgeRules, words: str) -> None
 def test_the_canary_weight_gives_it_its_share(share: int, old: list[int], canaries: int,
                                               weight: int) -> None:
     assert canary_weight(share, old, canaries) == weight
+
+
+def test_a_canary_that_does_not_keep_up_with_its_share_fails() -> None:
+    """12 answers where a third of 680 were sent: slow, or taken out by its health checks."""
+    rules = JudgeRules(min_samples=30, share=0.34)
+    starved = judge(Samples(latencies(1, 670, 12.0)), Samples(latencies(2, 12, 900.0)), rules)
+    assert starved.verdict == "fail" and "answered 12 of 682 requests" in starved.reasons[0]
+    fair = judge(Samples(latencies(1, 440, 12.0)), Samples(latencies(2, 230, 12.0)), rules)
+    assert fair.verdict == "pass", fair.reasons
