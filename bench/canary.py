@@ -14,7 +14,8 @@ Goals (issue 27): 0 false rollbacks, the slow release caught RUNS of RUNS times.
 anchor is the good release's own canary step: its median latency shift is printed with
 the slow one's, as a ratio.
 
-Run: .venv/bin/python bench/canary.py [RUNS]   (default 10)
+Run: .venv/bin/python bench/canary.py [RUNS]   (default 10; about 2.5 min a round on a
+2-core machine: give it 30 min, and stop it with Ctrl-C, which brings its lab down)
 """
 
 from __future__ import annotations
