@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from controller.journal import Journal, MonitorRoundRecord
 from tests.integration.ansible_cli import shell
 from tests.integration.conftest import RunningLab, start_lab, stop_lab
 from tests.integration.ledger_http import served_versions
-from tests.relctl_cli import RELCTL, deploy_ledger, relctl
+from tests.relctl_cli import RELCTL, deploy_ledger, example_text, relctl
 
 pytestmark = pytest.mark.lab
 RELEASES = Path(__file__).resolve().parents[2] / "examples" / "releases"
@@ -27,14 +28,20 @@ STOP_LEDGER = "/srv/ledger/current/bin/ledgerctl stop --config /etc/ledger/ledge
 
 
 @pytest.fixture(scope="module")
-def released_lab() -> Iterator[RunningLab]:
-    """A lab whose primary site was on 1.0.0 and now runs ledger-1.1.0, released."""
+def released_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    """A lab whose primary site was on 1.0.0 and now runs ledger-1.1.0, released. Its
+    Locust gate keeps its absolute thresholds but not the comparison with the baseline,
+    whose few-millisecond p95 ratio flaps on a loaded 2-core machine (this module proves
+    the warranty monitor, not that gate)."""
     lab = start_lab(primary=2, backup=0, base_address="127.0.9.130")
     try:
         deploy = deploy_ledger(lab.state_dir, "1.0.0")
         assert deploy.returncode == 0, deploy.stderr
-        applied = relctl(lab.state_dir, "apply", str(RELEASES / "ledger-1.1.0.yml"), "--yes",
-                         "--json")
+        data = yaml.safe_load(example_text(RELEASES / "ledger-1.1.0.yml"))
+        data["gates"]["locust"]["thresholds"]["p95_vs_baseline"] = None
+        manifest = tmp_path_factory.mktemp("monitor") / "ledger-1.1.0.yml"
+        manifest.write_text(yaml.safe_dump(data, sort_keys=False))
+        applied = relctl(lab.state_dir, "apply", str(manifest), "--yes", "--json")
         assert applied.returncode == 0, applied.stdout + applied.stderr
         assert served_versions(lab) == {"1.1.0"}
         yield lab

@@ -127,18 +127,23 @@ def test_a_release_signed_off_and_followed_from_an_open_page(
     assert "released" in history, history
 
 
+READ_PAGE = """(release) => {
+  const flight = document.querySelector(`section.flight[data-release="${release}"]`);
+  if (flight) { return flight.innerText; }
+  const main = document.querySelector("main");
+  const history = main ? main.innerText.split("History").pop() : "";
+  return history.split("\\n").find((line) => line.includes(release)) || "";
+}"""
+
+
 def watch_grid(page: Any, apply: subprocess.Popen[str]) -> list[str]:
     """Each distinct state of the release's grid (then of the history) the open page
-    shows, until apply has ended and the page shows the release released."""
-    flight = f'section.flight[data-release="{RELEASE}"]'
+    shows, until apply has ended and the page shows the release released. The page is
+    read in one script call: the live part may be swapped between two locator calls."""
     seen: list[str] = []
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if page.locator(flight).count():
-            text = page.inner_text(flight)
-        else:
-            text = page.inner_text("main").split("History", 1)[-1]
-            text = next((line for line in text.splitlines() if RELEASE in line), "")
+        text = str(page.evaluate(READ_PAGE, RELEASE))
         if text and (not seen or seen[-1] != text):
             if "running" in text and not any("running" in t for t in seen):
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)  # the grid mid-release
