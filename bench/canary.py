@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from _lab import LEDGER, ROOT, deploy_ledger, fresh_state_dir, relctl
 
 from controller.adapters.locust import LoadRun, start_load, stop_load
@@ -38,23 +37,10 @@ from controller.journal import Journal
 
 sys.path.insert(0, str(ROOT))
 from tests.http_target import LOCUSTFILE
-from tests.relctl_cli import example_text
+from tests.integration.test_canary import manifest  # the module's own manifests
 
 BASE = os.environ.get("RELCTL_BENCH_BASE", "127.0.95.10")
 RELCTL = [sys.executable, "-m", "controller"]
-
-
-def manifest(folder: Path, name: str, version: str) -> Path:
-    data: dict[str, Any] = yaml.safe_load(example_text(
-        ROOT / "examples" / "releases" / f"ledger-{version}.yml"))
-    data["release"] = name
-    data["gates"]["locust"] = None
-    data["strategy"] = {"canary": 1, "batch_size": 2, "analysis": {
-        "locustfile": str(LOCUSTFILE), "users": 6, "spawn_rate": 6,
-        "steps": [{"weight": 34, "duration_s": 6}], "min_samples": 30}}
-    path = folder / f"{name}.yml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def apply(state: Path, path: Path) -> tuple[int, float]:

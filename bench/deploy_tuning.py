@@ -36,8 +36,8 @@ def defaults_cfg(lab: Path) -> Path:
     return cfg
 
 
-def deploy(cfg: Path, version: str) -> None:
-    """One ansible-playbook run of the deploy playbook with config ``cfg``."""
+def deploy(cfg: Path, version: str) -> str:
+    """One ansible-playbook run of the deploy playbook with config ``cfg``; its output."""
     close_control_masters(cfg.parent / "cp")
     env = {**os.environ, "ANSIBLE_CONFIG": str(cfg),
            "PATH": tools_path()}
@@ -46,6 +46,7 @@ def deploy(cfg: Path, version: str) -> None:
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"deploy {version} failed:\n{result.stdout[-2000:]}")
+    return result.stdout
 
 
 def main() -> None:

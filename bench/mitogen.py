@@ -16,17 +16,14 @@ from __future__ import annotations
 import os
 import re
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-from _lab import LEDGER, ROOT, fresh_state_dir, relctl, timed
+from _lab import LEDGER, fresh_state_dir, relctl, timed
+from deploy_tuning import deploy as tuned_deploy
 
 from controller.adapters.ssh import close_control_masters
-from controller.paths import tools_path
 
-PLAYBOOK = ROOT / "playbooks" / "ledger_deploy.yml"
-ARTIFACTS = ROOT / "build" / "artifacts"
 BASE = os.environ.get("RELCTL_BENCH_BASE", "127.0.41.10")
 
 
@@ -46,18 +43,14 @@ def mitogen_cfg(lab: Path) -> Path:
 
 
 def deploy(cfg: Path, version: str, hosts: int) -> None:
-    """One ansible-playbook run of the deploy playbook with config ``cfg``."""
-    close_control_masters(cfg.parent / "cp")
-    env = {**os.environ, "ANSIBLE_CONFIG": str(cfg), "PATH": tools_path()}
-    command = ["ansible-playbook", str(PLAYBOOK), "-l", "app_primary",
-               "-e", f"ledger_version={version}", "-e", f"ledger_artifacts_dir={ARTIFACTS}"]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    recap = re.findall(r"^(\S+)\s+: ok=\d+.*unreachable=(\d+)\s+failed=(\d+)", result.stdout,
+    """deploy_tuning's run of the deploy playbook, whose PLAY RECAP must show every host
+    with no failed and no unreachable task."""
+    output = tuned_deploy(cfg, version)
+    recap = re.findall(r"^(\S+)\s+: ok=\d+.*unreachable=(\d+)\s+failed=(\d+)", output,
                        re.MULTILINE)
-    clean = [h for h, unreachable, failed in recap if unreachable == failed == "0"]
-    if result.returncode != 0 or len(clean) != hosts:
-        raise SystemExit(f"deploy {version} with {cfg.name} failed:\n{result.stdout[-3000:]}"
-                         f"\n{result.stderr[-2000:]}")
+    if len([h for h, unreachable, failed in recap if unreachable == failed == "0"]) != hosts:
+        raise SystemExit(f"deploy {version} with {cfg.name}: not every host ran clean:\n"
+                         f"{output[-3000:]}")
 
 
 def main() -> None:

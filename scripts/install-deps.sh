@@ -4,7 +4,8 @@ set -euo pipefail
 # chromium: headless, renders the HTML reports in a test (screenshot of the charts).
 # postgresql: the tests start their own cluster on loopback (the shared PostgreSQL journal,
 # PostgreSQL data items); python3-psycopg: the sample ledger in its PostgreSQL mode.
-packages=(openssh-server openssh-client haproxy python3 python3-venv sqlite3 util-linux procps chromium postgresql python3-psycopg)
+# openssl: a test makes the certificate relctl serve answers HTTPS with.
+packages=(openssh-server openssh-client haproxy python3 python3-venv sqlite3 util-linux procps chromium postgresql python3-psycopg openssl)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

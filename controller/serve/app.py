@@ -107,7 +107,6 @@ class Changes:
         self.version = 0
         self.listeners = 0
         self._moved = asyncio.Condition()
-        self._task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         mark: str | None = None

@@ -10,13 +10,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jinja2
 import pytest
 
-from controller.adapters.haproxy import RuntimeApi
+from controller.adapters.haproxy import BackendServer, RuntimeApi
 from controller.adapters.locust import LoadRun, parse_stats, read_samples, run_load
 from controller.errors import LabError
 from controller.paths import bundled_playbook
@@ -102,6 +102,34 @@ def _get(url: str) -> tuple[int, float]:
         return error.code, time.monotonic() - started
 
 
+@contextlib.contextmanager
+def running_haproxy(tmp_path: Path, config: Path, endpoint: str,
+                    ready: Callable[[list[BackendServer]], bool]) -> Iterator[RuntimeApi]:
+    """HAProxy on ``config`` (no saved server states) until its runtime API at
+    ``endpoint`` answers and ``ready`` says so of its servers; stopped by its pid."""
+    (tmp_path / "server-state").write_text("")
+    daemon = subprocess.Popen(["haproxy", "-db", "-f", str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        api = RuntimeApi(endpoint)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                servers: list[BackendServer] | None = api.servers()
+            except LabError:  # not listening yet
+                servers = None
+            if servers is not None and ready(servers):
+                break
+            gone = daemon.poll() is not None
+            assert time.monotonic() < deadline and not gone, (
+                daemon.stderr.read().decode() if gone and daemon.stderr else servers)
+            time.sleep(0.05)
+        yield api
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
 def test_a_request_waits_for_a_server_instead_of_a_503(tmp_path: Path) -> None:
     """While no server may take traffic (the primaries down, the backups out of service
@@ -112,20 +140,8 @@ def test_a_request_waits_for_a_server_instead_of_a_503(tmp_path: Path) -> None:
         port = int(backup.url.rsplit(":", 1)[1])
         front, admin = free_port(address), free_port(address)
         config = render(tmp_path, address, port, front, admin, lb_hold_ms=1500)
-        (tmp_path / "server-state").write_text("")
-        daemon = subprocess.Popen(["haproxy", "-db", "-f", str(config)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            api = RuntimeApi(f"{address}:{admin}")
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    api.servers()
-                    break
-                except LabError:  # not listening yet
-                    assert time.monotonic() < deadline and daemon.poll() is None, (
-                        daemon.stderr.read().decode() if daemon.stderr else "")
-                    time.sleep(0.05)
+        with running_haproxy(tmp_path, config, f"{address}:{admin}",
+                             lambda _servers: True) as api:
             for server in ("primary-1", "primary-2", "backup-1"):
                 api.set_state("ledger", server, "maint")
             url = f"http://{address}:{front}/health"
@@ -136,9 +152,6 @@ def test_a_request_waits_for_a_server_instead_of_a_503(tmp_path: Path) -> None:
             status, waited = _get(url)  # backup-1 comes after 0.5 s: served then
             timer.join()
             assert status == 200 and 0.4 < waited < 1.4, (status, waited)
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=10)
 
 
 def _served_by(url: str) -> str:
@@ -155,26 +168,9 @@ def haproxy_over_two(tmp_path: Path, balance: str) -> Iterator[str]:
     with HealthServer("127.0.92.2", port), HealthServer("127.0.92.3", port):
         front, admin = free_port(address), free_port(address)
         config = render(tmp_path, address, port, front, admin, balance=balance)
-        (tmp_path / "server-state").write_text("")
-        daemon = subprocess.Popen(["haproxy", "-db", "-f", str(config)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            api = RuntimeApi(f"{address}:{admin}")
-            deadline = time.monotonic() + 10
-            while True:  # both primaries up by their health checks
-                try:
-                    states = {s.server: s.status for s in api.servers()
-                              if s.server.startswith("primary")}
-                except LabError:
-                    states = {}
-                if states and set(states.values()) == {"UP"}:
-                    break
-                assert time.monotonic() < deadline and daemon.poll() is None, states
-                time.sleep(0.1)
+        with running_haproxy(tmp_path, config, f"{address}:{admin}", lambda servers: {
+                s.status for s in servers if s.server.startswith("primary")} == {"UP"}):
             yield f"http://{address}:{front}"
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=10)
 
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")

@@ -7,6 +7,7 @@ import asyncio
 import http.client
 import json
 import re
+import shutil
 import ssl
 import subprocess
 import time
@@ -307,6 +308,8 @@ def test_a_drill_shows_its_timeline_as_it_happens_and_users_see_an_exercise(
     assert "web-1" not in json.dumps(users)
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed "
+                    "(scripts/install-deps.sh installs it)")
 def test_serve_over_https_with_the_users_certificate(tmp_path: Path) -> None:
     """The real server (uvicorn) with --tls-cert/--tls-key: HTTPS answers, verified
     against the certificate; plain HTTP gets nothing; SIGTERM stops it, exit 0."""
