@@ -14,7 +14,7 @@ from locust import HttpUser, between, task
 class LedgerClient(HttpUser):
     """A client that records transactions and reads them back."""
 
-    wait_time = between(0.01, 0.05)
+    wait_time = between(0.05, 0.15)
 
     def on_start(self) -> None:
         self.ids: list[int] = []

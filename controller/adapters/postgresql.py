@@ -22,26 +22,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from typing import IO, TYPE_CHECKING, Any
 
 from controller.adapters.children import owned_child, start_owned, stop_owned
 from controller.errors import PrerequisiteError
 
+if TYPE_CHECKING:  # psycopg is imported when a connection is made: not by every command
+    import psycopg
+
+    Connection = psycopg.Connection[Any]
+
 PG_LIB = Path(os.environ.get("RELCTL_PG_LIB", "/usr/lib/postgresql"))
 # SQLSTATE classes of a refused login or a wrong database: the configuration's fault.
 BAD_LOGIN = ("28", "3D")
-
-Connection = psycopg.Connection[Any]
 
 
 # -- connections ---------------------------------------------------------------------------
 
 def connect(conninfo: str = "", **options: Any) -> Connection:
     """A psycopg connection in autocommit mode (``options``: psycopg's and libpq's)."""
+    import psycopg  # noqa: PLC0415 - see TYPE_CHECKING above
+
     conn: Connection = psycopg.connect(conninfo, autocommit=True, **options)
     return conn
 
@@ -231,6 +232,9 @@ def repoint(conn: Connection, host: str, port: int) -> None:
     """Tell the standby ``conn`` reaches to stream from ``host``:``port``: its
     ``primary_conninfo`` with the new host and port (the rest kept), reloaded;
     PostgreSQL follows the new primary's timeline by itself."""
+    from psycopg import sql  # noqa: PLC0415
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: PLC0415
+
     row = conn.execute("SHOW primary_conninfo").fetchone()
     info: dict[str, Any] = conninfo_to_dict(str(row[0]) if row else "")
     info |= {"host": host, "port": str(port)}

@@ -16,10 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from controller.data.engine import Capture, DataEngine
-from controller.data.postgresql import PostgresEngine
 from controller.models.items import DataItem
 
-DATA_ENGINES: dict[str, Callable[[DataItem], DataEngine]] = {"postgresql": PostgresEngine}
+
+def _postgresql(item: DataItem) -> DataEngine:
+    from controller.data.postgresql import PostgresEngine  # noqa: PLC0415 - psycopg when used
+
+    return PostgresEngine(item)
+
+
+DATA_ENGINES: dict[str, Callable[[DataItem], DataEngine]] = {"postgresql": _postgresql}
 """The engines the controller runs, by the ``engine`` a data item names."""
 
 

@@ -26,9 +26,6 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-from scipy import stats
-
 from controller.models.gates import Samples
 
 JudgeVerdict = Literal["pass", "fail", "inconclusive"]
@@ -96,6 +93,8 @@ def _starved(baseline: Samples, candidate: Samples, rules: JudgeRules) -> str | 
 
 def _latency(baseline: Samples, candidate: Samples, rules: JudgeRules,
              figures: dict[str, Any]) -> list[str]:
+    from scipy import stats  # noqa: PLC0415 - SciPy costs 0.6 s to import: only when judging
+
     test = stats.mannwhitneyu(candidate.latencies_ms, baseline.latencies_ms,
                               alternative="greater", method="asymptotic")
     pairs = len(candidate.latencies_ms) * len(baseline.latencies_ms)
@@ -112,6 +111,9 @@ def _latency(baseline: Samples, candidate: Samples, rules: JudgeRules,
 
 def _errors(baseline: Samples, candidate: Samples, rules: JudgeRules,
             figures: dict[str, Any]) -> list[str]:
+    import numpy as np  # noqa: PLC0415 - as SciPy in _latency
+    from scipy import stats  # noqa: PLC0415
+
     table = np.array([[candidate.failures, len(candidate.latencies_ms)],
                       [baseline.failures, len(baseline.latencies_ms)]])
     _odds, p_value = stats.fisher_exact(table, alternative="greater")

@@ -27,6 +27,10 @@ PRIVATE = ("/tmp", "/run")
 SHARED = "/mnt"
 # Runtime directories the host's daemons need, created inside the host: (path, mode).
 RUNTIME_DIRS = (("/run/sshd", "0755"),)
+# root's shell start-up on a host: a fresh server's, not the controller's own ~/.bashrc
+# (sshd's bash reads it before every command Ansible sends; a pyenv or a banner there
+# would cost every task, or break its file transfers). Written to the host's own layer.
+HOST_BASHRC = "# a relctl lab host: root's own shell start-up, empty as on a fresh server\n"
 REMOTE_PYTHON = "/usr/bin/python3"
 
 
@@ -154,6 +158,7 @@ def launch_command(layout: LabLayout, host: LabHost) -> list[str]:
         steps.append(shlex.join(["mount", "-t", "overlay", "relctl-lab", "-o", options, tree]))
     for path, mode in RUNTIME_DIRS:
         steps.append(shlex.join(["install", "-d", "-m", mode, "-o", "root", "-g", "root", path]))
+    steps.append(f"printf %s {shlex.quote(HOST_BASHRC)} > /root/.bashrc")
     sshd = ["/usr/sbin/sshd", "-D", "-e", "-f", str(layout.sshd_config(name))]
     steps.append("exec " + shlex.join(sshd))
     script = "set -e; " + "; ".join(steps)

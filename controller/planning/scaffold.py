@@ -20,12 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import yaml
 
 from controller.models.scaffold import PG_URL, ScaffoldRequest
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATES = "scaffold_templates"
 LAB_ENVIRONMENT = "lab"
@@ -189,6 +191,8 @@ def python_literal(value: object) -> str:
 
 
 def _environment() -> jinja2.Environment:
+    import jinja2  # noqa: PLC0415 - only `relctl init` renders templates
+
     env = jinja2.Environment(  # no autoescape: YAML and Python out, not HTML
         loader=jinja2.FunctionLoader(_template_source), undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from controller.planning.lab import HOST_BASHRC
 from tests.integration.ansible_cli import ad_hoc, shell
 from tests.integration.conftest import (
     RunningLab,
@@ -58,6 +59,12 @@ def test_what_a_host_writes_stays_on_that_host(lab: RunningLab) -> None:
         assert [p for p in paths if Path(p).exists()] == [], "leaked onto the machine"
     finally:
         shell(lab.ansible_cfg, first, f"rm -f {' '.join(paths)}")
+
+
+def test_a_hosts_root_starts_its_shell_as_a_fresh_server(lab: RunningLab) -> None:
+    # The controller's ~/.bashrc (a pyenv, a banner) is not run before each Ansible task.
+    host = lab.hosts("app_primary")[0]["name"]
+    assert shell(lab.ansible_cfg, host, "cat /root/.bashrc") == HOST_BASHRC.strip()
 
 
 def test_hosts_see_the_machines_installed_software(lab: RunningLab) -> None:

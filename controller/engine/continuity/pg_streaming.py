@@ -10,11 +10,10 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.adapters import postgresql as pg
 from controller.adapters.postgresql import Standby
-from controller.data.postgresql import PostgresEngine
 from controller.engine.continuity.records import ReplicaRecord
 from controller.engine.continuity.replication import iso
 from controller.engine.continuity.services import Services
@@ -23,6 +22,9 @@ from controller.errors import ContinuityError, DataUnreachableError, InputError,
 from controller.journal import ContinuityRecord
 from controller.models.continuity import ReplicatedData
 from controller.models.rows import TableRows
+
+if TYPE_CHECKING:  # psycopg (under the engine) is imported when a standby is reached
+    from controller.data.postgresql import PostgresEngine
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,8 @@ class PostgresReplication:
     @staticmethod
     def _engine(data: ReplicatedData) -> tuple[PostgresEngine, int]:
         assert data.postgresql is not None and data.standby is not None
+        from controller.data.postgresql import PostgresEngine  # noqa: PLC0415 - see above
+
         return PostgresEngine(data), data.standby.port or data.postgresql.port
 
     def _ensure(self, data: ReplicatedData, hosts: list[str], *,
