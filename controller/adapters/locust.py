@@ -54,6 +54,7 @@ class BackgroundLoad:
 
 def run_load(run: LoadRun) -> LoadStats:
     """Run Locust against ``run.url`` for ``run.duration_s`` seconds; return its figures."""
+    _clear_samples(run)
     with _log(run).open("w") as out, \
             owned_child(run.children, f"locust:{run.label}", "locust") as child:
         code = run_owned(child, _command(run), env=_env(run), timeout=run.duration_s + 60,
@@ -64,6 +65,7 @@ def run_load(run: LoadRun) -> LoadStats:
 def start_load(run: LoadRun) -> BackgroundLoad:
     """Start Locust in the background (for up to ``run.duration_s``); see ``stop_load``."""
     scope = contextlib.ExitStack()  # closed by stop_load: the child's journal row
+    _clear_samples(run)
     try:
         child = scope.enter_context(owned_child(run.children, f"locust:{run.label}", "locust"))
         with _log(run).open("w") as out:
@@ -105,6 +107,14 @@ def _distributed(workers: int) -> list[str]:
 def _env(run: LoadRun) -> dict[str, str]:
     samples = {SAMPLES_ENV: str(samples_base(run))} if run.samples else {}
     return {**os.environ, "PYTHONWARNINGS": "ignore", **samples}
+
+
+def _clear_samples(run: LoadRun) -> None:
+    """A run's samples are its own: a dead controller's run of the same label (a resumed
+    release runs it again) is not counted with them."""
+    base = samples_base(run)
+    for path in base.parent.glob(base.name + ".*"):
+        path.unlink()
 
 
 def samples_base(run: LoadRun) -> Path:

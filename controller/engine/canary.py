@@ -9,9 +9,14 @@ For each step of ``strategy.analysis`` (e.g. 10 %, then 50 %):
                 plugin: every request attributed to the server HAProxy names
     judge       the canary's requests against the old servers' (planning/judge.py); an
                 inconclusive step runs once more, its samples added; still inconclusive
-                fails, as does ``fail``
+                fails, or waits for a person's sign-off (``on_inconclusive``)
     journal     the step's samples, percentiles and test statistics (a ``locust`` gate
                 result of phase ``canary:stepN``)
+
+An active/standby backend (``compare: window-before``) has no old server answering beside
+the canary: ``window_before`` loads the old release just before the canary's change, and
+each step gives the canary all the traffic (the old servers at weight 0), judged against
+that window. The window's samples stay in the gate folder, so a resume judges against it.
 
 Every server's weight is put back as it was, whatever happens: the weights found are
 written to ``canary-weights.json`` in the release's gate folder before the first change,
@@ -23,6 +28,7 @@ rolls back what has the new release (the canary alone).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,11 +39,15 @@ from controller.adapters.children import ChildRecorder
 from controller.adapters.haproxy import MAX_WEIGHT, RuntimeApi
 from controller.adapters.locust import LoadRun, read_samples, run_load
 from controller.engine.environment import Environment
+from controller.engine.signoff import manifest_ref
 from controller.errors import InputError, RelctlError
 from controller.journal import Journal
+from controller.models.durations import format_duration
 from controller.models.gates import Samples
-from controller.models.manifest import AnalysisStep, CanaryAnalysis, Manifest
+from controller.models.manifest import AnalysisStep, CanaryAnalysis, CanarySignoff, Manifest
 from controller.planning.judge import Judgement, JudgeRules, judge
+
+BEFORE = "canary-before"  # the label of the old release's window (compare: window-before)
 
 
 def canary_weight(share: int, old_weights: list[int], canaries: int) -> int:
@@ -58,6 +68,8 @@ class CanaryRun:
     manifest: Manifest
     children: ChildRecorder | None
     progress: Callable[[str], None]
+    check_cancel: Callable[[], None] = lambda: None  # raises when the release must stop
+    sleep: Callable[[float], None] = time.sleep
 
     @property
     def analysis(self) -> CanaryAnalysis:
@@ -78,19 +90,30 @@ class CanaryRun:
         saved_file.parent.mkdir(parents=True, exist_ok=True)
         saved_file.write_text(json.dumps({"endpoint": api.endpoint, "backend": backend,
                                           "weights": saved}))
+        before = (self._window([names[h] for h in [*canary, *old]])
+                  if self.analysis.compare == "window-before" else None)
         judgement = Judgement("inconclusive", ["no step ran"], {})
         try:
             for number, step in enumerate(self.analysis.steps, start=1):
-                weight = canary_weight(step.weight, [saved[names[h]] for h in old], len(canary))
+                if before is None:
+                    weight = canary_weight(step.weight, [saved[names[h]] for h in old],
+                                           len(canary))
+                else:  # the canary takes it all: the old servers drained
+                    weight = max(1, *(saved[names[h]] for h in canary))
+                    for host in old:
+                        api.set_weight(backend, names[host], 0)
                 for host in canary:
                     api.set_weight(backend, names[host], weight)
                 self.progress(f"canary analysis step {number}: {', '.join(canary)} at weight "
                               f"{weight} (~{step.weight} % of the traffic) for "
                               f"{step.duration_s:g} s")
                 judgement = self._step(number, step, [names[h] for h in canary],
-                                       [names[h] for h in old], weight)
+                                       [names[h] for h in old], weight, before)
                 self.progress(f"canary analysis step {number}: {judgement.verdict}: "
                               + "; ".join(judgement.reasons))
+                if judgement.verdict == "inconclusive" and isinstance(
+                        self.analysis.on_inconclusive, CanarySignoff):
+                    judgement = self._ask(number, judgement, self.analysis.on_inconclusive)
                 if judgement.verdict != "pass":
                     break
         finally:
@@ -98,6 +121,48 @@ class CanaryRun:
                 api.set_weight(backend, server, was)
             saved_file.unlink()
         return judgement
+
+    def window_before(self, canary: list[str], old: list[str]) -> None:
+        """``compare: window-before``: the old release under load for the first step's
+        seconds, just before the canary's change (kept in the gate folder)."""
+        seconds = self.analysis.steps[0].duration_s
+        self.progress(f"canary analysis: {seconds:g} s of load on the old release "
+                      f"({', '.join([*canary, *old])}): the window the canary is judged "
+                      "against")
+        self._load(BEFORE, seconds)
+
+    def _window(self, servers: list[str]) -> Samples:
+        """The old release's window (``window_before``): what the backend's servers
+        answered; empty when none was taken (then every step is inconclusive)."""
+        return _merged(Samples(), read_samples(self._spec(BEFORE, 0)), servers)
+
+    def _ask(self, number: int, judgement: Judgement, policy: CanarySignoff) -> Judgement:
+        """An inconclusive step waits for a sign-off of ``policy.signoff`` given after it
+        (``relctl signoff RELEASE --role ROLE``): pass when one comes, fail when the wait
+        runs out."""
+        release, ref = self.manifest.release, manifest_ref(self.manifest)
+        known = {s.id for s in self.journal.signoffs(release)}
+        self.journal.request_signoff(release, ref)
+        self.journal.log(self.release_id, f"canary step {number} inconclusive: waiting up to "
+                         f"{format_duration(policy.wait)} for a sign-off as {policy.signoff}")
+        self.progress(f"canary analysis step {number} inconclusive: waiting up to "
+                      f"{format_duration(policy.wait)} for a sign-off: relctl signoff "
+                      f"{release} --role {policy.signoff} --by NAME")
+        deadline = time.monotonic() + policy.wait
+        while (left := deadline - time.monotonic()) > 0:
+            self.check_cancel()
+            given = [s for s in self.journal.signoffs(release) if s.id not in known
+                     and s.role == policy.signoff and s.signed is not None
+                     and (s.signed.environment, s.signed.sha256) == (ref.environment,
+                                                                      ref.sha256)]
+            if given:
+                reason = (f"inconclusive, let go on by {given[0].by} ({policy.signoff} "
+                          "sign-off)")
+                self.journal.log(self.release_id, f"canary step {number}: {reason}")
+                return Judgement("pass", [*judgement.reasons, reason], judgement.figures)
+            self.sleep(min(1.0, left))
+        return Judgement("fail", [*judgement.reasons, f"no {policy.signoff} sign-off within "
+                                  f"{format_duration(policy.wait)}"], judgement.figures)
 
     def preflight(self, canary: list[str], old: list[str]) -> None:
         """Before any change: the LB's runtime API answers and its backend has a server
@@ -128,10 +193,11 @@ class CanaryRun:
                 lb.backend or self.manifest.service)
 
     def _step(self, number: int, step: AnalysisStep, canary: list[str], old: list[str],
-              weight: int) -> Judgement:
-        """One step's load and verdict (run once more when inconclusive); journaled."""
-        rules = replace(self._rules(), share=step.weight / 100)
-        seen = {"canary": Samples(), "old": Samples()}
+              weight: int, before: Samples | None) -> Judgement:
+        """One step's load and verdict (run once more when inconclusive); journaled. The
+        canary is judged against ``before`` (window-before) or the old servers' answers."""
+        rules = replace(self._rules(), share=step.weight / 100 if before is None else None)
+        seen = {"canary": Samples(), "old": before or Samples()}
         unnamed = 0
         judgement = Judgement("inconclusive", [], {})
         for attempt in (1, 2):
@@ -139,7 +205,8 @@ class CanaryRun:
             unnamed += sum(s.requests for name, s in by_server.items()
                            if name not in canary and name not in old)
             seen = {"canary": _merged(seen["canary"], by_server, canary),
-                    "old": _merged(seen["old"], by_server, old)}
+                    "old": seen["old"] if before is not None
+                    else _merged(seen["old"], by_server, old)}
             judgement = judge(seen["old"], seen["canary"], rules)
             if judgement.verdict != "inconclusive":
                 break
@@ -149,6 +216,7 @@ class CanaryRun:
                 "the LB set X-Served-By (http-response set-header X-Served-By %s)?"],
                 judgement.figures)
         figures: dict[str, Any] = {**judgement.figures, "step": number, "weight": weight,
+                                   "compare": self.analysis.compare,
                                    "share_percent": step.weight, "attempts": attempt,
                                    "canary_servers": canary, "old_servers": old,
                                    "unattributed": unnamed, "reasons": judgement.reasons}
@@ -157,16 +225,19 @@ class CanaryRun:
         return Judgement(judgement.verdict, [f"step {number} ({step.weight} %): {r}"
                                              for r in judgement.reasons], figures)
 
-    def _load(self, label: str, seconds: float) -> dict[str, Samples]:
+    def _spec(self, label: str, seconds: float) -> LoadRun:
         analysis, gate = self.analysis, self.manifest.gates.locust
         locustfile = analysis.locustfile or (gate.locustfile if gate else None)
         url = analysis.url or (gate.url if gate else None) or self.env.lb_url
         if locustfile is None or not url:
             raise InputError("the canary analysis has no locustfile or no url (and no lab "
                              "load balancer is known)")
-        run = LoadRun(locustfile, url, analysis.users, analysis.spawn_rate, seconds,
-                      self.env.gate_dir(self.release_id), label, children=self.children,
-                      samples=True)
+        return LoadRun(locustfile, url, analysis.users, analysis.spawn_rate, seconds,
+                       self.env.gate_dir(self.release_id), label, children=self.children,
+                       samples=True)
+
+    def _load(self, label: str, seconds: float) -> dict[str, Samples]:
+        run = self._spec(label, seconds)
         try:
             run_load(run)
         except RelctlError as error:

@@ -243,6 +243,8 @@ class ReleaseEngine:
     def _apply_batch(self, release_id: int, plan: ReleasePlan, number: int,
                      batch: list[str], gates: GateRunner) -> None:
         label = "canary" if number == 1 and self.manifest.strategy.canary else f"batch{number}"
+        if label == "canary":
+            self._window_before(release_id, plan, batch)
         for host in batch:
             self.journal.set_host_state(release_id, host, "applying")
         self.progress(f"{label}: applying to {', '.join(batch)}")
@@ -283,21 +285,36 @@ class ReleaseEngine:
             self.journal.set_host_state(release_id, host, "verified")
         self.progress(f"{label}: testinfra passed on {', '.join(batch)}")
 
+    def _window_before(self, release_id: int, plan: ReleasePlan, canary: list[str]) -> None:
+        """``compare: window-before``: the old release under load, just before the
+        canary's change (what the canary is judged against)."""
+        analysis = self.manifest.strategy.analysis
+        if analysis is None or analysis.compare != "window-before" or len(plan.batches) < 2:
+            return
+        with self._phase(release_id, "analysis:window-before", plan.hosts):
+            try:
+                self._canary_run(release_id).window_before(
+                    canary, [h for h in plan.hosts if h not in canary])
+            except RelctlError as error:
+                raise GateFailed(f"canary analysis could not run: {error.message}") from error
+
     def _analyse_canary(self, release_id: int, canary: list[str], old: list[str]) -> None:
         """The canary judged under load against ``old`` (still on the old release); the
         canary's hosts stay ``applied`` until it passes, so a resume judges it again."""
         with self._phase(release_id, "analysis:canary", canary) as phase:
-            run = CanaryRun(self.env, self.journal, release_id, self.manifest,
-                            JournalChildren(self.journal, release_id, self.env.children_dir),
-                            self.progress)
             try:
-                judgement = run.run(canary, old)
+                judgement = self._canary_run(release_id).run(canary, old)
             except RelctlError as error:
                 raise GateFailed(f"canary analysis could not run: {error.message}") from error
             phase.update(verdict=judgement.verdict, reasons=judgement.reasons)
             if judgement.verdict != "pass":
                 raise GateFailed(f"canary analysis {judgement.verdict}: "
                                  + "; ".join(judgement.reasons[:3]))
+
+    def _canary_run(self, release_id: int) -> CanaryRun:
+        return CanaryRun(self.env, self.journal, release_id, self.manifest,
+                         JournalChildren(self.journal, release_id, self.env.children_dir),
+                         self.progress, check_cancel=self.cancel.check)
 
     def _load_gate(self, release_id: int, gates: GateRunner,
                    baseline: LoadStats | None) -> None:

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     PlainValidator,
     PrivateAttr,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -165,17 +166,40 @@ class LoadBalancer(_Model):
 class AnalysisStep(_Model):
     """One step of a canary analysis: the canary batch's share of the traffic, how long."""
 
-    weight: Int = Field(ge=1, le=99, description="Percent of the backend's traffic the "
-                        "canary batch takes (HAProxy server weights), e.g. 10, then 50.")
+    weight: Int = Field(ge=1, le=100, description="Percent of the backend's traffic the "
+                        "canary batch takes (HAProxy server weights), e.g. 10, then 50; "
+                        "100 with compare: window-before (the canary takes it all).")
     duration_s: Number = Field(gt=0, le=3600, description="Seconds of load judged at this "
                                "weight (an inconclusive step runs once more as long).")
+
+
+class CanarySignoff(_Model):
+    """An inconclusive canary waits for a person: ``relctl signoff RELEASE --role ROLE``
+    (or the sign-off form of ``relctl serve``) lets the release go on."""
+
+    signoff: Slug = Field(description="The role whose sign-off lets an inconclusive canary "
+                          "go on, e.g. canary-review.")
+    wait: Duration = Field(gt=0, le=7 * 86400, description="How long the release waits for "
+                           "it (30m); a wait that runs out fails the canary (rolled back).")
 
 
 class CanaryAnalysis(_Model):
     """Judge the canary batch under load before the next batch gets the release: Locust
     through the load balancer, every request attributed to the server the LB names
     (``X-Served-By``), the canary's requests against those of the hosts still on the old
-    release in the same seconds, by statistics (Mann-Whitney U, Fisher's exact test)."""
+    release in the same seconds (``same-time``, active/active backends) or against a window
+    of the old release taken just before the change (``window-before``, active/standby:
+    the canary then takes all the traffic), by statistics (Mann-Whitney U, Fisher's exact
+    test)."""
+
+    compare: Literal["same-time", "window-before"] = Field(
+        "same-time", description="same-time: the canary's share against the old servers' "
+        "in the same seconds (round-robin backends); window-before: the canary takes the "
+        "traffic and is compared with the old release's window just before its change "
+        "(active/standby, one writer).")
+    on_inconclusive: Literal["fail"] | CanarySignoff = Field(
+        "fail", description="A step still inconclusive after its extension: fail (the "
+        "canary is rolled back), or {signoff: ROLE, wait: 30m} to wait for a person.")
 
     steps: list[AnalysisStep] = Field(
         default_factory=lambda: [AnalysisStep(weight=50, duration_s=20)],
@@ -198,6 +222,29 @@ class CanaryAnalysis(_Model):
                              "many ms never fail (noise).")
     min_samples: Int = Field(50, ge=1, le=100_000_000, description="Fewer requests on "
                              "either side make a step inconclusive.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _window_takes_it_all(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("compare") == "window-before" \
+                and "steps" not in data:
+            return {**data, "steps": [{"weight": 100, "duration_s": 20}]}
+        return data
+
+    @field_validator("steps")
+    @classmethod
+    def _weights_fit_the_comparison(cls, steps: list[AnalysisStep],
+                                    info: ValidationInfo) -> list[AnalysisStep]:
+        compare = info.data.get("compare")  # declared, so validated, before the steps
+        for number, step in enumerate(steps):
+            if compare == "window-before" and step.weight != 100:
+                raise ValueError(f"steps[{number}].weight: with compare: window-before the "
+                                 "canary takes all the traffic: 100 (or leave steps out)")
+            if compare == "same-time" and step.weight == 100:
+                raise ValueError(f"steps[{number}].weight: 100 leaves no old server to "
+                                 "compare with in the same seconds; use compare: "
+                                 "window-before for an active/standby backend")
+        return steps
 
 
 class Strategy(_Model):

@@ -21,6 +21,7 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from controller.models.durations import format_duration
 from controller.models.manifest import (
     ArtifactItem,
     ConfigItem,
@@ -390,11 +391,20 @@ def _analysis_spec(manifest: Manifest, canary: list[str], history: History) -> _
     assert analysis is not None
     steps = ", then ".join(f"{s.weight} % for {s.duration_s:g} s" for s in analysis.steps)
     default = sum(s.duration_s for s in analysis.steps) + LOCUST_OVERHEAD_S
+    against = "the hosts still on the old release"
+    if analysis.compare == "window-before":
+        against = (f"the old release's {analysis.steps[0].duration_s:g} s window taken just "
+                   "before the canary's change (the canary then takes all the traffic)")
+        default += analysis.steps[0].duration_s + LOCUST_OVERHEAD_S
+    undecided = ("fails" if analysis.on_inconclusive == "fail" else
+                 f"waits up to {format_duration(analysis.on_inconclusive.wait)} for a "
+                 f"{analysis.on_inconclusive.signoff} sign-off")
     return _Spec("analysis:canary", f"Canary analysis of {', '.join(canary)} under load "
-                 f"against the hosts still on the old release: {steps}; each step judged "
+                 f"against {against}: {steps}; each step judged "
                  f"(Mann-Whitney U, effect ≥ {analysis.effect:g} and median +"
                  f"{analysis.slack_ms:g} ms fail; ≥ {analysis.min_samples} samples) before "
-                 "the next; a failure rolls back the canary alone",
+                 f"the next; still inconclusive after one extension it {undecided}; a "
+                 "failure rolls back the canary alone",
                  manifest.owners.release_manager,
                  estimate(history.durations("analysis:canary"), default))
 

@@ -128,7 +128,8 @@ def document(facts: ReleaseFacts) -> list[Block]:
         if gate.phase.startswith("canary:") and isinstance(canary, dict) and canary:
             blocks += [Heading(2, f"Canary analysis, {gate.phase.split(':', 1)[1]}: "
                                   f"{gate.verdict.upper()}"),
-                       latency_figure(old, canary, CANARY_CAPTION)]
+                       latency_figure(old, canary, WINDOW_CAPTION if gate.figures.get(
+                           "compare") == "window-before" else CANARY_CAPTION)]
     load = facts.load
     if load is not None and load.figures.get("candidate"):
         blocks += [Heading(2, "Performance: baseline against candidate"),
@@ -174,6 +175,9 @@ def _gate_summary(gate: GateRecord) -> str:
 CANARY_CAPTION = ("Latency percentiles, ms, in the same seconds: the hosts still on the old "
                   "release (baseline) and the canary (candidate), as the load balancer "
                   "attributed each request")
+WINDOW_CAPTION = ("Latency percentiles, ms: the old release in the window taken just before "
+                  "the canary's change (baseline), and the canary taking all the traffic "
+                  "(candidate)")
 
 
 def latency_figure(baseline: dict[str, Any] | None, candidate: dict[str, Any],

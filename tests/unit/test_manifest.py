@@ -408,3 +408,23 @@ def test_postgresql_examples_snapshot_the_database_once(tree: Path, version: str
     rollback = {row.item: row for row in rollback_items(manifest, "STORE", {})}
     assert "pg_dump restored in one transaction" in rollback["ledger-db"].restore
     assert rollback["ledger-db"].snapshot == f"STORE/objects (a dump of {database.location})"
+
+
+def test_an_active_standby_analysis_takes_all_the_traffic_and_says_so(tree: Path) -> None:
+    # The analysis goes under strategy (BASE line 23, batch_size): its steps on line 27.
+    standby = BASE.replace("  batch_size: 2\n", "  batch_size: 2\n  analysis:\n"
+                           "    locustfile: ../../build/artifacts/ledger-1.1.0.tar.gz\n"
+                           "    compare: window-before\n"
+                           "    on_inconclusive: {signoff: canary-review, wait: 30m}\n")
+    analysis = load_manifest(write(tree, standby)).strategy.analysis
+    assert analysis is not None
+    assert [(s.weight, s.duration_s) for s in analysis.steps] == [(100, 20)]
+    assert analysis.on_inconclusive != "fail" and analysis.on_inconclusive.wait == 1800
+    half = standby.replace("    compare: window-before\n", "    compare: window-before\n"
+                           "    steps: [{weight: 50, duration_s: 10}]\n")
+    error = errors_of(write(tree, half, "half.yml"))
+    assert "half.yml:27: strategy.analysis.steps: steps[0].weight" in error.message
+    assert "with compare: window-before the canary takes all the traffic" in error.message
+    same = standby.replace("compare: window-before", "compare: same-time").replace(
+        "    on_inconclusive", "    steps: [{weight: 100, duration_s: 10}]\n    on_inconclusive")
+    assert "use compare: window-before" in errors_of(write(tree, same, "same.yml")).message

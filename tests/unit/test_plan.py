@@ -365,3 +365,16 @@ def test_the_runbook_shows_the_canary_analysis_steps(tree: Path) -> None:
     assert "10 % for 30 s, then 50 % for 30 s" in step.title
     assert step.minutes == 2  # 60 s of load and a minute of start-up, by default
     assert "analysis:canary" not in [s.key for s in plan_of(manifest).steps]
+
+
+def test_the_runbook_says_what_an_active_standby_canary_is_judged_against(tree: Path) -> None:
+    manifest = example(tree, "1.2.0", WINDOW)
+    analysis = CanaryAnalysis.model_validate({
+        "compare": "window-before", "steps": [{"weight": 100, "duration_s": 30}],
+        "on_inconclusive": {"signoff": "canary-review", "wait": "30m"}})
+    judged = manifest.model_copy(update={"strategy": manifest.strategy.model_copy(
+        update={"analysis": analysis})})
+    step = next(s for s in plan_of(judged).steps if s.key == "analysis:canary")
+    assert "the old release's 30 s window taken just before the canary's change" in step.title
+    assert "waits up to 30m for a canary-review sign-off" in step.title
+    assert step.minutes == 3  # the window, the step, and each one's start-up
