@@ -50,7 +50,7 @@ MODULE_SECONDS = {f"tests/integration/{name}": seconds for name, seconds in {
     "test_rollback_final.py": 180, "test_snapshots.py": 165, "test_litestream.py": 150,
     "test_monitor.py": 95, "test_gates_parallel.py": 65, "test_lab.py": 55,
     "test_values_are_data.py": 45, "test_restore_confinement.py": 30,
-    "test_shared_journal.py": 25, "test_serve_browser.py": 70, "test_canary.py": 270,
+    "test_shared_journal.py": 25, "test_serve_browser.py": 70, "test_canary.py": 300,
 }.items()}
 
 

@@ -126,6 +126,12 @@ class CanaryRun:
         """``compare: window-before``: the old release under load for the first step's
         seconds, just before the canary's change (kept in the gate folder)."""
         seconds = self.analysis.steps[0].duration_s
+        if read_samples(self._spec(BEFORE, seconds)):
+            # A resumed release: the canary may run the new release by now, so the window
+            # taken before its change is kept, never taken again.
+            self.progress("canary analysis: keeping the old release's window taken before "
+                          "the canary's change")
+            return
         self.progress(f"canary analysis: {seconds:g} s of load on the old release "
                       f"({', '.join([*canary, *old])}): the window the canary is judged "
                       "against")
