@@ -45,12 +45,12 @@ def pytest_runtest_protocol(item: pytest.Item) -> object:
 # this order, the dearest first (pytest-xdist --no-loadscope-reorder), so that no long
 # module starts last while the other worker idles; the rest (unit tests) fill in after.
 MODULE_SECONDS = {f"tests/integration/{name}": seconds for name, seconds in {
-    "test_crash.py": 550, "test_pg_continuity.py": 340, "test_release.py": 335,
-    "test_continuity.py": 335, "test_wheel.py": 280, "test_postgresql_items.py": 245,
-    "test_rollback_final.py": 180, "test_snapshots.py": 165, "test_litestream.py": 150,
-    "test_monitor.py": 95, "test_gates_parallel.py": 65, "test_lab.py": 55,
-    "test_values_are_data.py": 45, "test_restore_confinement.py": 30,
-    "test_shared_journal.py": 25, "test_serve_browser.py": 70, "test_canary.py": 300,
+    "test_crash.py": 445, "test_continuity.py": 275, "test_release.py": 270,
+    "test_pg_continuity.py": 260, "test_canary.py": 225, "test_wheel.py": 200,
+    "test_postgresql_items.py": 165, "test_rollback_final.py": 120, "test_snapshots.py": 120,
+    "test_litestream.py": 120, "test_monitor.py": 90, "test_serve_browser.py": 70,
+    "test_gates_parallel.py": 40, "test_values_are_data.py": 35, "test_lab.py": 30,
+    "test_restore_confinement.py": 20, "test_shared_journal.py": 20,
 }.items()}
 
 

@@ -27,6 +27,7 @@ from PIL import Image
 
 from controller.journal import Holder, Journal
 from controller.reports.release_report import BASELINE_COLOUR, CANDIDATE_COLOUR, PHASE_COLOURS
+from tests.integration.ansible_cli import ad_hoc
 from tests.integration.conftest import RunningLab
 from tests.integration.ledger_http import served_versions
 from tests.integration.ledger_state import database_kept, fingerprints
@@ -64,7 +65,20 @@ def train(lab: RunningLab) -> Iterator[dict[str, Any]]:
         status, tx = http("POST", f"{lab.url}/tx", {"account": "alice", "amount_cents": amount})
         assert status == 201
         written.append({"tx": tx, "host": holder_of(lab, tx)})
-    yield {"written": written}
+    try:
+        yield {"written": written}
+    finally:  # the session lab is shared: its database is left past 1.2.0's point of no
+        reset_ledger(lab)  # return, which the next module's deploy of 1.0.0 would refuse
+
+
+def reset_ledger(lab: RunningLab) -> None:
+    """The ledger off the lab's app hosts: stopped, its code and database removed (a
+    database converted past a point of no return included); the next deploy starts anew."""
+    done = ad_hoc(lab.ansible_cfg, "app_primary:app_backup", "ansible.builtin.shell",
+                  "if [ -x /srv/ledger/current/bin/ledgerctl ]; then /srv/ledger/current/bin/"
+                  "ledgerctl stop --config /etc/ledger/ledger.conf; fi; "
+                  "rm -rf /srv/ledger /var/lib/ledger")
+    assert done and all(r.get("rc") == 0 for r in done.values()), done
 
 
 def holder_of(lab: RunningLab, tx: dict[str, Any]) -> str:
