@@ -69,7 +69,6 @@ class CanaryRun:
     children: ChildRecorder | None
     progress: Callable[[str], None]
     check_cancel: Callable[[], None] = lambda: None  # raises when the release must stop
-    sleep: Callable[[float], None] = time.sleep
 
     @property
     def analysis(self) -> CanaryAnalysis:
@@ -166,7 +165,7 @@ class CanaryRun:
                           "sign-off)")
                 self.journal.log(self.release_id, f"canary step {number}: {reason}")
                 return Judgement("pass", [*judgement.reasons, reason], judgement.figures)
-            self.sleep(min(1.0, left))
+            time.sleep(min(1.0, left))
         return Judgement("fail", [*judgement.reasons, f"no {policy.signoff} sign-off within "
                                   f"{format_duration(policy.wait)}"], judgement.figures)
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import psutil
 import pytest
 
 from tests.pg_cluster import PgCluster, missing_binaries, start_cluster
-from tests.relctl_cli import LEDGER_SERVICE, relctl, relctl_json
+from tests.relctl_cli import LEDGER_SERVICE, deploy_ledger, relctl, relctl_json
 
 LAB_PARENT = Path("/var/tmp/relctl-tests")
 
@@ -92,6 +93,20 @@ def stop_lab(lab: RunningLab) -> None:
     down = relctl(lab.state_dir, "lab", "down")
     assert down.returncode == 0, down.stderr
     shutil.rmtree(lab.state_dir, ignore_errors=True)
+
+
+@contextmanager
+def ledger_lab(primary: int, backup: int, base_address: str, *,
+               round_robin: bool = False) -> Iterator[RunningLab]:
+    """``start_lab`` with ledger 1.0.0 deployed to its primary site (plain Ansible);
+    stopped on leaving."""
+    running = start_lab(primary, backup, base_address, round_robin=round_robin)
+    try:
+        deployed = deploy_ledger(running.state_dir, "1.0.0")
+        assert deployed.returncode == 0, deployed.stderr
+        yield running
+    finally:
+        stop_lab(running)
 
 
 def session_lab_address() -> str:

@@ -6,6 +6,8 @@ from tests.integration.ansible_cli import shell
 from tests.integration.conftest import RunningLab
 from tests.relctl_cli import relctl_json
 
+LEDGERCTL = "/srv/ledger/current/bin/ledgerctl"
+STOP_LEDGER = f"{LEDGERCTL} stop --config /etc/ledger/ledger.conf"
 FINGERPRINT = (  # the items relctl snapshots: the current link, the release it names, config
     "cd /srv/ledger && cur=$(readlink current); echo \"$cur\"; "
     "find \"$cur/\" /etc/ledger \\( -type f -o -type l \\) -printf '%p %m %u %l\\n' | sort; "

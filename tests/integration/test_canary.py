@@ -22,9 +22,9 @@ import yaml
 from controller.adapters.haproxy import RuntimeApi
 from controller.journal import Journal
 from tests.http_target import LOCUSTFILE
-from tests.integration.conftest import RunningLab, start_lab, stop_lab
+from tests.integration.conftest import RunningLab, ledger_lab
 from tests.integration.ledger_http import served_versions
-from tests.relctl_cli import RELCTL, ROOT, deploy_ledger, example_text, relctl
+from tests.relctl_cli import RELCTL, ROOT, example_text, relctl
 
 pytestmark = pytest.mark.lab
 PRIMARIES = ["primary-1", "primary-2", "primary-3"]
@@ -32,25 +32,15 @@ PRIMARIES = ["primary-1", "primary-2", "primary-3"]
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[RunningLab]:
-    running = start_lab(primary=3, backup=0, base_address="127.0.94.10", round_robin=True)
-    try:
-        deployed = deploy_ledger(running.state_dir, "1.0.0")
-        assert deployed.returncode == 0, deployed.stderr
-        yield running
-    finally:
-        stop_lab(running)
+    with ledger_lab(primary=3, backup=0, base_address="127.0.94.10", round_robin=True) as up:
+        yield up
 
 
 @pytest.fixture(scope="module")
 def standby_lab() -> Iterator[RunningLab]:
     """ledger active/standby (``balance first``): primary-1 answers everything."""
-    running = start_lab(primary=3, backup=0, base_address="127.0.94.40")
-    try:
-        deployed = deploy_ledger(running.state_dir, "1.0.0")
-        assert deployed.returncode == 0, deployed.stderr
-        yield running
-    finally:
-        stop_lab(running)
+    with ledger_lab(primary=3, backup=0, base_address="127.0.94.40") as up:
+        yield up
 
 
 def weights(lab: RunningLab) -> dict[str, int]:

@@ -27,7 +27,7 @@ import yaml
 
 from controller.adapters.children import ChildPid, alive_of, read_record
 from controller.journal import Journal
-from tests.integration.conftest import RunningLab, start_lab, stop_lab
+from tests.integration.conftest import RunningLab, ledger_lab
 from tests.integration.ledger_http import served_versions
 from tests.integration.ledger_state import database_kept, fingerprints
 from tests.relctl_cli import RELCTL, ROOT, deploy_ledger, example_text, relctl
@@ -52,13 +52,8 @@ LOAD_PHASES = ("baseline", "gate:locust", "rollback")  # the others run without 
 
 @pytest.fixture(scope="module")
 def crash_lab() -> Iterator[RunningLab]:
-    running = start_lab(primary=2, backup=0, base_address="127.0.9.70")
-    try:
-        deployed = deploy_ledger(running.state_dir, "1.0.0")
-        assert deployed.returncode == 0, deployed.stderr
-        yield running
-    finally:
-        stop_lab(running)
+    with ledger_lab(primary=2, backup=0, base_address="127.0.9.70") as up:
+        yield up
 
 
 def manifest_for(case: str, phase: str, folder: Path) -> Path:

@@ -18,13 +18,13 @@ import yaml
 
 from controller.journal import Journal, MonitorRoundRecord
 from tests.integration.ansible_cli import shell
-from tests.integration.conftest import RunningLab, start_lab, stop_lab
+from tests.integration.conftest import RunningLab, ledger_lab
 from tests.integration.ledger_http import served_versions
-from tests.relctl_cli import RELCTL, deploy_ledger, example_text, relctl
+from tests.integration.ledger_state import STOP_LEDGER
+from tests.relctl_cli import RELCTL, example_text, relctl
 
 pytestmark = pytest.mark.lab
 RELEASES = Path(__file__).resolve().parents[2] / "examples" / "releases"
-STOP_LEDGER = "/srv/ledger/current/bin/ledgerctl stop --config /etc/ledger/ledger.conf"
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +33,7 @@ def released_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLa
     Locust gate keeps its absolute thresholds but not the comparison with the baseline,
     whose few-millisecond p95 ratio flaps on a loaded 2-core machine (this module proves
     the warranty monitor, not that gate)."""
-    lab = start_lab(primary=2, backup=0, base_address="127.0.9.130")
-    try:
-        deploy = deploy_ledger(lab.state_dir, "1.0.0")
-        assert deploy.returncode == 0, deploy.stderr
+    with ledger_lab(primary=2, backup=0, base_address="127.0.9.130") as lab:
         data = yaml.safe_load(example_text(RELEASES / "ledger-1.1.0.yml"))
         data["gates"]["locust"]["thresholds"]["p95_vs_baseline"] = None
         manifest = tmp_path_factory.mktemp("monitor") / "ledger-1.1.0.yml"
@@ -45,8 +42,6 @@ def released_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLa
         assert applied.returncode == 0, applied.stdout + applied.stderr
         assert served_versions(lab) == {"1.1.0"}
         yield lab
-    finally:
-        stop_lab(lab)
 
 
 def rounds_of(lab: RunningLab, release: str) -> list[MonitorRoundRecord]:

@@ -30,7 +30,7 @@ from controller.reports.release_report import BASELINE_COLOUR, CANDIDATE_COLOUR,
 from tests.integration.ansible_cli import ad_hoc
 from tests.integration.conftest import RunningLab
 from tests.integration.ledger_http import served_versions
-from tests.integration.ledger_state import database_kept, fingerprints
+from tests.integration.ledger_state import LEDGERCTL, STOP_LEDGER, database_kept, fingerprints
 from tests.relctl_cli import RELCTL, ROOT, deploy_ledger, example_text, relctl, relctl_json
 
 pytestmark = pytest.mark.lab
@@ -75,8 +75,7 @@ def reset_ledger(lab: RunningLab) -> None:
     """The ledger off the lab's app hosts: stopped, its code and database removed (a
     database converted past a point of no return included); the next deploy starts anew."""
     done = ad_hoc(lab.ansible_cfg, "app_primary:app_backup", "ansible.builtin.shell",
-                  "if [ -x /srv/ledger/current/bin/ledgerctl ]; then /srv/ledger/current/bin/"
-                  "ledgerctl stop --config /etc/ledger/ledger.conf; fi; "
+                  f"if [ -x {LEDGERCTL} ]; then {STOP_LEDGER}; fi; "
                   "rm -rf /srv/ledger /var/lib/ledger")
     assert done and all(r.get("rc") == 0 for r in done.values()), done
 
