@@ -8,24 +8,51 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 import os
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.adapters.ansible import PlaybookRun, failure_summary, run_playbook
 from controller.adapters.children import (
     ChildRecorder,
     owned_child,
     run_owned,
     start_owned,
     stop_owned,
+    wait_all,
 )
-from controller.errors import RelctlError
+from controller.errors import PrerequisiteError, RelctlError
 from controller.models.gates import LoadStats, Samples
+from controller.paths import bundled_playbook
 
 SAMPLES_PLUGIN = Path(__file__).with_name("locust_samples.py")
 SAMPLES_ENV = "RELCTL_LOCUST_SAMPLES"  # locust_samples.SAMPLES_ENV (it imports locust)
+WORKERS_PLAYBOOK = "relctl_locust_workers.yml"
+# After the master ends, how long its workers' playbook may take to see them quit (the
+# master tells them to) before it is cut short.
+WORKERS_GRACE_S = 20.0
+
+
+@dataclass(frozen=True)
+class RemoteWorkers:
+    """Locust workers on inventory hosts for one run, started over Ansible: each host
+    gets the locustfile in a private temporary folder and runs ``per_host`` workers
+    under ``timeout`` (a bound even if the controller is killed; they also quit when
+    the master does, or a minute after it stops answering)."""
+
+    hosts: list[str]
+    per_host: int
+    command: list[str]
+    master_host: str
+    connect_s: float
+    inventory: Path
+    ansible_cfg: Path
+    runs_dir: Path
 
 
 @dataclass(frozen=True)
@@ -42,6 +69,7 @@ class LoadRun:
     workers: int = 0  # N > 0: a master and N workers (Locust's distributed mode)
     children: ChildRecorder | None = field(default=None, compare=False)
     samples: bool = False  # every request's server, latency and outcome (read_samples)
+    remote: RemoteWorkers | None = None  # the load comes from workers on these hosts
 
 
 @dataclass
@@ -55,6 +83,8 @@ class BackgroundLoad:
 def run_load(run: LoadRun) -> LoadStats:
     """Run Locust against ``run.url`` for ``run.duration_s`` seconds; return its figures."""
     _clear_samples(run)
+    if run.remote is not None:
+        return _stats(run, _run_with_remote_workers(run, run.remote))
     with _log(run).open("w") as out, \
             owned_child(run.children, f"locust:{run.label}", "locust") as child:
         code = run_owned(child, _command(run), env=_env(run), timeout=run.duration_s + 60,
@@ -94,6 +124,80 @@ def _command(run: LoadRun) -> list[str]:
         "--only-summary", "--stop-timeout", "5", "--exit-code-on-error", "0",
         *_distributed(run.workers),
     ]
+
+
+def _run_with_remote_workers(run: LoadRun, remote: RemoteWorkers) -> int:
+    """The master on the controller, bound to ``remote.master_host`` only, waiting for
+    every worker; the workers' playbook runs while it does and ends when they quit. A
+    worker host that fails (no Locust there, the master unreachable) stops the master
+    and says why; a master that ends first cuts the playbook short after a grace."""
+    port = free_port(remote.master_host)
+    master = [*_command(run), "--master", "--master-bind-host", remote.master_host,
+              "--master-bind-port", str(port),
+              "--expect-workers", str(len(remote.hosts) * remote.per_host),
+              "--expect-workers-max-wait", str(math.ceil(remote.connect_s))]
+    # The workers' bound: the wait for all of them, the run, its stop and a margin.
+    bound = math.ceil(remote.connect_s + run.duration_s + 60)
+    extravars = {
+        "relctl_locust_command": remote.command,
+        "relctl_locustfile": str(run.locustfile),
+        "relctl_locust_timeout_s": bound,
+        "relctl_locust_options": ["--worker", "--master-host", remote.master_host,
+                                  "--master-port", str(port),
+                                  *(["--processes", str(remote.per_host)]
+                                    if remote.per_host > 1 else [])],
+    }
+    with _log(run).open("w") as out, \
+            owned_child(run.children, f"locust:{run.label}", "locust") as child:
+        process = start_owned(child, master, env=_env(run), stdout=out,
+                              stderr=subprocess.STDOUT)
+        ended: list[float] = []
+
+        def master_gone() -> bool:
+            if process.poll() is None:
+                return False
+            ended[:] = ended or [time.monotonic()]
+            return time.monotonic() - ended[0] > WORKERS_GRACE_S
+
+        try:
+            result = run_playbook(PlaybookRun(
+                bundled_playbook(WORKERS_PLAYBOOK), remote.inventory, remote.ansible_cfg,
+                remote.runs_dir, extravars=extravars, limit=",".join(remote.hosts),
+                label=f"locust-workers-{run.label}", children=run.children,
+                cancel=master_gone))
+            if not result.succeeded and process.poll() is None:
+                stop_owned(process)
+                raise PrerequisiteError(
+                    f"locust ({run.label}): the workers on {', '.join(remote.hosts)} did "
+                    f"not run: {failure_summary(result)}",
+                    hint="worker_hosts.command must run Locust on those hosts, and they "
+                    f"must reach {remote.master_host}:{port} (worker_hosts.master_host)")
+            return wait_all([process], run.duration_s + remote.connect_s + 60)[0]
+        finally:
+            if process.poll() is None:
+                stop_owned(process)
+
+
+def free_port(address: str) -> int:
+    """A TCP port free on ``address`` now (the master binds it a moment later)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])
+
+
+def address_towards(host: str) -> str:
+    """The controller's own address the kernel would use to reach ``host`` (a UDP
+    socket's connect sends nothing); what workers there connect back to."""
+    try:
+        family, kind, proto, _name, where = socket.getaddrinfo(
+            host, 22, type=socket.SOCK_DGRAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.connect(where)
+            return str(probe.getsockname()[0])
+    except OSError as error:
+        raise RelctlError(f"cannot find the controller's address towards {host}: {error}",
+                          hint="set gates.locust.worker_hosts.master_host") from error
 
 
 def _distributed(workers: int) -> list[str]:

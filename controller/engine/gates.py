@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.adapters.locust import LoadRun, run_load
+from controller.adapters.ansible import list_hosts, read_inventory
+from controller.adapters.locust import LoadRun, RemoteWorkers, address_towards, run_load
 from controller.adapters.testinfra import CheckRun, run_checks
 from controller.engine.children import JournalChildren
 from controller.engine.environment import Environment
 from controller.errors import InputError
 from controller.journal import Journal
 from controller.models.gates import LoadStats, Verdict
-from controller.models.manifest import Manifest
+from controller.models.manifest import LocustGate, Manifest
 from controller.planning.gates import judge_checks, judge_load
 
 
@@ -57,7 +58,26 @@ class GateRunner:
         return run_load(LoadRun(gate.locustfile, url, gate.users, gate.spawn_rate,
                                 duration_s or gate.duration_s,
                                 self.env.gate_dir(self.release_id), phase,
-                                workers=gate.workers, children=self._children()))
+                                workers=gate.workers, children=self._children(),
+                                remote=self._remote_workers(gate)))
+
+    def _remote_workers(self, gate: LocustGate) -> RemoteWorkers | None:
+        """The gate's worker hosts as the inventory resolves them, and the controller's
+        address they connect back to."""
+        spec = gate.worker_hosts
+        if spec is None:
+            return None
+        hosts = list_hosts(self.env.inventory, self.env.ansible_cfg, spec.hosts)
+        if not hosts:
+            raise InputError(f"no host in {self.env.inventory} matches "
+                             f"gates.locust.worker_hosts.hosts {spec.hosts!r}")
+        master = spec.master_host
+        if master is None:
+            address = read_inventory(self.env.inventory, self.env.ansible_cfg).addresses
+            master = address_towards(address.get(hosts[0], hosts[0]))
+        return RemoteWorkers(hosts, spec.per_host, list(spec.command), master,
+                             spec.connect_s, self.env.inventory, self.env.ansible_cfg,
+                             self.env.runs_dir)
 
     def _children(self) -> JournalChildren | None:
         """Journal each gate process when this runner records (a release's gates)."""

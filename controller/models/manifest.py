@@ -319,6 +319,31 @@ class LoadThresholds(BaseModel):
     )
 
 
+ArgvWord = Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^[^\x00\n]*$")]
+
+
+class LocustWorkerHosts(_Model):
+    """Locust workers on inventory hosts (Locust's distributed mode across machines): the
+    master runs on the controller and aggregates their statistics; the workers are
+    started over Ansible for the run and end with it."""
+
+    hosts: HostPattern = Field(description="Inventory group or pattern of the hosts that "
+                               "run workers (load generators, not the targets).")
+    per_host: Int = Field(1, ge=1, le=64, description="Worker processes on each host.")
+    command: list[ArgvWord] = Field(
+        default_factory=lambda: ["locust"], min_length=1, max_length=20,
+        description="The command that runs Locust on those hosts, as argv (no shell), "
+        "e.g. [/opt/locust/bin/python, -m, locust]; relctl adds the worker options.")
+    master_host: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", max_length=253,
+        description="The controller's address the workers connect to (the master listens "
+        "on it, nowhere else); default: the address the controller reaches the first "
+        "worker host from.")
+    connect_s: Number = Field(
+        60, gt=0, le=3600,
+        description="How long the master waits for every worker to connect.")
+
+
 class LocustGate(_Model):
     """A headless Locust run through the load balancer."""
 
@@ -335,9 +360,19 @@ class LocustGate(_Model):
         description="0: Locust runs as one process. N: Locust's distributed mode, a master "
         "and N worker processes on the controller, for more load than one core gives; "
         "same figures and verdicts.")
+    worker_hosts: LocustWorkerHosts | None = Field(
+        None, description="Run the load from workers on these inventory hosts (the "
+        "master on the controller); instead of workers.")
     thresholds: LoadThresholds = Field(
         default_factory=LoadThresholds, description="Pass/fail thresholds."
     )
+
+    @model_validator(mode="after")
+    def _one_kind_of_workers(self) -> LocustGate:
+        if self.workers and self.worker_hosts is not None:
+            raise ValueError("workers (on the controller) and worker_hosts (on inventory "
+                             "hosts) exclude each other: give one")
+        return self
 
 
 class Gates(_Model):

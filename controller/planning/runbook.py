@@ -368,8 +368,11 @@ def _runbook(manifest: Manifest, release: ReleasePlan, history: History, store: 
 def _load_spec(key: str, title: str, gate: LocustGate, owner: str, history: History,
                criteria: str = "") -> _Spec:
     default = gate.duration_s + LOCUST_OVERHEAD_S
-    return _Spec(key, f"{title}: {gate.users} users for {gate.duration_s:g} s{criteria}",
-                 owner, estimate(history.durations(key), default))
+    remote = gate.worker_hosts
+    source = (f", from {remote.per_host} worker(s) on each host of {remote.hosts}"
+              if remote is not None else "")
+    return _Spec(key, f"{title}: {gate.users} users for {gate.duration_s:g} s{source}"
+                 f"{criteria}", owner, estimate(history.durations(key), default))
 
 
 def _batch_spec(manifest: Manifest, release: ReleasePlan, number: int, hosts: list[str],

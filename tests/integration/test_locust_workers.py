@@ -1,19 +1,32 @@
-"""The load gate in Locust's distributed mode (``workers: N``): a master and N worker
-processes on the controller give the same figures and verdicts as one process.
-
-Needs no lab: Locust loads a tiny HTTP service the test starts on 127.0.70.2.
+"""The load gate in Locust's distributed mode: ``workers: N``, a master and N worker
+processes on the controller, gives the same figures and verdicts as one process (no lab:
+Locust loads a tiny HTTP service the test starts on 127.0.70.2); ``worker_hosts``, the
+workers on inventory hosts started over Ansible, is proved on the session lab.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from controller.adapters.locust import LoadRun, run_load
+from controller.journal import Journal
 from controller.models.manifest import LoadThresholds, LocustGate
 from controller.planning.gates import judge_load
 from tests.http_target import LOCUSTFILE, HealthServer
+from tests.integration.ansible_cli import shell
+from tests.integration.conftest import RunningLab
+from tests.integration.ledger_http import served_versions
+from tests.relctl_cli import ROOT, deploy_ledger, example_text, relctl
+
+RELEASES = ROOT / "examples" / "releases"
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -40,3 +53,68 @@ def test_workers_are_a_bounded_whole_number() -> None:
         LocustGate(locustfile=LOCUSTFILE, workers=-1)
     with pytest.raises(ValueError, match="workers"):
         LocustGate(locustfile=LOCUSTFILE, workers=65)
+    with pytest.raises(ValueError, match="exclude each other"):
+        LocustGate(locustfile=LOCUSTFILE, workers=2, worker_hosts={"hosts": "loadgen"})
+    with pytest.raises(ValueError, match="command"):
+        LocustGate(locustfile=LOCUSTFILE, worker_hosts={"hosts": "loadgen", "command": []})
+
+
+def _worker_hosts_manifest(folder: Path, command: list[str]) -> Path:
+    """ledger 1.1.0 with its load gate's workers on the lab's backup host (a load
+    generator here, not a target), two per host, run by ``command``."""
+    data: dict[str, Any] = yaml.safe_load(example_text(RELEASES / "ledger-1.1.0.yml"))
+    data["release"] = "ledger-1.1.0-remote-load"
+    locust = data["gates"]["locust"]
+    locust["worker_hosts"] = {"hosts": "app_backup", "per_host": 2, "command": command}
+    locust["thresholds"]["p95_vs_baseline"] = None  # a few-ms ratio flaps on 2 loaded cores
+    path = folder / "remote-load.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _left_on(lab: RunningLab, host: str) -> str:
+    """What a run left on ``host``: its private folders and Locust processes."""
+    return shell(lab.ansible_cfg, host, "ls -d /tmp/relctl-locust.* 2>/dev/null; "
+                 "pgrep -a -f '[l]ocust .*--worker' || true").strip()
+
+
+@pytest.mark.lab
+def test_the_load_comes_from_workers_on_inventory_hosts(lab: RunningLab,
+                                                        tmp_path: Path) -> None:
+    """Locust's master on the controller, two workers on backup-1 started over Ansible:
+    the gate's figures are theirs, aggregated by the master; the release goes on as with
+    a local Locust, and nothing of the workers is left on the host."""
+    deployed = deploy_ledger(lab.state_dir, "1.0.0")
+    assert deployed.returncode == 0, deployed.stderr
+    manifest = _worker_hosts_manifest(tmp_path, [sys.executable, "-m", "locust"])
+    plan = relctl(lab.state_dir, "plan", str(manifest))
+    assert plan.returncode == 0 and "2 worker(s) on each host of app_backup" in plan.stdout
+    applied = relctl(lab.state_dir, "apply", str(manifest), "--yes", "--json")
+    assert applied.returncode == 0, applied.stdout[-2000:] + applied.stderr[-3000:]
+    assert served_versions(lab) == {"1.1.0"}
+    release_id = json.loads(applied.stdout)["release_id"]
+    for phase in ("baseline", "candidate"):
+        log = (lab.state_dir / "gates" / str(release_id) / f"{phase}.log").read_text()
+        ready = re.findall(r"(\S+)_[0-9a-f]{32} \(index \d+\) reported as ready", log)
+        assert sorted(ready) == ["backup-1", "backup-1"], log[-1500:]
+    with Journal(lab.state_dir / "journal.sqlite") as journal:
+        figures = [g.figures for g in journal.gate_results(release_id) if g.kind == "locust"]
+    assert figures and figures[-1]["candidate"]["requests"] >= 20, figures
+    assert _left_on(lab, "backup-1") == ""
+
+
+@pytest.mark.lab
+def test_workers_that_cannot_run_stop_the_release_before_any_change(
+        lab: RunningLab, tmp_path: Path) -> None:
+    deployed = deploy_ledger(lab.state_dir, "1.0.0")
+    assert deployed.returncode == 0, deployed.stderr
+    manifest = _worker_hosts_manifest(tmp_path, ["/opt/no-such-locust/bin/locust"])
+    started = time.monotonic()
+    applied = relctl(lab.state_dir, "apply", str(manifest), "--yes")
+    assert applied.returncode == 6, applied.stderr  # a prerequisite is missing
+    assert "the workers on backup-1 did not run" in applied.stderr, applied.stderr
+    assert "/opt/no-such-locust/bin/locust" in applied.stderr
+    assert "Traceback" not in applied.stderr
+    assert time.monotonic() - started < 60  # the master does not wait out connect_s
+    assert served_versions(lab) == {"1.0.0"}
+    assert _left_on(lab, "backup-1") == ""
