@@ -52,24 +52,27 @@ class Connection:
 def resolve_connections(inventory: Path, ansible_cfg: Path, hosts: list[str],
                         cache_dir: Path | None) -> dict[str, Connection]:
     """The hosts relctl can reach over ssh exactly as Ansible would (the others are left
-    out), asked of Ansible once per inventory and configuration (cached in ``cache_dir``;
-    None: asked every time)."""
-    key = _settings_key(inventory, ansible_cfg, hosts)
+    out), each asked of Ansible once per inventory and configuration (cached in
+    ``cache_dir``, one file per inventory and configuration that gathers the answers of
+    every host asked so far; None: asked every time)."""
+    key = _settings_key(inventory, ansible_cfg)
     cached = cache_dir / f"{key}.json" if cache_dir else None
-    answers = _read_cache(cached) if cached else None
-    if answers is None:
+    found = _read_cache(cached) if cached else None
+    answers: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+    missing = [host for host in hosts if host not in answers]
+    if missing:
         env = {**os.environ, "ANSIBLE_CONFIG": str(ansible_cfg), "PATH": tools_path()}
         result = subprocess.run([sys.executable, "-m", "controller.adapters.ansible_connections",
-                                 str(inventory), *hosts], capture_output=True, text=True,
+                                 str(inventory), *missing], capture_output=True, text=True,
                                 env=env, check=False, timeout=120)
         if result.returncode != 0:  # not cached: Ansible is asked again next time
             return {}
-        answers = json.loads(result.stdout)
+        answers.update(json.loads(result.stdout))
         if cached:
             _write_cache(cached, answers)
     return {host: Connection(tuple(a["argv"]), bool(a["become"]), str(a["become_user"]),
                              a.get("interpreter"))
-            for host, a in answers.items() if a.get("lean")}
+            for host in hosts if (a := answers.get(host)) and a.get("lean")}
 
 
 def _read_cache(cached: Path) -> Any:
@@ -107,10 +110,10 @@ def _write_cache(cached: Path, answers: Any) -> None:
         raise
 
 
-def _settings_key(inventory: Path, ansible_cfg: Path, hosts: list[str]) -> str:
+def _settings_key(inventory: Path, ansible_cfg: Path) -> str:
     """A digest of everything Ansible reads to connect: the inventory (and the group and
-    host variables beside it), ansible.cfg, ANSIBLE_* variables, and the hosts."""
-    digest = hashlib.sha256(json.dumps(sorted(hosts)).encode())
+    host variables beside it), ansible.cfg and ANSIBLE_* variables."""
+    digest = hashlib.sha256(b"relctl connections 2\0")
     folder = inventory if inventory.is_dir() else inventory.parent
     files = [inventory, ansible_cfg, *sorted(folder.glob("group_vars/**/*")),
              *sorted(folder.glob("host_vars/**/*"))]

@@ -206,6 +206,7 @@ def test_sigterm_in_a_playbook_leaves_nothing_running_and_nothing_changing(
         while "version=2" not in host_file(lab, "cat /etc/svc/svc.conf"):
             assert time.monotonic() < deadline, "the first task never ran"
             time.sleep(0.2)
+        slow_ends = time.monotonic() + 20  # the slow task (sleep 20) follows this write
         time.sleep(1)
         controller.send_signal(signal.SIGTERM)
         out, err = controller.communicate(timeout=300)
@@ -228,7 +229,8 @@ def test_sigterm_in_a_playbook_leaves_nothing_running_and_nothing_changing(
     assert any("sleep 20" in line for lines in rollback["detail"]["stopped_on_hosts"].values()
                for line in lines), rollback
     assert "sleep 20" not in host_file(lab, "ps -eo args")
-    time.sleep(25)  # the slow task would have ended and written "version=2 (slow)"
+    # past the moment the slow task would have ended and written "version=2 (slow)"
+    time.sleep(max(0.0, slow_ends + 5 - time.monotonic()))
     assert host_file(lab, "cat /etc/svc/svc.conf") == restored
     # the journal says the playbook was stopped, not that it ended well
     with sqlite3.connect(f"file:{lab.state_dir / 'journal.sqlite'}?mode=ro", uri=True) as conn:

@@ -175,6 +175,25 @@ def test_the_connection_cache_is_written_private(tmp_path: Path,
     assert resolve_connections(*inventory, ["h1"], cache) == found  # read back
 
 
+def test_one_cache_gathers_every_host_and_follows_the_inventory(
+        tmp_path: Path, inventory: tuple[Path, Path]) -> None:
+    """The canary's host, then the next batch's: one file per inventory and configuration,
+    each host asked of Ansible once; an edited inventory is a new file, asked again."""
+    hosts, _cfg = inventory
+    hosts.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n"
+                     "    h2:\n      ansible_host: 127.0.0.2\n")
+    cache = tmp_path / "connections"
+    first = resolve_connections(*inventory, ["h1"], cache)
+    both = resolve_connections(*inventory, ["h1", "h2"], cache)
+    [cached] = cache_files(cache)
+    assert sorted(json.loads(cached.read_text())) == ["h1", "h2"]
+    assert both["h1"] == first["h1"] and both["h2"].argv[-1] == "127.0.0.2"
+    assert list(resolve_connections(*inventory, ["h2"], cache)) == ["h2"]
+    hosts.write_text(hosts.read_text().replace("127.0.0.2", "127.0.0.3"))
+    moved = resolve_connections(*inventory, ["h2"], cache)
+    assert moved["h2"].argv[-1] == "127.0.0.3" and len(cache_files(cache)) == 2
+
+
 def plant(cache: Path, inventory: tuple[Path, Path]) -> Path:
     """A cache entry whose ssh command is someone else's."""
     resolve_connections(*inventory, ["h1"], cache)
