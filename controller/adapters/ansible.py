@@ -16,6 +16,7 @@ for what reaches Ansible hold:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -33,7 +34,7 @@ from typing import Any
 from controller.adapters.ansible_vars import extravars_file
 from controller.adapters.children import ChildRecorder, owned_child, ssh_connections
 from controller.adapters.launcher import PROGRAM_ENV
-from controller.errors import InputError
+from controller.errors import InputError, PrerequisiteError
 from controller.paths import tools_path
 
 CUT_SHORT = ("canceled", "timeout")  # ansible-runner's statuses of a run it stopped
@@ -130,6 +131,7 @@ class PlaybookRun:
     # Asked between events: True cancels the run (ansible-runner's own SIGTERM/SIGINT
     # handlers, which it would install for good otherwise, stay out of relctl).
     cancel: Callable[[], bool] | None = None
+    strategy: str = "linear"  # "mitogen": Mitogen for Ansible's mitogen_linear strategy
 
 
 def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> PlaybookResult:
@@ -274,7 +276,25 @@ def _unrecorded_environment(explicit: Mapping[str, str]) -> Callable[..., None]:
 
 
 def _environment(run: PlaybookRun) -> dict[str, str]:
-    return {"ANSIBLE_CONFIG": str(run.ansible_cfg), "PATH": tools_path()}
+    env = {"ANSIBLE_CONFIG": str(run.ansible_cfg), "PATH": tools_path()}
+    if run.strategy == "mitogen":
+        env |= {"ANSIBLE_STRATEGY": "mitogen_linear",
+                "ANSIBLE_STRATEGY_PLUGINS": str(mitogen_strategy_plugins())}
+    return env
+
+
+def mitogen_strategy_plugins() -> Path:
+    """The strategy plugins of Mitogen for Ansible installed beside relctl (ansible-playbook
+    runs from relctl's own environment); ``PrerequisiteError`` when it is not there."""
+    spec = importlib.util.find_spec("ansible_mitogen")
+    folder = (Path(spec.origin).parent / "plugins" / "strategy"
+              if spec is not None and spec.origin else None)
+    if folder is None or not (folder / "mitogen_linear.py").is_file():
+        raise PrerequisiteError(
+            "playbooks.strategy: mitogen needs Mitogen for Ansible installed beside relctl",
+            hint="pipx inject relctl mitogen (in a virtualenv: pip install 'relctl[mitogen]'),"
+                 " or leave playbooks.strategy out")
+    return folder
 
 
 def list_hosts(inventory: Path, ansible_cfg: Path, pattern: str) -> list[str]:

@@ -172,10 +172,23 @@ def _run_with_remote_workers(run: LoadRun, remote: RemoteWorkers) -> int:
                     f"not run: {failure_summary(result)}",
                     hint="worker_hosts.command must run Locust on those hosts, and they "
                     f"must reach {remote.master_host}:{port} (worker_hosts.master_host)")
-            return wait_all([process], run.duration_s + remote.connect_s + 60)[0]
+            code = wait_all([process], run.duration_s + remote.connect_s + 60)[0]
         finally:
             if process.poll() is None:
                 stop_owned(process)
+    _only_ours(run, len(remote.hosts) * remote.per_host, remote.master_host, port)
+    return code
+
+
+def _only_ours(run: LoadRun, expected: int, address: str, port: int) -> None:
+    """Locust's master takes any worker that reaches it (it has no authentication): more
+    workers than relctl started means someone else's joined, and their figures with them."""
+    joined = _log(run).read_text(errors="replace").count(" reported as ready.")
+    if joined > expected:
+        raise RelctlError(
+            f"locust ({run.label}): {joined} workers joined the master on {address}:{port}, "
+            f"relctl started {expected}: the run is not counted",
+            hint="give worker_hosts.master_host an address only the worker hosts reach")
 
 
 def free_port(address: str) -> int:

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.adapters.ansible import PlaybookRun, TaskEvent, failure_summary, run_playbook
+from controller.adapters.ansible import (
+    PlaybookRun,
+    TaskEvent,
+    failure_summary,
+    mitogen_strategy_plugins,
+    run_playbook,
+)
 from controller.engine.admission import refuse_bad_release
 from controller.engine.canary import CanaryRun, restore_weights
 from controller.engine.cancel import Cancellation, Interrupted
@@ -401,8 +407,11 @@ class ReleaseEngine:
 
 
     def _check_databases(self, plan: ReleasePlan) -> None:
-        """Log in to every server-side data item: a clear error before anything runs."""
+        """Log in to every server-side data item, and find the playbooks' strategy: a
+        clear error before anything runs."""
         check_databases(plan.server_data, self.progress)
+        if self.manifest.playbooks.strategy == "mitogen":
+            mitogen_strategy_plugins()
 
     def _plan(self) -> ReleasePlan:
         return plan_release(self.manifest, self.env.hosts(self.manifest.targets))
@@ -415,7 +424,8 @@ class ReleaseEngine:
                            ansible_cfg=self.env.ansible_cfg, runs_dir=self.env.runs_dir,
                            extravars=dict(self.manifest.extravars), limit=",".join(hosts),
                            check=check, label=label, children=children,
-                           cancel=self.cancel.requested)
+                           cancel=self.cancel.requested,
+                           strategy=self.manifest.playbooks.strategy)
 
     def _on_event(self, event: TaskEvent) -> None:
         if self.on_task is not None:

@@ -124,6 +124,11 @@ class Playbooks(_Model):
     check_mode_supported: Flag = Field(
         False, description="The apply playbooks can run with --check for a dry run."
     )
+    strategy: Literal["linear", "mitogen"] = Field(
+        "linear", description="How Ansible runs these playbooks: linear (Ansible's own) "
+        "or mitogen (Mitogen for Ansible's mitogen_linear strategy, installed beside "
+        "relctl: pipx inject relctl mitogen). An opt-in: ansible-core 2.19 deprecates "
+        "strategy plugins other than its own.")
 
     _lists = field_validator("apply", "rollback", mode="before")(_as_list)
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.adapters.locust import LoadRun, run_load
+from controller.adapters.locust import LoadRun, _only_ours, run_load
+from controller.errors import RelctlError
 from controller.journal import Journal
 from controller.models.manifest import LoadThresholds, LocustGate
 from controller.planning.gates import judge_load
@@ -118,3 +119,16 @@ def test_workers_that_cannot_run_stop_the_release_before_any_change(
     assert time.monotonic() - started < 60  # the master does not wait out connect_s
     assert served_versions(lab) == {"1.0.0"}
     assert _left_on(lab, "backup-1") == ""
+
+
+def test_a_worker_relctl_did_not_start_voids_the_run(tmp_path: Path) -> None:
+    """Locust's master has no authentication: a third worker where relctl started two
+    means someone else's figures are in the run."""
+    run = LoadRun(LOCUSTFILE, "http://127.0.70.2:1", 1, 1, 1, tmp_path, "candidate")
+    ready = "".join(f"[x] m/INFO/locust.runners: host_{n:032x} (index {n}) reported as "
+                    f"ready. {n + 1} workers connected.\n" for n in range(3))
+    (tmp_path / "candidate.log").write_text(ready)
+    _only_ours(run, 3, "127.0.0.1", 5557)  # as many as started: counted
+    joined = re.escape("3 workers joined the master on 127.0.0.1:5557")
+    with pytest.raises(RelctlError, match=joined):
+        _only_ours(run, 2, "127.0.0.1", 5557)

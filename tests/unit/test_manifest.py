@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from controller.errors import ExitCode, InputError
+from controller.adapters import ansible as ansible_adapter
+from controller.adapters.ansible import PlaybookRun, _environment
+from controller.errors import ExitCode, InputError, PrerequisiteError
 from controller.manifest_loader import (
     ConfigError,
     load_manifest,
@@ -25,6 +27,7 @@ from controller.models.manifest import (
     FileItem,
     Manifest,
     PackageItem,
+    Playbooks,
     ServiceItem,
     Strategy,
 )
@@ -428,3 +431,19 @@ def test_an_active_standby_analysis_takes_all_the_traffic_and_says_so(tree: Path
     same = standby.replace("compare: window-before", "compare: same-time").replace(
         "    on_inconclusive", "    steps: [{weight: 100, duration_s: 10}]\n    on_inconclusive")
     assert "use compare: window-before" in errors_of(write(tree, same, "same.yml")).message
+
+
+def test_the_mitogen_strategy_is_an_opt_in_that_says_what_it_needs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """playbooks.strategy: linear by default; mitogen runs ansible-playbook with Mitogen's
+    strategy plugins, or says how to install them when they are missing."""
+    run = PlaybookRun(tmp_path / "p.yml", tmp_path / "inv", tmp_path / "ansible.cfg", tmp_path)
+    assert "ANSIBLE_STRATEGY" not in _environment(run)
+    with pytest.raises(ValueError, match="strategy"):
+        Playbooks(apply=[__file__], strategy="free")
+    assert Playbooks(apply=[__file__]).strategy == "linear"
+    monkeypatch.setattr(ansible_adapter.importlib.util, "find_spec", lambda _name: None)
+    with pytest.raises(PrerequisiteError, match="Mitogen") as missing:
+        _environment(PlaybookRun(run.playbook, run.inventory, run.ansible_cfg, tmp_path,
+                                 strategy="mitogen"))
+    assert "pipx inject relctl mitogen" in (missing.value.hint or "")

@@ -135,7 +135,7 @@ class Site:
             result = run_playbook(PlaybookRun(
                 playbook=playbook, inventory=self.env.inventory, ansible_cfg=self.env.ansible_cfg,
                 runs_dir=self.env.runs_dir, extravars=dict(manifest.extravars),
-                limit=",".join(hosts), label=tag))
+                limit=",".join(hosts), label=tag, strategy=manifest.playbooks.strategy))
             if not result.succeeded:
                 raise ContinuityError(f"cannot deploy {manifest.release} on "
                                       f"{', '.join(hosts)}: {failure_summary(result)}")
