@@ -35,7 +35,8 @@ class GateRunner:
                    "EXPECTED_VERSION": expected_version}
             result = run_checks(CheckRun([gate.tests], hosts, self.env.inventory,
                                          self.env.ansible_cfg, junit, env, self._children(),
-                                         connections_dir=self.env.connections_dir))
+                                         connections_dir=self.env.connections_dir,
+                                         plugins=list(gate.plugins)))
             verdict = judge_checks(result)
             if self.record:
                 self.journal.add_gate_result(

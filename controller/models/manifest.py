@@ -283,6 +283,9 @@ class Strategy(_Model):
         return [first, *chunks] if first else []
 
 
+PythonModule = Annotated[str, Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", max_length=200)]
+
+
 class TestinfraGate(_Model):
     """A testinfra test file run against every host of a batch."""
 
@@ -293,6 +296,11 @@ class TestinfraGate(_Model):
               Annotated[str, Field(pattern=r"^[^\x00]*$")]] = Field(
         default_factory=dict, description="Environment variables for the test run."
     )
+    plugins: list[PythonModule] = Field(
+        default_factory=list, max_length=20,
+        description="pytest plugins (module names) the tests need besides testinfra: the "
+        "gate's pytest loads only those it is given (-p MODULE), not every plugin "
+        "installed beside relctl (Locust's would patch it with gevent).")
 
 
 class LoadThresholds(BaseModel):

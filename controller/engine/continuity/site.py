@@ -167,16 +167,19 @@ class Site:
         """The plan's testinfra checks (else the release's) on ``hosts``; what failed."""
         tests = [self.plan.failover.testinfra] if self.plan.failover.testinfra else []
         env: dict[str, str] = {}
+        plugins: list[str] = []
         if manifest is not None:
             if not tests:
                 tests = [g.tests for g in manifest.gates.testinfra]
             env = {k: v for g in manifest.gates.testinfra for k, v in g.env.items()}
+            plugins = list(dict.fromkeys(p for g in manifest.gates.testinfra for p in g.plugins))
         if not tests:
             return []
         result = run_checks(CheckRun(tests=tests, hosts=hosts, inventory=self.env.inventory,
                                      ansible_cfg=self.env.ansible_cfg,
                                      junit=self.env.state_dir / "continuity" / f"{tag}.xml",
-                                     env=env, connections_dir=self.env.connections_dir))
+                                     env=env, connections_dir=self.env.connections_dir,
+                                     plugins=plugins))
         if result.tests == 0:
             return [f"no testinfra result (see {result.junit.with_suffix('.log')})"]
         return result.failed
