@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,19 @@ def test_workers_are_a_bounded_whole_number() -> None:
         LocustGate(locustfile=LOCUSTFILE, worker_hosts={"hosts": "loadgen", "command": []})
 
 
+HOST_LOCUST = "/opt/relctl-test-locust"  # on backup-1, in its own /opt
+
+
+@pytest.fixture(scope="module")
+def host_locust(lab: RunningLab) -> list[str]:
+    """Locust installed on backup-1 as its operators would: a virtualenv of the host's
+    python3 with pip (the controller's Locust version); the command that runs it."""
+    shell(lab.ansible_cfg, "backup-1",
+          f"[ -x {HOST_LOCUST}/bin/locust ] || {{ /usr/bin/python3 -m venv {HOST_LOCUST} && "
+          f"{HOST_LOCUST}/bin/pip install -q --no-compile locust=={version('locust')}; }}")
+    return [f"{HOST_LOCUST}/bin/python", "-m", "locust"]
+
+
 def _worker_hosts_manifest(folder: Path, command: list[str]) -> Path:
     """ledger 1.1.0 with its load gate's workers on the lab's backup host (a load
     generator here, not a target), two per host, run by ``command``."""
@@ -80,14 +93,14 @@ def _left_on(lab: RunningLab, host: str) -> str:
 
 
 @pytest.mark.lab
-def test_the_load_comes_from_workers_on_inventory_hosts(lab: RunningLab,
-                                                        tmp_path: Path) -> None:
+def test_the_load_comes_from_workers_on_inventory_hosts(lab: RunningLab, tmp_path: Path,
+                                                        host_locust: list[str]) -> None:
     """Locust's master on the controller, two workers on backup-1 started over Ansible:
     the gate's figures are theirs, aggregated by the master; the release goes on as with
     a local Locust, and nothing of the workers is left on the host."""
     deployed = deploy_ledger(lab.state_dir, "1.0.0")
     assert deployed.returncode == 0, deployed.stderr
-    manifest = _worker_hosts_manifest(tmp_path, [sys.executable, "-m", "locust"])
+    manifest = _worker_hosts_manifest(tmp_path, host_locust)
     plan = relctl(lab.state_dir, "plan", str(manifest))
     assert plan.returncode == 0 and "2 worker(s) on each host of app_backup" in plan.stdout
     applied = relctl(lab.state_dir, "apply", str(manifest), "--yes", "--json")
