@@ -33,6 +33,7 @@ from typing import Any
 
 from controller.adapters.ansible_vars import extravars_file
 from controller.adapters.children import ChildRecorder, owned_child, ssh_connections
+from controller.adapters.connections import settings_key
 from controller.adapters.launcher import PROGRAM_ENV
 from controller.errors import InputError, PrerequisiteError
 from controller.paths import tools_path
@@ -320,8 +321,27 @@ class Inventory:
     hostvars: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+# read_inventory's answers in this process: (inventory, ansible.cfg, their settings key)
+# -> (when read, the answer). A release reads the inventory for each gate of each batch.
+_READ: dict[tuple[Path, Path, str], tuple[float, Inventory]] = {}
+READ_FRESH_S = 300.0  # a dynamic inventory (a script, a plugin) is asked again after this
+
+
 def read_inventory(inventory: Path, ansible_cfg: Path) -> Inventory:
-    """The inventory as ``ansible-inventory --list`` resolves it (no host is contacted)."""
+    """The inventory as ``ansible-inventory --list`` resolves it (no host is contacted);
+    asked again when the inventory's files, ansible.cfg or ``ANSIBLE_*`` change, or
+    ``READ_FRESH_S`` after it was last asked."""
+    key = (inventory, ansible_cfg, settings_key(inventory, ansible_cfg))
+    known = _READ.get(key)
+    if known is not None and time.monotonic() - known[0] < READ_FRESH_S:
+        return known[1]
+    found = _read_inventory(inventory, ansible_cfg)
+    if found.groups:  # a failed read is never kept
+        _READ[key] = (time.monotonic(), found)
+    return found
+
+
+def _read_inventory(inventory: Path, ansible_cfg: Path) -> Inventory:
     env = {**os.environ, "ANSIBLE_CONFIG": str(ansible_cfg), "PATH": tools_path()}
     result = subprocess.run(["ansible-inventory", "-i", str(inventory), "--list"],
                             capture_output=True, text=True, env=env, check=False)

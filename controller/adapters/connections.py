@@ -55,7 +55,7 @@ def resolve_connections(inventory: Path, ansible_cfg: Path, hosts: list[str],
     out), each asked of Ansible once per inventory and configuration (cached in
     ``cache_dir``, one file per inventory and configuration that gathers the answers of
     every host asked so far; None: asked every time)."""
-    key = _settings_key(inventory, ansible_cfg)
+    key = settings_key(inventory, ansible_cfg)
     cached = cache_dir / f"{key}.json" if cache_dir else None
     found = _read_cache(cached) if cached else None
     answers: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
@@ -110,7 +110,7 @@ def _write_cache(cached: Path, answers: Any) -> None:
         raise
 
 
-def _settings_key(inventory: Path, ansible_cfg: Path) -> str:
+def settings_key(inventory: Path, ansible_cfg: Path) -> str:
     """A digest of everything Ansible reads to connect: the inventory (and the group and
     host variables beside it), ansible.cfg and ANSIBLE_* variables."""
     digest = hashlib.sha256(b"relctl connections 2\0")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.adapters.ansible import read_inventory
 from controller.adapters.connections import resolve_connections
 from controller.adapters.snapshot_store import ObjectStore
 from controller.errors import InputError
@@ -236,3 +237,15 @@ def test_a_link_planted_as_the_cache_is_refused(tmp_path: Path,
     cached.symlink_to(elsewhere)
     with pytest.raises(InputError):
         resolve_connections(*inventory, ["h1"], tmp_path / "connections")
+
+
+def test_a_release_reads_its_inventory_once_until_it_changes(
+        tmp_path: Path, inventory: tuple[Path, Path]) -> None:
+    """Each gate of each batch asks for the inventory: ansible-inventory runs once, again
+    when the inventory is edited."""
+    hosts, cfg = inventory
+    first = read_inventory(hosts, cfg)
+    assert first.addresses == {"h1": "127.0.0.1"}
+    assert read_inventory(hosts, cfg) is first
+    hosts.write_text(hosts.read_text().replace("127.0.0.1", "127.0.0.9"))
+    assert read_inventory(hosts, cfg).addresses == {"h1": "127.0.0.9"}
