@@ -44,8 +44,9 @@ PHASE_CHILD = {
     "gate:locust": "locust:candidate",
     "rollback": "-restore",
 }
-# How long the child works before the kill: the lean snapshot and restore end within a second.
-SETTLE_S = {"snapshot": 0.0, "rollback": 0.0}
+# How long the child works before the kill: the lean snapshot and restore, and the canary's
+# testinfra gate on one host, end within a second.
+SETTLE_S = {"snapshot": 0.0, "rollback": 0.0, "gate:testinfra:canary": 0.0}
 FORWARD_PHASES = ["apply:canary", "gate:testinfra:canary", "apply:batch2", "gate:locust"]
 LOAD_PHASES = ("baseline", "gate:locust", "rollback")  # the others run without a load gate
 

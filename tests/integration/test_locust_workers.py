@@ -6,7 +6,6 @@ workers on inventory hosts started over Ansible, is proved on the session lab.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from importlib.metadata import version
@@ -17,8 +16,11 @@ import pytest
 import yaml
 
 from controller.adapters.locust import LoadRun, _only_ours, run_load
+from controller.engine.environment import resolve_environment
+from controller.engine.gates import GateRunner
 from controller.errors import RelctlError
 from controller.journal import Journal
+from controller.manifest_loader import load_manifest
 from controller.models.manifest import LoadThresholds, LocustGate
 from controller.planning.gates import judge_load
 from tests.http_target import LOCUSTFILE, HealthServer
@@ -95,25 +97,23 @@ def _left_on(lab: RunningLab, host: str) -> str:
 @pytest.mark.lab
 def test_the_load_comes_from_workers_on_inventory_hosts(lab: RunningLab, tmp_path: Path,
                                                         host_locust: list[str]) -> None:
-    """Locust's master on the controller, two workers on backup-1 started over Ansible:
-    the gate's figures are theirs, aggregated by the master; the release goes on as with
-    a local Locust, and nothing of the workers is left on the host."""
+    """The manifest's load gate as a release runs it (its GateRunner): Locust's master on
+    the controller, two workers on backup-1 started over Ansible; the gate's figures are
+    theirs, aggregated by the master, and nothing of the workers is left on the host.
+    (The release around it is the same as with a local Locust: the next test runs one.)"""
     deployed = deploy_ledger(lab.state_dir, "1.0.0")
     assert deployed.returncode == 0, deployed.stderr
-    manifest = _worker_hosts_manifest(tmp_path, host_locust)
-    plan = relctl(lab.state_dir, "plan", str(manifest))
+    path = _worker_hosts_manifest(tmp_path, host_locust)
+    plan = relctl(lab.state_dir, "plan", str(path))
     assert plan.returncode == 0 and "2 worker(s) on each host of app_backup" in plan.stdout
-    applied = relctl(lab.state_dir, "apply", str(manifest), "--yes", "--json")
-    assert applied.returncode == 0, applied.stdout[-2000:] + applied.stderr[-3000:]
-    assert served_versions(lab) == {"1.1.0"}
-    release_id = json.loads(applied.stdout)["release_id"]
-    for phase in ("baseline", "candidate"):
-        log = (lab.state_dir / "gates" / str(release_id) / f"{phase}.log").read_text()
-        ready = re.findall(r"(\S+)_[0-9a-f]{32} \(index \d+\) reported as ready", log)
-        assert sorted(ready) == ["backup-1", "backup-1"], log[-1500:]
+    manifest = load_manifest(path)
+    env = resolve_environment(lab.state_dir, manifest)
     with Journal(lab.state_dir / "journal.sqlite") as journal:
-        figures = [g.figures for g in journal.gate_results(release_id) if g.kind == "locust"]
-    assert figures and figures[-1]["candidate"]["requests"] >= 20, figures
+        stats = GateRunner(env, journal, 0, manifest, record=False).load("candidate")
+    assert stats is not None and stats.requests >= 20 and stats.failures == 0, stats
+    log = (env.gate_dir(0) / "candidate.log").read_text()
+    ready = re.findall(r"(\S+)_[0-9a-f]{32} \(index \d+\) reported as ready", log)
+    assert sorted(ready) == ["backup-1", "backup-1"], log[-1500:]
     assert _left_on(lab, "backup-1") == ""
 
 
