@@ -36,6 +36,7 @@ def released_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLa
     with ledger_lab(primary=2, backup=0, base_address="127.0.9.130") as lab:
         data = yaml.safe_load(example_text(RELEASES / "ledger-1.1.0.yml"))
         data["gates"]["locust"]["thresholds"]["p95_vs_baseline"] = None
+        data["gates"]["locust"]["duration_s"] = 3  # the monitor's own probe is under test
         manifest = tmp_path_factory.mktemp("monitor") / "ledger-1.1.0.yml"
         manifest.write_text(yaml.safe_dump(data, sort_keys=False))
         applied = relctl(lab.state_dir, "apply", str(manifest), "--yes", "--json")

@@ -162,7 +162,7 @@ def _manifest(user: UserRepo, version: str, **extravars: object) -> Path:
                         "notes_artifacts": str(user.repo / "build"), **extravars}
     for gate in doc["gates"]["testinfra"]:
         gate["env"]["EXPECTED_VERSION"] = version
-    doc["gates"]["locust"]["duration_s"] = 5  # still a load gate, half the wait
+    doc["gates"]["locust"]["duration_s"] = 3  # still a load gate, a third of the wait
     path = user.repo / "relctl" / f"notes-{version}.yml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
