@@ -54,6 +54,11 @@ class RemoteWorkers:
     ansible_cfg: Path
     runs_dir: Path
 
+    @property
+    def count(self) -> int:
+        """Every worker process relctl starts."""
+        return len(self.hosts) * self.per_host
+
 
 @dataclass(frozen=True)
 class LoadRun:
@@ -134,7 +139,7 @@ def _run_with_remote_workers(run: LoadRun, remote: RemoteWorkers) -> int:
     port = free_port(remote.master_host)
     master = [*_command(run), "--master", "--master-bind-host", remote.master_host,
               "--master-bind-port", str(port),
-              "--expect-workers", str(len(remote.hosts) * remote.per_host),
+              "--expect-workers", str(remote.count),
               "--expect-workers-max-wait", str(math.ceil(remote.connect_s))]
     # The workers' bound: the wait for all of them, the run, its stop and a margin.
     bound = math.ceil(remote.connect_s + run.duration_s + 60)
@@ -172,11 +177,11 @@ def _run_with_remote_workers(run: LoadRun, remote: RemoteWorkers) -> int:
                     f"not run: {failure_summary(result)}",
                     hint="worker_hosts.command must run Locust on those hosts, and they "
                     f"must reach {remote.master_host}:{port} (worker_hosts.master_host)")
-            code = wait_all([process], run.duration_s + remote.connect_s + 60)[0]
+            code = wait_all([process], bound)[0]
         finally:
             if process.poll() is None:
                 stop_owned(process)
-    _only_ours(run, len(remote.hosts) * remote.per_host, remote.master_host, port)
+    _only_ours(run, remote.count, remote.master_host, port)
     return code
 
 

@@ -28,6 +28,8 @@ from controller.paths import tools_path
 # The file of targets the plugin reads (testinfra_plugin.TARGETS_ENV; not imported from it:
 # it imports pytest and testinfra, which every relctl command would then load).
 TARGETS_ENV = "RELCTL_TESTINFRA_TARGETS"
+# Set for each gate pytest: it loads only the plugins it is named (see _run_groups).
+AUTOLOAD_ENV = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
 
 # pytests at once: one per core (at most 8). Each check is a local ssh client, a remote
 # command and pytest's own work, all CPU: bench/testinfra_gate.py on 10 hosts and 2 cores
@@ -103,9 +105,6 @@ def split_hosts(hosts: list[str], parallel: int) -> list[list[str]]:
         groups.append(hosts[start:end])
         start = end
     return [g for g in groups if g]
-
-
-AUTOLOAD_ENV = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
 
 
 def _command(run: CheckRun, hosts: list[str], junit: Path) -> list[str]:

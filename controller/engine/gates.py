@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from controller.adapters.ansible import list_hosts, read_inventory
 from controller.adapters.locust import LoadRun, RemoteWorkers, address_towards, run_load
@@ -12,7 +13,7 @@ from controller.engine.environment import Environment
 from controller.errors import InputError
 from controller.journal import Journal
 from controller.models.gates import LoadStats, Verdict
-from controller.models.manifest import LocustGate, Manifest
+from controller.models.manifest import Manifest
 from controller.planning.gates import judge_checks, judge_load
 
 
@@ -60,12 +61,14 @@ class GateRunner:
                                 duration_s or gate.duration_s,
                                 self.env.gate_dir(self.release_id), phase,
                                 workers=gate.workers, children=self._children(),
-                                remote=self._remote_workers(gate)))
+                                remote=self._remote_workers))
 
-    def _remote_workers(self, gate: LocustGate) -> RemoteWorkers | None:
-        """The gate's worker hosts as the inventory resolves them, and the controller's
-        address they connect back to."""
-        spec = gate.worker_hosts
+    @cached_property
+    def _remote_workers(self) -> RemoteWorkers | None:
+        """The load gate's worker hosts as the inventory resolves them, and the
+        controller's address they connect back to (once for the baseline and candidate)."""
+        gate = self.manifest.gates.locust
+        spec = gate.worker_hosts if gate is not None else None
         if spec is None:
             return None
         hosts = list_hosts(self.env.inventory, self.env.ansible_cfg, spec.hosts)

@@ -97,7 +97,7 @@ class ReleaseEngine:
                                     wait_s=self.approval_wait)
         plan = self._plan()
         m = self.manifest
-        self._check_databases(plan)
+        self._check_prerequisites(plan)
         if m.strategy.analysis is not None and len(plan.batches) > 1:  # before any change
             CanaryRun(self.env, self.journal, 0, m, None, self.progress).preflight(
                 plan.batches[0], [h for h in plan.hosts if h not in plan.batches[0]])
@@ -124,7 +124,7 @@ class ReleaseEngine:
     def dry_run(self) -> ReleaseOutcome:
         """The apply playbooks in check mode with diff (``dry_run.py``): nothing changes."""
         plan = self._plan()
-        self._check_databases(plan)
+        self._check_prerequisites(plan)
         try:
             return check_mode(self.manifest, plan, self.cancel, self._on_event,
                               lambda playbook: self._playbook(playbook, plan.hosts, "dry-run",
@@ -406,7 +406,7 @@ class ReleaseEngine:
         return stopped
 
 
-    def _check_databases(self, plan: ReleasePlan) -> None:
+    def _check_prerequisites(self, plan: ReleasePlan) -> None:
         """Log in to every server-side data item, and find the playbooks' strategy: a
         clear error before anything runs."""
         check_databases(plan.server_data, self.progress)

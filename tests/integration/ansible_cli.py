@@ -12,6 +12,7 @@ import ansible_runner
 
 from controller.adapters.connections import Connection, resolve_connections
 from controller.paths import tools_path
+from controller.planning.lab import LabLayout
 
 RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_unreachable")
 
@@ -42,9 +43,9 @@ def shell(ansible_cfg: Path, host: str, command: str) -> str:
     the shell module costs half a second of CPU."""
     key = (ansible_cfg, host)
     if key not in _CONNECTIONS:
-        lab_dir = ansible_cfg.parent  # STATE_DIR/lab: inventory.yml and ansible.cfg
-        found = resolve_connections(lab_dir / "inventory.yml", ansible_cfg, [host],
-                                    lab_dir.parent / "connections")
+        layout = LabLayout(ansible_cfg.parent)  # STATE_DIR/lab
+        found = resolve_connections(layout.inventory, ansible_cfg, [host],
+                                    layout.root.parent / "connections")
         assert host in found and not found[host].become, f"no plain ssh command for {host}"
         _CONNECTIONS[key] = found[host]
     done = subprocess.run([*_CONNECTIONS[key].argv, command], capture_output=True, text=True,
