@@ -6,17 +6,30 @@
 2. ``relctl apply`` of 2.0.1 (broken): seconds from the failed gate to the fleet restored
    and verified (the journal's rollback and restored-check phases).
 3. Peak RSS of the relctl controller process (its children, Ansible and pytest, apart).
+4. The whole release (baseline load, snapshot, apply, testinfra gate, Locust gate), the
+   example's 1.1.0 as one batch over every host, on the same lab in the same run, by:
+   - the anchor: relctl as it was when issue 27 was filed (commit ``ANCHOR``, taken from
+     this repository's history with ``git archive``, run on the same venv), Ansible's
+     linear strategy;
+   - relctl now, its defaults (linear);
+   - relctl now, ``playbooks.strategy: mitogen``.
+   The three alternate, ROUNDS times each, every host reset to 1.0.0 before each run;
+   the median wall time of each, and its ratio to the anchor's, are printed.
 
-Run: .venv/bin/python bench/release_pipeline.py [HOSTS]   (default 10)
+Run: .venv/bin/python bench/release_pipeline.py [HOSTS] [--rounds N] [--part all|pipeline|whole]
+     (defaults: 10 hosts, 2 rounds, all)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -26,6 +39,8 @@ from controller.adapters.ssh import close_control_masters
 from controller.paths import tools_path
 
 RELEASES = ROOT / "examples" / "releases"
+# relctl when issue 27 (canary analysis; "releases twice as fast") was filed.
+ANCHOR = "461f5cc"
 
 
 def bench_manifest(state: Path, version: str, hosts: int) -> Path:
@@ -84,8 +99,96 @@ def phase_seconds(state: Path, release: str, prefixes: tuple[str, ...]) -> float
                if str(p["name"]).startswith(prefixes))
 
 
+def whole_manifest(state: Path, name: str, hosts: int, url: str, mitogen: bool) -> Path:
+    """The example's 1.1.0 with both gates, one batch over every host, under a release name
+    of its own; the load balancer's URL named (the anchor's relctl does not read the lab)."""
+    text = (RELEASES / "ledger-1.1.0.yml").read_text()
+    text = text.replace("  canary: 1\n", f"  canary: {hosts}\n")
+    text = text.replace("release: ledger-1.1.0\n", f"release: {name}\n")
+    text = text.replace("    url: null\n", f"    url: {url}\n")
+    if mitogen:
+        text = text.replace("  check_mode_supported: false\n",
+                            "  check_mode_supported: false\n  strategy: mitogen\n")
+    text = text.replace("../../", f"{ROOT}/")
+    path = state / f"{name}.yml"
+    path.write_text(text)
+    return path
+
+
+def anchor_source(state: Path) -> Path:
+    """The anchor's ``controller`` package, from git, in a folder of its own."""
+    folder = state / f"relctl-{ANCHOR}"
+    folder.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ANCHOR, "controller"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    found = subprocess.run([sys.executable, "-c", "import controller; print(controller.__file__)"],
+                           cwd=folder, capture_output=True, text=True, check=True).stdout
+    if not found.startswith(str(folder)):
+        raise SystemExit(f"the anchor's package is not the one imported: {found}")
+    return folder
+
+
+def timed_release(state: Path, manifest: Path, inventory: Path,
+                  source: Path | None = None) -> float:
+    """Wall seconds of one ``relctl apply`` (the anchor's when ``source``), which must pass."""
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "controller", "--state-dir", str(state),
+                             "apply", str(manifest), "--inventory", str(inventory), "--yes",
+                             "--json"], capture_output=True, text=True, check=False,
+                            cwd=source or ROOT)
+    took = time.monotonic() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{manifest.name} failed (exit {result.returncode}):\n"
+                         f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return took
+
+
+def whole_release(hosts: int, rounds: int) -> None:
+    state = fresh_state_dir("whole-release")
+    lab = state / "lab"
+    url = str(relctl(state, "lab", "up", "--primary", str(hosts), "--backup", "0",
+                     "--base-address", "127.0.51.10", *LEDGER)["url"])
+    source = anchor_source(state)
+    anchor_state = state / "anchor-state"
+    anchor_state.mkdir(mode=0o700)
+    kinds = {"anchor": (anchor_state, source, False), "now": (state, None, False),
+             "mitogen": (state, None, True)}
+    seconds: dict[str, list[float]] = {kind: [] for kind in kinds}
+    try:
+        for number in range(1, rounds + 1):
+            for kind, (where, src, mitogen) in kinds.items():
+                reset_to_1_0_0(state, lab)
+                close_control_masters(lab / "cp")
+                manifest = whole_manifest(state, f"whole-{kind}-{number}", hosts, url, mitogen)
+                seconds[kind].append(timed_release(where, manifest, lab / "inventory.yml", src))
+                print(f"  round {number} {kind:<8} {seconds[kind][-1]:6.1f} s", flush=True)
+    finally:
+        close_control_masters(lab / "cp")
+        relctl(state, "lab", "down")
+    anchor = statistics.median(seconds["anchor"])
+    print(f"whole release of ledger 1.1.0 on {hosts} lab hosts, one batch, both gates "
+          f"(median of {rounds}, same lab, same run)")
+    labels = {"anchor": f"anchor: relctl {ANCHOR}, linear", "now": "relctl now, linear",
+              "mitogen": "relctl now, strategy: mitogen"}
+    for kind, label in labels.items():
+        median = statistics.median(seconds[kind])
+        print(f"  {label:<34} {median:7.2f} s  (ratio to the anchor {median / anchor:.2f})")
+
+
 def main() -> None:
-    hosts = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("hosts", nargs="?", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--part", choices=("all", "pipeline", "whole"), default="all")
+    args = parser.parse_args()
+    if args.part in ("all", "pipeline"):
+        pipeline(args.hosts)
+    if args.part in ("all", "whole"):
+        whole_release(args.hosts, args.rounds)
+
+
+def pipeline(hosts: int) -> None:
     state = fresh_state_dir("pipeline")
     lab = state / "lab"
     relctl(state, "lab", "up", "--primary", str(hosts), "--backup", "0",
