@@ -45,13 +45,13 @@ def pytest_runtest_protocol(item: pytest.Item) -> object:
 # this order, the dearest first (pytest-xdist --no-loadscope-reorder), so that no long
 # module starts last while the other worker idles; the rest (unit tests) fill in after.
 MODULE_SECONDS = {f"tests/integration/{name}": seconds for name, seconds in {
-    "test_crash.py": 385, "test_release.py": 320, "test_wheel.py": 275,
-    "test_continuity.py": 270, "test_pg_continuity.py": 255, "test_canary.py": 250,
-    "test_postgresql_items.py": 200, "test_rollback_final.py": 140, "test_litestream.py": 135,
-    "test_snapshots.py": 120, "test_locust_workers.py": 75, "test_monitor.py": 80,
-    "test_serve_browser.py": 50, "test_gates_parallel.py": 50, "test_lab.py": 35,
-    "test_values_are_data.py": 30, "test_restore_confinement.py": 20,
-    "test_shared_journal.py": 20, "test_mitogen.py": 40,
+    "test_crash.py": 275, "test_continuity.py": 255, "test_pg_continuity.py": 215,
+    "test_canary.py": 205, "test_release.py": 190, "test_postgresql_items.py": 185,
+    "test_wheel.py": 185, "test_snapshots.py": 115, "test_rollback_final.py": 115,
+    "test_litestream.py": 110, "test_locust_workers.py": 65, "test_monitor.py": 65,
+    "test_serve_browser.py": 45, "test_gates_parallel.py": 45, "test_values_are_data.py": 30,
+    "test_lab.py": 25, "test_mitogen.py": 25, "test_shared_journal.py": 20,
+    "test_restore_confinement.py": 15,
 }.items()}
 
 

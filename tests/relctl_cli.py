@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from controller.adapters.ansible import mitogen_strategy_plugins
+from controller.errors import PrerequisiteError
 from controller.paths import tools_path
 
 RELCTL = [sys.executable, "-m", "controller"]
@@ -48,10 +50,21 @@ def relctl_json(state_dir: Path, *args: str) -> dict[str, Any]:
 def deploy_ledger(state_dir: Path, version: str, limit: str = "app_primary",
                   extra: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
     """Deploy the sample service with its plain playbook (examples/ledger/deploy.sh);
-    ``extra``: more of its options (``-e VAR=VALUE``)."""
+    ``extra``: more of its options (``-e VAR=VALUE``). A test's set-up, not what it proves:
+    it runs with Mitogen's strategy where Mitogen is installed (the dev extra), which
+    halves its CPU on a machine the two test workers keep busy (``bench/mitogen.py``)."""
     return subprocess.run(
         [str(ROOT / "examples" / "ledger" / "deploy.sh"), "--state-dir", str(state_dir),
          "--limit", limit, *extra, version],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "PATH": tools_path()},
-        check=False,
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PATH": tools_path(), **_mitogen_env()}, check=False,
     )
+
+
+def _mitogen_env() -> dict[str, str]:
+    """ansible-playbook's settings for Mitogen's linear strategy, or none without it."""
+    try:
+        plugins = mitogen_strategy_plugins()
+    except PrerequisiteError:
+        return {}
+    return {"ANSIBLE_STRATEGY": "mitogen_linear", "ANSIBLE_STRATEGY_PLUGINS": str(plugins)}

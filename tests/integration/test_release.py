@@ -236,12 +236,15 @@ def _wait_for_host_state(journal_path: Path, state: str, timeout: float) -> bool
 
 @pytest.mark.parametrize("kill_at", ["snapshotted", "applying"])
 def test_resume_after_kill_leaves_one_verified_version(
-        lab: RunningLab, train: dict[str, Any], kill_at: str) -> None:
+        lab: RunningLab, train: dict[str, Any], kill_at: str, tmp_path: Path) -> None:
     before = served_versions(lab)
     assert len(before) == 1
-    command = [*RELCTL, "--state-dir", str(lab.state_dir), "apply",
-               str(RELEASES / "ledger-2.0.0.yml"), "--yes", "--json",
-               "--force"]  # 2.0.0 went bad earlier in the train: apply it again anyway
+    data = yaml.safe_load(example_text(RELEASES / "ledger-2.0.0.yml"))
+    data["gates"]["locust"]["duration_s"] = 2  # the baseline window before the kill
+    manifest = tmp_path / "ledger-2.0.0.yml"
+    manifest.write_text(yaml.safe_dump(data, sort_keys=False))
+    command = [*RELCTL, "--state-dir", str(lab.state_dir), "apply", str(manifest), "--yes",
+               "--json", "--force"]  # 2.0.0 went bad earlier in the train: apply it again
     controller = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, start_new_session=True)
     try:
