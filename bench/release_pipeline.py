@@ -182,6 +182,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--part", choices=("all", "pipeline", "whole"), default="all")
     args = parser.parse_args()
+    for version in ("1.0.0", "1.1.0", "2.0.1"):  # what the manifests name; make artifacts
+        if not (ROOT / "build" / "artifacts" / f"ledger-{version}.tar.gz").exists():
+            subprocess.run([sys.executable, str(ROOT / "examples" / "ledger" / "build.py"),
+                            "--out", str(ROOT / "build" / "artifacts"), "--version", version],
+                           check=True, capture_output=True)
     if args.part in ("all", "pipeline"):
         pipeline(args.hosts)
     if args.part in ("all", "whole"):
