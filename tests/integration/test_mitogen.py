@@ -60,3 +60,28 @@ def test_a_release_runs_its_playbooks_unchanged_under_mitogen(lab: RunningLab,
         ran_by = shell(lab.ansible_cfg, host, f"cat {PROBE_FILE}; rm -f {PROBE_FILE}")
         # Mitogen names its interpreter on the host (Ansible's own runs /usr/bin/python3)
         assert re.search(r"^/usr/bin/python3\(mitogen:root@", ran_by, re.MULTILINE), ran_by
+
+
+def test_a_failover_needing_mitogen_is_refused_by_its_preflight_without_it(
+        lab: RunningLab, tmp_path: Path) -> None:
+    """A failover deploys the last good release with its own strategy: where Mitogen is
+    missing (here an ``ansible_mitogen`` without its plugins first on the path, as a
+    controller that lost it would find), the preflight says so before any change, rather
+    than the deploy failing in the middle of the failover. Runs after the release above."""
+    plan = tmp_path / "plan.yml"
+    plan.write_text((ROOT / "examples/continuity/ledger-lab.yml").read_text()
+                    .replace("../../loadtests", str(ROOT / "loadtests"))
+                    .replace('releases: ["../releases/ledger-*.yml"]',
+                             f'releases: ["{tmp_path.parent}/*/mitogen.yml"]'))
+    hollow = tmp_path / "hollow"
+    (hollow / "ansible_mitogen").mkdir(parents=True)
+    (hollow / "ansible_mitogen" / "__init__.py").write_text("")
+    fine = relctl(lab.state_dir, "drill", "site-loss", "--plan", str(plan), "--dry-run",
+                  "--json")
+    assert fine.returncode == 0, fine.stdout[-2000:] + fine.stderr[-2000:]
+    refused = relctl(lab.state_dir, "drill", "site-loss", "--plan", str(plan), "--dry-run",
+                     "--json", env={"PYTHONPATH": str(hollow)})
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert "refused by its preflight, nothing touched" in refused.stderr, refused.stderr
+    assert ("deploy: ledger-1.1.0-mitogen: playbooks.strategy: mitogen needs Mitogen"
+            in refused.stderr and "pipx inject relctl mitogen" in refused.stderr), refused.stderr

@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from controller.adapters.ansible import playbook_hosts
+from controller.adapters.ansible import mitogen_strategy_plugins, playbook_hosts
 from controller.engine.continuity.context import Continuity
 from controller.engine.continuity.methods import replicate
 from controller.engine.continuity.records import ReplicaRecord
-from controller.errors import InputError, RelctlError
+from controller.errors import InputError, PrerequisiteError, RelctlError
 from controller.journal import ContinuityRecord, ReleaseRecord
+from controller.models.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -152,10 +153,17 @@ class Preflight:
         good = self.good()
         if good is None:
             return "no release is marked good: the backups keep what they run"
-        missing = self.unmatched(good, self.ctx.site.backups)
+        manifest = self.ctx.services.release_manifest(good)
+        missing = self.unmatched(manifest, self.ctx.site.backups)
         if missing:
             raise InputError(f"no play of {good.name}'s apply playbooks targets "
                              f"{', '.join(missing)}: a failover would deploy nothing there")
+        if manifest.playbooks.strategy == "mitogen":
+            try:
+                mitogen_strategy_plugins()
+            except PrerequisiteError as error:  # the deploy would fail mid-failover
+                raise PrerequisiteError(f"{good.name}: {error.message} ({error.hint})"
+                                        ) from error
         return f"{good.name}'s apply playbooks target every backup host"
 
     def way_back(self) -> str | None:
@@ -185,9 +193,8 @@ class Preflight:
                 if last else "; none yet")
         return f"a drill replicates before its fault (not in a dry run){when}"
 
-    def unmatched(self, good: ReleaseRecord, hosts: list[str]) -> list[str]:
-        """Those of ``hosts`` that no play of ``good``'s apply playbooks targets."""
-        manifest = self.ctx.services.release_manifest(good)
+    def unmatched(self, manifest: Manifest, hosts: list[str]) -> list[str]:
+        """Those of ``hosts`` that no play of ``manifest``'s apply playbooks targets."""
         env = self.ctx.services.env
         matched: set[str] = set()
         for playbook in manifest.playbooks.apply:
