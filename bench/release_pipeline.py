@@ -43,12 +43,17 @@ RELEASES = ROOT / "examples" / "releases"
 ANCHOR = "461f5cc"
 
 
+def one_batch(version: str, hosts: int) -> str:
+    """The example manifest of ``version`` as one batch over ``hosts`` hosts, its paths
+    made absolute."""
+    text = (RELEASES / f"ledger-{version}.yml").read_text()
+    return text.replace("  canary: 1\n", f"  canary: {hosts}\n").replace("../../", f"{ROOT}/")
+
+
 def bench_manifest(state: Path, version: str, hosts: int) -> Path:
     """The example manifest as one batch over every host, without the Locust gate."""
-    text = (RELEASES / f"ledger-{version}.yml").read_text()
-    text = text.replace("  canary: 1\n", f"  canary: {hosts}\n")
+    text = one_batch(version, hosts)
     text = text.split("  locust:")[0] + "owners:" + text.split("owners:")[1]
-    text = text.replace("../../", f"{ROOT}/")
     path = state / f"bench-{version}.yml"
     path.write_text(text)
     return path
@@ -102,14 +107,12 @@ def phase_seconds(state: Path, release: str, prefixes: tuple[str, ...]) -> float
 def whole_manifest(state: Path, name: str, hosts: int, url: str, mitogen: bool) -> Path:
     """The example's 1.1.0 with both gates, one batch over every host, under a release name
     of its own; the load balancer's URL named (the anchor's relctl does not read the lab)."""
-    text = (RELEASES / "ledger-1.1.0.yml").read_text()
-    text = text.replace("  canary: 1\n", f"  canary: {hosts}\n")
+    text = one_batch("1.1.0", hosts)
     text = text.replace("release: ledger-1.1.0\n", f"release: {name}\n")
     text = text.replace("    url: null\n", f"    url: {url}\n")
     if mitogen:
         text = text.replace("  check_mode_supported: false\n",
                             "  check_mode_supported: false\n  strategy: mitogen\n")
-    text = text.replace("../../", f"{ROOT}/")
     path = state / f"{name}.yml"
     path.write_text(text)
     return path

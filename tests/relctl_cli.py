@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from controller.adapters.ansible import mitogen_strategy_plugins
+from controller.adapters.ansible import strategy_environment
 from controller.errors import PrerequisiteError
 from controller.paths import tools_path
 
@@ -65,7 +65,6 @@ def deploy_ledger(state_dir: Path, version: str, limit: str = "app_primary",
 def _mitogen_env() -> dict[str, str]:
     """ansible-playbook's settings for Mitogen's linear strategy, or none without it."""
     try:
-        plugins = mitogen_strategy_plugins()
+        return strategy_environment("mitogen")
     except PrerequisiteError:
         return {}
-    return {"ANSIBLE_STRATEGY": "mitogen_linear", "ANSIBLE_STRATEGY_PLUGINS": str(plugins)}

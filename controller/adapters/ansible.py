@@ -277,11 +277,17 @@ def _unrecorded_environment(explicit: Mapping[str, str]) -> Callable[..., None]:
 
 
 def _environment(run: PlaybookRun) -> dict[str, str]:
-    env = {"ANSIBLE_CONFIG": str(run.ansible_cfg), "PATH": tools_path()}
-    if run.strategy == "mitogen":
-        env |= {"ANSIBLE_STRATEGY": "mitogen_linear",
-                "ANSIBLE_STRATEGY_PLUGINS": str(mitogen_strategy_plugins())}
-    return env
+    return {"ANSIBLE_CONFIG": str(run.ansible_cfg), "PATH": tools_path(),
+            **strategy_environment(run.strategy)}
+
+
+def strategy_environment(strategy: str) -> dict[str, str]:
+    """ansible-playbook's settings for a ``playbooks.strategy`` (none for Ansible's own
+    linear); ``PrerequisiteError`` when it needs Mitogen and Mitogen is not installed."""
+    if strategy != "mitogen":
+        return {}
+    return {"ANSIBLE_STRATEGY": "mitogen_linear",
+            "ANSIBLE_STRATEGY_PLUGINS": str(mitogen_strategy_plugins())}
 
 
 def mitogen_strategy_plugins() -> Path:

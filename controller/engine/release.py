@@ -24,8 +24,8 @@ from controller.adapters.ansible import (
     PlaybookRun,
     TaskEvent,
     failure_summary,
-    mitogen_strategy_plugins,
     run_playbook,
+    strategy_environment,
 )
 from controller.engine.admission import refuse_bad_release
 from controller.engine.canary import CanaryRun, restore_weights
@@ -410,8 +410,7 @@ class ReleaseEngine:
         """Log in to every server-side data item, and find the playbooks' strategy: a
         clear error before anything runs."""
         check_databases(plan.server_data, self.progress)
-        if self.manifest.playbooks.strategy == "mitogen":
-            mitogen_strategy_plugins()
+        strategy_environment(self.manifest.playbooks.strategy)
 
     def _plan(self) -> ReleasePlan:
         return plan_release(self.manifest, self.env.hosts(self.manifest.targets))

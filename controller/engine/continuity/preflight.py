@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from controller.adapters.ansible import mitogen_strategy_plugins, playbook_hosts
+from controller.adapters.ansible import playbook_hosts, strategy_environment
 from controller.engine.continuity.context import Continuity
 from controller.engine.continuity.methods import replicate
 from controller.engine.continuity.records import ReplicaRecord
@@ -158,12 +158,10 @@ class Preflight:
         if missing:
             raise InputError(f"no play of {good.name}'s apply playbooks targets "
                              f"{', '.join(missing)}: a failover would deploy nothing there")
-        if manifest.playbooks.strategy == "mitogen":
-            try:
-                mitogen_strategy_plugins()
-            except PrerequisiteError as error:  # the deploy would fail mid-failover
-                raise PrerequisiteError(f"{good.name}: {error.message} ({error.hint})"
-                                        ) from error
+        try:
+            strategy_environment(manifest.playbooks.strategy)
+        except PrerequisiteError as error:  # the deploy would fail mid-failover
+            raise PrerequisiteError(f"{good.name}: {error.message} ({error.hint})") from error
         return f"{good.name}'s apply playbooks target every backup host"
 
     def way_back(self) -> str | None:
