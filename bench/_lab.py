@@ -43,6 +43,19 @@ def fresh_state_dir(name: str) -> Path:
     return path
 
 
+def ensure_artifacts(*versions: str) -> Path:
+    """build/artifacts with the ledger tarballs of ``versions``, the missing ones built
+    (as ``make artifacts`` and examples/ledger/deploy.sh do): a bench runs on a fresh
+    checkout."""
+    folder = ROOT / "build" / "artifacts"
+    for version in versions:
+        if not (folder / f"ledger-{version}.tar.gz").exists():
+            subprocess.run([sys.executable, str(ROOT / "examples" / "ledger" / "build.py"),
+                            "--out", str(folder), "--version", version],
+                           check=True, capture_output=True)
+    return folder
+
+
 def deploy_ledger(state_dir: Path, version: str, limit: str = "app_primary") -> None:
     """Deploy the sample service with its plain playbook (examples/ledger/deploy.sh)."""
     result = subprocess.run(

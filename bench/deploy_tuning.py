@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _lab import LEDGER, ROOT, fresh_state_dir, relctl, timed
+from _lab import LEDGER, ROOT, ensure_artifacts, fresh_state_dir, relctl, timed
 
 from controller.adapters.ssh import close_control_masters
 from controller.paths import tools_path
@@ -52,6 +52,7 @@ def deploy(cfg: Path, version: str) -> str:
 def main() -> None:
     hosts = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    ensure_artifacts("1.0.0", "1.1.0")
     state = fresh_state_dir("deploy-tuning")
     lab = state / "lab"
     relctl(state, "lab", "up", "--primary", str(hosts), "--backup", "0",

@@ -19,7 +19,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from _lab import LEDGER, fresh_state_dir, relctl, timed
+from _lab import LEDGER, ensure_artifacts, fresh_state_dir, relctl, timed
 from deploy_tuning import deploy as tuned_deploy
 
 from controller.adapters.ssh import close_control_masters
@@ -27,7 +27,7 @@ from controller.adapters.ssh import close_control_masters
 BASE = os.environ.get("RELCTL_BENCH_BASE", "127.0.41.10")
 
 
-def mitogen_cfg(lab: Path) -> Path:
+def mitogen_cfg(lab: Path, strategy: str = "mitogen_linear") -> Path:
     """The lab's own ansible.cfg with Mitogen's strategy added, nothing else changed."""
     try:
         import ansible_mitogen  # noqa: PLC0415 - optional, for this bench only
@@ -35,9 +35,9 @@ def mitogen_cfg(lab: Path) -> Path:
         raise SystemExit("mitogen is not installed: .venv/bin/pip install mitogen") from None
     plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
     text = (lab / "ansible.cfg").read_text().replace(
-        "[defaults]\n", f"[defaults]\nstrategy_plugins = {plugins}\nstrategy = mitogen_linear\n",
+        "[defaults]\n", f"[defaults]\nstrategy_plugins = {plugins}\nstrategy = {strategy}\n",
         1)
-    cfg = lab / "ansible-mitogen.cfg"
+    cfg = lab / f"ansible-{strategy}.cfg"
     cfg.write_text(text)
     return cfg
 
@@ -56,13 +56,15 @@ def deploy(cfg: Path, version: str, hosts: int) -> None:
 def main() -> None:
     hosts = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    ensure_artifacts("1.0.0", "1.1.0")
     state = fresh_state_dir("mitogen")
     lab = state / "lab"
     relctl(state, "lab", "up", "--primary", str(hosts), "--backup", "0",
            "--base-address", BASE, *LEDGER)
     try:
         configs = {"relctl tuned": lab / "ansible.cfg",
-                   "tuned + mitogen": mitogen_cfg(lab)}
+                   "tuned + mitogen": mitogen_cfg(lab),
+                   "mitogen_free": mitogen_cfg(lab, "mitogen_free")}
         seconds: dict[str, list[float]] = {name: [] for name in configs}
         deploy(configs["relctl tuned"], "1.0.0", hosts)  # first install, not measured
         version = "1.0.0"

@@ -33,7 +33,16 @@ import time
 from pathlib import Path
 
 import psutil
-from _lab import LEDGER, RELCTL, ROOT, deploy_ledger, fresh_state_dir, relctl, timed
+from _lab import (
+    LEDGER,
+    RELCTL,
+    ROOT,
+    deploy_ledger,
+    ensure_artifacts,
+    fresh_state_dir,
+    relctl,
+    timed,
+)
 
 from controller.adapters.ssh import close_control_masters
 from controller.paths import tools_path
@@ -185,11 +194,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--part", choices=("all", "pipeline", "whole"), default="all")
     args = parser.parse_args()
-    for version in ("1.0.0", "1.1.0", "2.0.1"):  # what the manifests name; make artifacts
-        if not (ROOT / "build" / "artifacts" / f"ledger-{version}.tar.gz").exists():
-            subprocess.run([sys.executable, str(ROOT / "examples" / "ledger" / "build.py"),
-                            "--out", str(ROOT / "build" / "artifacts"), "--version", version],
-                           check=True, capture_output=True)
+    ensure_artifacts("1.0.0", "1.1.0", "2.0.1")  # what the manifests name
     if args.part in ("all", "pipeline"):
         pipeline(args.hosts)
     if args.part in ("all", "whole"):

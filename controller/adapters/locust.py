@@ -10,6 +10,7 @@ import contextlib
 import csv
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -36,6 +37,9 @@ WORKERS_PLAYBOOK = "relctl_locust_workers.yml"
 # After the master ends, how long its workers' playbook may take to see them quit (the
 # master tells them to) before it is cut short.
 WORKERS_GRACE_S = 20.0
+LOOPBACK = "127.0.0.1"  # where the master of workers on the controller listens
+# The master's log line for each worker that joined, with the worker's id (host_uuid).
+READY = re.compile(r"(\S+) \(index \d+\) reported as ready\. ")
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class BackgroundLoad:
 
     process: subprocess.Popen[bytes]
     scope: contextlib.ExitStack
+    port: int  # its master's, when it has workers
 
 
 def run_load(run: LoadRun) -> LoadStats:
@@ -90,10 +95,13 @@ def run_load(run: LoadRun) -> LoadStats:
     _clear_samples(run)
     if run.remote is not None:
         return _stats(run, _run_with_remote_workers(run, run.remote))
+    port = free_port(LOOPBACK) if run.workers else 0
     with _log(run).open("w") as out, \
             owned_child(run.children, f"locust:{run.label}", "locust") as child:
-        code = run_owned(child, _command(run), env=_env(run), timeout=run.duration_s + 60,
-                         stdout=out, stderr=subprocess.STDOUT)
+        code = run_owned(child, _command(run, port), env=_env(run),
+                         timeout=run.duration_s + 60, stdout=out, stderr=subprocess.STDOUT)
+    if code == 0 and run.workers:
+        _only_ours(run, run.workers, LOOPBACK, port)
     return _stats(run, code)
 
 
@@ -102,14 +110,15 @@ def start_load(run: LoadRun) -> BackgroundLoad:
     scope = contextlib.ExitStack()  # closed by stop_load: the child's journal row
     _clear_samples(run)
     try:
+        port = free_port(LOOPBACK) if run.workers else 0
         child = scope.enter_context(owned_child(run.children, f"locust:{run.label}", "locust"))
         with _log(run).open("w") as out:
-            process = start_owned(child, _command(run), env=_env(run), stdout=out,
+            process = start_owned(child, _command(run, port), env=_env(run), stdout=out,
                                   stderr=subprocess.STDOUT)
     except BaseException:
         scope.close()
         raise
-    return BackgroundLoad(process, scope)
+    return BackgroundLoad(process, scope, port)
 
 
 def stop_load(run: LoadRun, load: BackgroundLoad) -> LoadStats:
@@ -117,17 +126,21 @@ def stop_load(run: LoadRun, load: BackgroundLoad) -> LoadStats:
     with load.scope:
         code = stop_owned(load.process)
     # The launcher exits 128+15 when it stopped Locust with SIGTERM, as asked.
-    return _stats(run, 0 if code in (0, 128 + 15, -15) else code)
+    code = 0 if code in (0, 128 + 15, -15) else code
+    if code == 0 and run.workers:
+        _only_ours(run, run.workers, LOOPBACK, load.port)
+    return _stats(run, code)
 
 
-def _command(run: LoadRun) -> list[str]:
+def _command(run: LoadRun, port: int = 0) -> list[str]:
+    """Locust's command line for ``run``; ``port``: its master's, with workers."""
     files = f"{run.locustfile},{SAMPLES_PLUGIN}" if run.samples else str(run.locustfile)
     return [
         sys.executable, "-m", "locust", "-f", files, "--headless",
         "--host", run.url, "-u", str(run.users), "-r", str(run.spawn_rate),
         "-t", f"{max(1, round(run.duration_s))}s", "--csv", str(run.out_dir / run.label),
         "--only-summary", "--stop-timeout", "5", "--exit-code-on-error", "0",
-        *_distributed(run.workers),
+        *_distributed(run.workers, port),
     ]
 
 
@@ -181,19 +194,33 @@ def _run_with_remote_workers(run: LoadRun, remote: RemoteWorkers) -> int:
         finally:
             if process.poll() is None:
                 stop_owned(process)
-    _only_ours(run, remote.count, remote.master_host, port)
+    if code == 0:  # a failed run says why itself (its log's tail)
+        _only_ours(run, remote.count, remote.master_host, port)
     return code
 
 
 def _only_ours(run: LoadRun, expected: int, address: str, port: int) -> None:
     """Locust's master takes any worker that reaches it (it has no authentication): more
-    workers than relctl started means someone else's joined, and their figures with them."""
-    joined = _log(run).read_text(errors="replace").count(" reported as ready.")
+    workers than relctl started means someone else's joined, and their figures with them.
+    The master waited for every worker relctl started (``--expect-workers``), so a run
+    that ended well names at least that many; fewer means its log could not be read
+    (another Locust's wording), and the run is not counted either: fail closed."""
+    log = _log(run)
+    joined = len(set(READY.findall(log.read_text(errors="replace"))))
     if joined > expected:
         raise RelctlError(
             f"locust ({run.label}): {joined} workers joined the master on {address}:{port}, "
             f"relctl started {expected}: the run is not counted",
-            hint="give worker_hosts.master_host an address only the worker hosts reach")
+            hint="give worker_hosts.master_host an address only the worker hosts reach"
+            if run.remote is not None else "a process on the controller joined the master "
+            "on loopback: run the gate where no one else can start Locust workers")
+    if joined < expected:
+        raise RelctlError(
+            f"locust ({run.label}): the master's log ({log}) names {joined} ready workers, "
+            f"relctl started {expected}: which workers joined cannot be checked, so the run "
+            "is not counted",
+            hint="relctl reads Locust 2's 'ID (index N) reported as ready.' lines: run the "
+                 "Locust that relctl was installed with (pipx), or one that logs them")
 
 
 def free_port(address: str) -> int:
@@ -218,12 +245,17 @@ def address_towards(host: str) -> str:
                           hint="set gates.locust.worker_hosts.master_host") from error
 
 
-def _distributed(workers: int) -> list[str]:
+def _distributed(workers: int, port: int) -> list[str]:
     """Locust's own master/worker mode: ``--processes N`` makes this process the master
-    and forks N workers that connect to it over loopback; the master aggregates their
-    statistics into the same ``*_stats.csv``. One command, one pid to stop: SIGTERM to
-    the master stops its workers."""
-    return ["--processes", str(workers)] if workers > 0 else []
+    and forks N workers that connect to it; the master aggregates their statistics into
+    the same ``*_stats.csv``. One command, one pid to stop: SIGTERM to the master stops
+    its workers. The master listens on loopback, on a port of this run's own: Locust's
+    default (every address, port 5557) would let anyone who reaches the controller join
+    as a worker (the master has no authentication) and two runs share one master."""
+    if workers <= 0:
+        return []
+    return ["--processes", str(workers), "--master-bind-host", LOOPBACK,
+            "--master-bind-port", str(port), "--master-port", str(port)]
 
 
 def _env(run: LoadRun) -> dict[str, str]:

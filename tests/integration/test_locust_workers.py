@@ -7,11 +7,14 @@ workers on inventory hosts started over Ansible, is proved on the session lab.
 from __future__ import annotations
 
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
@@ -49,6 +52,45 @@ def test_a_load_gate_gives_figures_and_a_verdict(workers: int, tmp_path: Path) -
     if workers:  # a master, and its workers reporting to it
         assert f"{workers} workers connected" in log, log[-800:]
         assert "The last worker quit, stopping test" in log, log[-800:]
+
+
+def test_workers_on_the_controller_have_a_master_of_their_own_on_loopback(
+        tmp_path: Path) -> None:
+    """Two gates with workers at once on one controller (two releases on one CI runner):
+    each master listens on loopback only, on a port of its own, and counts only its own
+    workers. (Locust's default is every address and port 5557: anyone could join the
+    first master as a worker, and the second run's workers joined it too.)"""
+    listening: set[tuple[str, int]] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for conn in psutil.net_connections("tcp"):
+                if conn.status != psutil.CONN_LISTEN or not conn.pid:
+                    continue
+                try:
+                    command = " ".join(psutil.Process(conn.pid).cmdline())
+                except psutil.Error:
+                    continue
+                if str(tmp_path) in command:
+                    listening.add((conn.laddr.ip, conn.laddr.port))
+            stop.wait(0.2)
+
+    with HealthServer("127.0.70.2") as server, ThreadPoolExecutor(3) as pool:
+        watcher = pool.submit(watch)
+        runs = [pool.submit(run_load, LoadRun(LOCUSTFILE, server.url, 4, 4, 3, tmp_path / name,
+                                              name, workers=2)) for name in ("a", "b")]
+        try:
+            stats = [run.result() for run in runs]
+        finally:
+            stop.set()
+            watcher.result()
+    for name, figures in zip(("a", "b"), stats, strict=True):
+        assert figures.requests >= 10 and figures.failures == 0, figures
+        log = (tmp_path / name / f"{name}.log").read_text()
+        assert "2 workers connected" in log and "3 workers connected" not in log, log[-800:]
+    assert {address for address, _ in listening} == {"127.0.0.1"}, listening
+    assert len({port for _, port in listening}) == 2, listening
 
 
 def test_workers_are_a_bounded_whole_number() -> None:
@@ -145,3 +187,20 @@ def test_a_worker_relctl_did_not_start_voids_the_run(tmp_path: Path) -> None:
     joined = re.escape("3 workers joined the master on 127.0.0.1:5557")
     with pytest.raises(RelctlError, match=joined):
         _only_ours(run, 2, "127.0.0.1", 5557)
+    # One of ours that missed a heartbeat and joined again is still one worker.
+    again = ready.splitlines(keepends=True)[0].replace("1 workers", "3 workers")
+    (tmp_path / "candidate.log").write_text(ready + again)
+    _only_ours(run, 3, "127.0.0.1", 5557)
+
+
+def test_a_master_log_relctl_cannot_read_voids_the_run(tmp_path: Path) -> None:
+    """Fail closed: a master whose log names fewer workers than relctl started (all of
+    them joined, or it would not have run) is a log relctl cannot read, so it cannot say
+    that no one else's worker joined."""
+    run = LoadRun(LOCUSTFILE, "http://127.0.70.2:1", 1, 1, 1, tmp_path, "candidate")
+    (tmp_path / "candidate.log").write_text(
+        "[x] m/INFO/locust.runners: worker host_1 ready; 1 connected\n"
+        "[x] m/INFO/locust.runners: host_2 (index 1) reported as ready. 1 workers connected.\n")
+    with pytest.raises(RelctlError, match="names 1 ready workers, relctl started 2") as caught:
+        _only_ours(run, 2, "127.0.0.1", 5557)
+    assert "reported as ready" in (caught.value.hint or "")
