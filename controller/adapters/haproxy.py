@@ -39,6 +39,7 @@ class BackendServer:
     status: str  # UP, DOWN, MAINT, no check, ...
     backup: bool
     weight: int
+    sessions: int = 0  # requests in progress on it now (``scur``)
 
 
 MAX_WEIGHT = 256  # HAProxy's highest server weight
@@ -72,6 +73,7 @@ class RuntimeApi:
                 status=row["status"],
                 backup=row.get("bck") == "1",
                 weight=int(row.get("weight") or 0),
+                sessions=int(row.get("scur") or 0),
             )
             for row in rows
             if row["svname"] not in ("FRONTEND", "BACKEND")

@@ -25,7 +25,7 @@ from controller.engine.children import stop_orphans
 from controller.engine.continuity import Continuity
 from controller.engine.continuity.follow import follow_backups
 from controller.engine.continuity.preflight import site_versions
-from controller.engine.environment import resolve_environment
+from controller.engine.environment import children_dir, resolve_environment
 from controller.engine.outcome import ReleaseOutcome
 from controller.engine.release import ReleaseEngine
 from controller.errors import InputError
@@ -165,7 +165,8 @@ def resume(app: AppContext, inventory: Path | None, forward: bool, as_json: bool
     record = unfinished[0]
     if journal.lock_status(record.environment) is not None:
         journal.break_lock(record.environment)
-    _say_stopped(stop_orphans(journal, release_id=record.id), as_json)
+    _say_stopped(stop_orphans(journal, children_dir(app.state_dir), release_id=record.id),
+                 as_json)
     engine = _engine_for(app, record, inventory, as_json)
     engine.adopt_leftovers(record)
     _say_stopped([engine.stopped_at(record)], as_json)
@@ -312,7 +313,8 @@ def unlock(app: AppContext, environment: str, force: bool, as_json: bool) -> Non
     stopped first, by pid and create time; the command says which."""
     journal = app.journal()
     broken = journal.break_lock(environment, force=force)
-    stopped = stop_orphans(journal, owner=broken.holder) if broken else []
+    stopped = (stop_orphans(journal, children_dir(app.state_dir), owner=broken.holder)
+               if broken else [])
     message = f"lock on {environment} broken" if broken else f"{environment} was not locked"
     if as_json:
         emit_json({"ok": True, "broken": broken is not None, "message": message,

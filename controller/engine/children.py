@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import stat
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +45,12 @@ class JournalChildren:
         self.journal.child_ended(child_id, "stopped" if stopped else "ended", exit_code)
 
 
-def stop_orphans(journal: Journal, *, release_id: int | None = None,
+def stop_orphans(journal: Journal, children_dir: Path, *, release_id: int | None = None,
                  owner: Holder | None = None) -> list[str]:
     """Stop the recorded children of a dead controller (of one release, or of one lock
-    holder), by pid and create time; returns one line per child it could not leave be."""
+    holder), by the pid and create time their launchers wrote in ``children_dir``;
+    returns one line per child it could not leave be. A journal row alone never names
+    what is stopped: a journal shared with others (PostgreSQL) could name any process."""
     lines = []
     here = socket.gethostname()
     for child in journal.open_children(release_id=release_id, owner=owner):
@@ -56,7 +61,11 @@ def stop_orphans(journal: Journal, *, release_id: int | None = None,
         if same_process(child.owner_pid, child.owner_started):
             lines.append(f"{name}: its controller (pid {child.owner_pid}) still runs; left alone")
             continue
-        stopped = stop_recorded(_pid_of(child))
+        pid = _launcher_of(child, children_dir)
+        if isinstance(pid, str):
+            lines.append(f"{name}: {pid}; left alone")
+            continue
+        stopped = stop_recorded(pid)
         journal.child_ended(child.id, "stopped" if stopped else "ended")
         if stopped:
             pids = ", ".join(map(str, stopped))
@@ -67,22 +76,50 @@ def stop_orphans(journal: Journal, *, release_id: int | None = None,
     return lines
 
 
-def orphan_connections(journal: Journal, release_id: int) -> LeftConnections:
+def orphan_connections(journal: Journal, release_id: int,
+                       children_dir: Path) -> LeftConnections:
     """The ssh connections the children of a dead controller held when their launchers
     were stopped, and the age of the oldest of those children (what they ran on the hosts
-    is stopped there before anything else)."""
+    is stopped there before anything else); read only beside records of ``children_dir``."""
     here = socket.gethostname()
     found: set[str] = set()
     age = 0.0
     for child in journal.children(release_id):
-        if child.host == here:
+        if child.host == here and _own_record(child.record, children_dir):
             left = left_connections(child.record)
             found.update(left.connections)
             age = max(age, left.age_s)
     return LeftConnections(sorted(found), age)
 
 
-def _pid_of(child: ChildRecord) -> ChildPid | None:
-    if child.pid is not None and child.started is not None:
-        return ChildPid(child.pid, child.started)
-    return read_record(child.record)
+RECORD_NAME = re.compile(r"[0-9a-f]{32}\.json")  # JournalChildren.before's names
+
+
+def _own_record(record: Path, children_dir: Path) -> bool:
+    """Whether ``record`` is a file this controller's launchers write: in
+    ``children_dir``, named as ``JournalChildren`` names them, a regular file (no link)
+    of this user's (or not written yet)."""
+    if record.parent.resolve() != children_dir.resolve() or not RECORD_NAME.fullmatch(
+            record.name):
+        return False
+    try:
+        info = record.lstat()
+    except FileNotFoundError:
+        return True  # its launcher never ran: nothing to stop
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
+
+
+def _launcher_of(child: ChildRecord, children_dir: Path) -> ChildPid | str | None:
+    """The pid and create time the child's launcher wrote (None: it never ran), or why
+    the journal's row cannot be trusted with them."""
+    if not _own_record(child.record, children_dir):
+        return f"its record {child.record} is not one of {children_dir}"
+    written = read_record(child.record)
+    if (written is not None and child.pid is not None
+            and (written.pid, round(written.started, 2)) != (child.pid,
+                                                            round(child.started or 0, 2))):
+        return (f"the journal's pid {child.pid} is not the one its launcher wrote "
+                f"({written.pid})")
+    return written

@@ -18,6 +18,11 @@ from controller.planning.lab import LabLayout
 JOURNAL_ENV = "RELCTL_JOURNAL"
 
 
+def children_dir(state_dir: Path) -> Path:
+    """Where relctl's launchers write the pids of the children they start."""
+    return state_dir / "children"
+
+
 @dataclass(frozen=True)
 class Environment:
     """The targets of one release and relctl's stores for it."""
@@ -36,8 +41,7 @@ class Environment:
 
     @property
     def children_dir(self) -> Path:
-        """Where relctl's launchers write the pids of the children they start."""
-        return self.state_dir / "children"
+        return children_dir(self.state_dir)
 
     @property
     def connections_dir(self) -> Path:

@@ -158,7 +158,7 @@ class ReleaseEngine:
         connections their launchers noted when stopped, stopped on the hosts before the
         rollback or the next batch (``resume``), back to when the oldest of those children
         began (a child that ended by itself left nothing to stop)."""
-        left = orphan_connections(self.journal, record.id)
+        left = orphan_connections(self.journal, record.id, self.env.children_dir)
         self.cut_connections.update(left.connections)
         self.cut_since = time.monotonic() - left.age_s
 

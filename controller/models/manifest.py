@@ -9,8 +9,10 @@ Paths on the managed hosts (``/opt/billing``) are plain absolute POSIX strings.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
+import socket
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -355,6 +357,25 @@ class LocustWorkerHosts(_Model):
     connect_s: Number = Field(
         60, gt=0, le=3600,
         description="How long the master waits for every worker to connect.")
+
+    @field_validator("master_host")
+    @classmethod
+    def _one_address(cls, value: str | None) -> str | None:
+        """The master listens on this address alone: "any address" (0.0.0.0, ::) would
+        open the unauthenticated master to every network the controller is on."""
+        if value is None:
+            return value
+        try:
+            unspecified = ipaddress.ip_address(value).is_unspecified
+        except ValueError:  # a name, or a short form such as 0 (inet_aton's 0.0.0.0)
+            try:
+                unspecified = socket.inet_aton(value) == bytes(4)
+            except OSError:
+                unspecified = False
+        if unspecified:
+            raise ValueError(f"{value} means every address; name the one address the "
+                             "worker hosts reach the controller on")
+        return value
 
 
 class LocustGate(_Model):

@@ -31,6 +31,7 @@ from controller.adapters.haproxy import RuntimeApi
 from controller.journal import Journal
 from tests.integration.conftest import RunningLab, start_lab, stop_lab
 from tests.integration.continuity_helpers import (
+    Teller,
     bring_primary_site_back,
     kill_primary_site,
     read,
@@ -214,13 +215,21 @@ def test_failover_with_primary_unreachable_then_failback_catch_up(site: RunningL
     during = write(site, "erin", 777)  # written on the backup site during the outage
 
     bring_primary_site_back(site)
-    code, outcome, stderr = run(site, "failback", "--yes")
+    with Teller(site.url, "gina") as teller:  # payments through the LB all along
+        code, outcome, stderr = run(site, "failback", "--yes")
     assert code == 0, stderr
     catch_up = outcome["figures"]["catch_up"]
     assert catch_up["missing_on_backup"] == {"tx": late}
-    written_on_backup = [r for r in catch_up["only_on_backup"]["tx"] if r["account"] != PROBE]
+    written_on_backup = [r for r in catch_up["only_on_backup"]["tx"]
+                         if r["account"] not in (PROBE, "gina")]
     assert written_on_backup == [during]
     assert read(site, during["id"]) == (200, during, "primary-1")
+    # Every payment acknowledged while the failback ran, on the backup site before the
+    # switch or on the primaries after it, is there: none is left behind on the backup.
+    assert 0 < outcome["figures"]["writes_held_s"] < 5, outcome["figures"]  # the LB's hold
+    acked = [tx for _, tx in teller.acked]
+    assert len(acked) >= 10, acked
+    assert [read(site, tx["id"]) for tx in acked] == [(200, tx, "primary-1") for tx in acked]
     report = Path(outcome["figures"]["catch_up_report"]).read_text()
     assert all(f"| {tx['id']} | bob | {tx['amount_cents']} |" in report for tx in late)
     assert not list((site.state_dir / "lab" / "cp").glob("*")), "ssh masters left open"

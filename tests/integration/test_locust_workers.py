@@ -104,6 +104,18 @@ def test_workers_are_a_bounded_whole_number() -> None:
         LocustGate(locustfile=LOCUSTFILE, worker_hosts={"hosts": "loadgen", "command": []})
 
 
+@pytest.mark.parametrize("address", ["0.0.0.0", "0", "0x0"])
+def test_the_master_never_listens_on_every_address(address: str) -> None:
+    """The master has no authentication: "any address" would let every network the
+    controller is on join the run (and the workers, told to reach 0.0.0.0, never would)."""
+    with pytest.raises(ValueError, match="means every address"):
+        LocustGate(locustfile=LOCUSTFILE,
+                   worker_hosts={"hosts": "loadgen", "master_host": address})
+    gate = LocustGate(locustfile=LOCUSTFILE,
+                      worker_hosts={"hosts": "loadgen", "master_host": "10.0.0.7"})
+    assert gate.worker_hosts is not None and gate.worker_hosts.master_host == "10.0.0.7"
+
+
 HOST_LOCUST = "/opt/relctl-test-locust"  # on backup-1, in its own /opt
 
 

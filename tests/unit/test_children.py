@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import psutil
 import pytest
 
 from controller.adapters.children import ChildPid, alive_of, read_record, stop_recorded
-from controller.engine.children import JournalChildren, stop_orphans
+from controller.engine.children import JournalChildren, orphan_connections, stop_orphans
 from controller.engine.resumption import close_stale_phases, forward_refusal, where_stopped
 from controller.journal import Holder, Journal
 from controller.manifest_loader import load_manifest
@@ -110,8 +111,18 @@ def test_a_reused_pid_is_never_stopped() -> None:
     assert stop_recorded(None) == []
 
 
+def _launched(children: Path, proc: subprocess.Popen[bytes]) -> Path:
+    """A launcher's record of ``proc`` in ``children``, as the launcher writes it."""
+    children.mkdir(exist_ok=True)
+    record = children / f"{uuid.uuid4().hex}.json"
+    record.write_text(json.dumps({"pid": proc.pid,
+                                  "started": psutil.Process(proc.pid).create_time()}))
+    return record
+
+
 def test_resume_stops_only_children_of_a_dead_controller(tmp_path: Path) -> None:
     sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    children = tmp_path / "children"
     try:
         started = psutil.Process(sleeper.pid).create_time()
         with Journal(tmp_path / "journal.db") as journal:
@@ -120,11 +131,11 @@ def test_resume_stops_only_children_of_a_dead_controller(tmp_path: Path) -> None
             dead = Holder("ops", os.uname().nodename, 999_999, 1.0)
             for owner in (alive, dead):
                 child_id = journal.add_child(None, "apply:canary", "ansible-playbook",
-                                             tmp_path / "x.json", owner)
+                                             _launched(children, sleeper), owner)
                 journal.child_running(child_id, sleeper.pid, started)
-            lines = stop_orphans(journal, owner=alive)
+            lines = stop_orphans(journal, children, owner=alive)
             assert "still runs; left alone" in lines[0] and sleeper.poll() is None
-            lines = stop_orphans(journal, owner=dead)
+            lines = stop_orphans(journal, children, owner=dead)
             assert lines == [f"stopped ansible-playbook (apply:canary) left by the dead "
                              f"controller: pids {sleeper.pid}"]
             assert sleeper.wait(10) == -signal.SIGTERM
@@ -132,6 +143,50 @@ def test_resume_stops_only_children_of_a_dead_controller(tmp_path: Path) -> None
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_journal_row_alone_never_names_what_is_stopped(tmp_path: Path) -> None:
+    """A shared journal (PostgreSQL) is written by others: rows naming a process this
+    controller's launchers did not record (its pid, its process group from the dawn of
+    time, a record file elsewhere or a link to one) stop nothing."""
+    victim = subprocess.Popen(["sleep", "300"], start_new_session=True)  # leads group
+    children = tmp_path / "children"
+    elsewhere = tmp_path / "elsewhere"
+    try:
+        started = psutil.Process(victim.pid).create_time()
+        outside = _launched(elsewhere, victim)
+        link = children / f"{uuid.uuid4().hex}.json"
+        children.mkdir()
+        link.symlink_to(outside)
+        mine = _launched(children, victim)
+        forged = [(outside, victim.pid, started),          # a record outside the folder
+                  (children / "../elsewhere" / outside.name, victim.pid, started),
+                  (link, victim.pid, started),             # a link in the folder
+                  (mine, victim.pid, 0.0),                 # its group, since 1970
+                  (children / f"{uuid.uuid4().hex}.json", victim.pid, started)]  # none
+        # What a launcher stopped by a signal leaves: connections whose remote processes
+        # a resume stops on the hosts. Beside a record that is not ours, never read.
+        (elsewhere / f"{outside.stem}.connections.json").write_text(json.dumps(
+            {"connections": ["127.0.0.1 40000 127.0.0.9 22"], "at": time.time(),
+             "age_s": 5}))
+        with Journal(tmp_path / "journal.db") as journal:
+            dead = Holder("ops", os.uname().nodename, 999_999, 1.0)
+            release = journal.start_release(
+                name="svc-1.0", version="1.0", service="svc", environment="lab",
+                manifest_path=tmp_path / "m.yml", manifest_sha256="ab" * 32, operator=dead)
+            for record, pid, since in forged:
+                child_id = journal.add_child(release, "gate", "pytest", record, dead)
+                journal.child_running(child_id, pid, since)
+            lines = stop_orphans(journal, children, owner=dead)
+            assert victim.poll() is None, lines
+            assert sum("left alone" in line for line in lines) == 4, lines
+            assert not any(line.startswith("stopped") for line in lines), lines
+            assert orphan_connections(journal, release, children).connections == []
+            assert orphan_connections(journal, release, elsewhere).connections == [
+                "127.0.0.1 40000 127.0.0.9 22"]  # what the check keeps out
+    finally:
+        victim.kill()
+        victim.wait()
 
 
 def test_recorder_journals_a_child_before_it_starts(tmp_path: Path) -> None:

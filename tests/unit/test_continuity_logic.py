@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,7 +15,10 @@ from controller.adapters.ansible import (
     listed_hosts,
 )
 from controller.engine.continuity import load_plan
+from controller.engine.continuity.failback import _Failback
 from controller.engine.continuity.follow import covering_plan
+from controller.engine.continuity.records import StepRunner
+from controller.errors import ContinuityError
 from controller.journal import Journal
 from controller.manifest_loader import ConfigError, load_manifest
 from controller.models.durations import format_duration, parse_duration
@@ -243,3 +248,57 @@ def test_apply_finds_the_plan_that_covers_its_manifest_through_the_journal(
         other = load_manifest(ROOT / "examples" / "releases" / "postgresql"
                               / "ledger-1.1.0.yml")
         assert covering_plan(journal, other)[0] is None  # not under ../releases/ledger-*
+
+
+class RecordingLb:
+    """The load balancer's side of a failback's hold, as calls recorded: the backups'
+    requests in progress end after ``draining`` polls (never when None)."""
+
+    def __init__(self, maintenance: list[str], draining: int | None) -> None:
+        self.maintenance, self.draining, self.calls = set(maintenance), draining, []
+
+    def in_maintenance(self, hosts: list[str]) -> list[str]:
+        return [h for h in hosts if h in self.maintenance]
+
+    def activate(self, active: list[str], standby: list[str]) -> None:
+        self.calls.append((sorted(active), sorted(standby)))
+        self.maintenance = (self.maintenance - set(active)) | set(standby)
+
+    def in_flight(self, _hosts: list[str]) -> int:
+        if self.draining is None:
+            return 1
+        self.draining = max(0, self.draining - 1)
+        return self.draining
+
+
+def failback_with(lb: RecordingLb, tmp_path: Path) -> _Failback:
+    site = SimpleNamespace(lb=lb, backups=["backup-1", "backup-2"], primaries=["primary-1"],
+                           healthy=lambda _host, timeout: True)
+    ctx = SimpleNamespace(site=site)
+    return _Failback(ctx, StepRunner("failback", lambda _line: None), tmp_path,  # type: ignore[arg-type]
+                     "primary-1", "backup-1", "fb1")
+
+
+def test_a_failback_holds_writes_until_the_backups_requests_end(tmp_path: Path) -> None:
+    """backup-2 was already out of service (a drill's leftover, a standby): it stays out;
+    backup-1 leaves for the last copy and comes back with the switch."""
+    lb = RecordingLb(["backup-2"], draining=3)
+    work = failback_with(lb, tmp_path)
+    work.hold_writes()
+    assert lb.calls == [([], ["backup-1"])] and lb.draining == 0
+    work.switch()
+    assert lb.calls[1:] == [(["primary-1"], []), (["backup-1"], [])]
+    assert lb.maintenance == {"backup-2"}
+    assert work.held_s is not None and work.held == []
+
+
+def test_a_hold_whose_requests_do_not_end_gives_the_backups_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[_Failback.__module__], "DRAIN_S", 0.2)
+    lb = RecordingLb([], draining=None)
+    work = failback_with(lb, tmp_path)
+    with pytest.raises(ContinuityError, match="requests still in progress on backup-1"):
+        work.hold_writes()
+    work.release_writes()  # what failback() does on its way out, error or cancel
+    assert lb.maintenance == set()
+    assert lb.calls[-1] == (["backup-1", "backup-2"], [])

@@ -2,8 +2,13 @@
 
     capture     the old primary's data and the backup site's, each a consistent copy
     deploy      the primaries on the last good release
-    load        the backup site's data loaded into the primaries
-    switch      the LB back to the primaries (they must answer first)
+    load        the backup site's data loaded into the primaries; where it is copied
+                (SQLite), the backups first leave the LB's service, their requests in
+                progress end, and their data is copied once more: a write the backup
+                acknowledged while the primaries were deployed is not left behind (the
+                LB holds new requests, relctl_hold.lua, or answers 503: never a lost write)
+    switch      the LB back to the primaries (they must answer first); backups held for
+                the load back in service as they were
     verify      every critical function through the LB
     persist     the LB's server states saved
 then the catch-up report: rows the old primary got after the last replication that the
@@ -13,6 +18,7 @@ backup lacks (to re-enter), and rows written on the backup site during the outag
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +38,10 @@ from controller.reports import continuity_md
 
 RETRY_HINT = ("the backup site still serves; bring the primary hosts back (relctl lab up) "
               "and run failback again")
+# How long the backups' requests in progress may take to end once they left the LB's
+# service, before the failback gives up (and puts them back) rather than copy their data
+# while a write may still land.
+DRAIN_S = 10.0
 
 
 @dataclass
@@ -47,6 +57,9 @@ class _Failback:
     old: dict[str, TableRows] = field(default_factory=dict)  # the old primary's tables
     new: dict[str, TableRows] = field(default_factory=dict)  # the backup site's
     verified: Verified = field(default_factory=lambda: Verified({}, []))
+    held: list[str] = field(default_factory=list)  # backups out of the LB's service for it
+    held_at: float | None = None  # when the writes were held (monotonic)
+    held_s: float | None = None  # until the primaries took over
 
     def steps(self) -> list[Step]:
         return [Step("capture", self.capture), Step("deploy", self.deploy),
@@ -68,7 +81,35 @@ class _Failback:
         return self.ctx.start_service(down, self.tag) if down else None
 
     def load(self) -> str:
-        return replication_of(self.ctx).bring_back(self.store, self.tag)
+        method = replication_of(self.ctx)
+        final = method.final_copy(self.store, self.tag, self.hold_writes)
+        if final is not None:
+            self.new = final
+        return method.bring_back(self.store, self.tag)
+
+    def hold_writes(self) -> None:
+        """The backups out of the LB's service (new requests wait for a server, or get
+        503), then every request in progress on them ended: no write lands after this."""
+        lb, backups = self.ctx.site.lb, self.ctx.site.backups
+        self.held = [h for h in backups if h not in lb.in_maintenance(backups)]
+        lb.activate(active=[], standby=self.held)
+        self.held_at = time.monotonic()
+        self.run.mark(f"writes held: {', '.join(backups)} out of the LB's service")
+        deadline = time.monotonic() + DRAIN_S
+        while (left := lb.in_flight(backups)) > 0:
+            if time.monotonic() > deadline:
+                raise ContinuityError(
+                    f"{left} requests still in progress on {', '.join(backups)} "
+                    f"{DRAIN_S:.0f} s after they left the LB's service: their writes could "
+                    "be left behind, so their data was not copied")
+            time.sleep(0.05)
+
+    def release_writes(self) -> None:
+        """The backups held for the load back in the LB's service (a failback that stops
+        before its switch leaves the backup site serving, as it found it)."""
+        if self.held:
+            self.ctx.site.lb.activate(active=self.held, standby=[])
+            self.held = []
 
     def switch(self) -> str:
         down = [h for h in self.ctx.site.primaries if not self.ctx.site.healthy(h, timeout=2)]
@@ -76,6 +117,9 @@ class _Failback:
             raise ContinuityError(f"primary hosts not healthy: {', '.join(down)}; LB not "
                                   "switched back")
         self.ctx.site.lb.activate(active=self.ctx.site.primaries, standby=[])
+        if self.held_at is not None:
+            self.held_s = round(time.monotonic() - self.held_at, 3)
+        self.release_writes()
         return "LB: primary site ready again"
 
     def verify(self) -> str:
@@ -110,7 +154,15 @@ def failback(ctx: Continuity) -> Outcome:
     store = ctx.services.env.state_dir / "continuity" / f"failback-{record}"
     work = _Failback(ctx, runner, store, ctx.site.writer(), ctx.site.backups[0], f"fb{record}")
     try:
-        runner.walk(work.steps())
+        try:
+            runner.walk(work.steps())
+        finally:  # a failure or a cancel before the switch: the backups serve again
+            try:
+                work.release_writes()
+            except RelctlError as error:
+                runner.warnings.append(f"{', '.join(work.held)} NOT back in the LB's "
+                                       f"service: {error.message}")
+                runner.mark(runner.warnings[-1])
     except RelctlError as error:
         ctx.services.journal.end_continuity(record, "failed", {
             "error": error.message, "timeline": runner.timeline.events})
@@ -129,12 +181,15 @@ def failback(ctx: Continuity) -> Outcome:
     (store / "catch-up.json").write_text(json.dumps(catch_json, indent=1, default=str))
     ok = work.verified.all_passed
     figures = FailbackFigures(round(runner.since_start(), 3), work.verified.served_by,
-                              catch_json, str(store / "catch-up.md"), catch.total_missing)
+                              catch_json, str(store / "catch-up.md"), catch.total_missing,
+                              work.held_s)
     ctx.services.journal.end_continuity(record, "ok" if ok else "failed", {
         "figures": figures.as_dict(), "timeline": runner.timeline.events,
         "warnings": runner.warnings}, report=report)
-    message = (f"failed back to {', '.join(ctx.site.primaries)}; {catch.total_missing} rows to "
-               f"re-enter (catch-up report: {store / 'catch-up.md'})")
+    held = (f"; writes held {work.held_s:.1f} s for the last copy of the backup's data"
+            if work.held_s is not None else "")
+    message = (f"failed back to {', '.join(ctx.site.primaries)}{held}; {catch.total_missing} "
+               f"rows to re-enter (catch-up report: {store / 'catch-up.md'})")
     ctx.services.announce("failback", message)
     return Outcome("failback", record, ok, 0 if ok else int(ContinuityError.exit_code),
                    message, figures, runner.timeline.events, runner.warnings, report)

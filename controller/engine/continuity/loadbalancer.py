@@ -1,8 +1,9 @@
 """The load balancer in front of both sites, behind one protocol.
 
-Continuity asks a load balancer for four things: which servers take the traffic
+Continuity asks a load balancer for five things: which servers take the traffic
 (``activate``), a server's health forced down or up (drills), whether a server is seen up
-and which are in maintenance, and its state saved so a reload keeps it. HAProxy's
+and which are in maintenance, the requests still in progress on servers (a failback waits
+for them), and its state saved so a reload keeps it. HAProxy's
 runtime API does all of it without a reload; another load balancer plugs in as a class
 registered under its ``lb.kind`` in ``LOAD_BALANCERS``.
 """
@@ -35,6 +36,9 @@ class LoadBalancer(Protocol):
 
     def in_maintenance(self, hosts: list[str]) -> list[str]:
         """Those of ``hosts`` the load balancer keeps out of service on purpose."""
+
+    def in_flight(self, hosts: list[str]) -> int:
+        """Requests the load balancer has in progress on ``hosts`` now."""
 
     def persist(self) -> str | None:
         """Save the servers' states so a reload keeps them; returns a warning on failure."""
@@ -75,6 +79,11 @@ class HaproxyRuntime:
     def in_maintenance(self, hosts: list[str]) -> list[str]:
         status = self._status()
         return [h for h in hosts if status.get(self.server(h), "").startswith("MAINT")]
+
+    def in_flight(self, hosts: list[str]) -> int:
+        names = {self.server(h) for h in hosts}
+        return sum(s.sessions for s in self.api.servers()
+                   if s.backend == self.backend and s.server in names)
 
     def lacks(self, hosts: list[str]) -> str | None:
         servers = self.api.servers()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,6 +139,11 @@ class PostgresReplication:
             old.update(engine.tables())
             new.update(engine.tables(self.site.address(promoted), port))
         return old, new
+
+    def final_copy(self, _store: Path, _tag: str, _hold: Callable[[], None]) -> None:
+        """Nothing held: the old primary streams every write until the switchover, which
+        stops the promoted cluster before it promotes the old primary."""
+        return None
 
     def bring_back(self, _store: Path, _tag: str) -> str:
         """The old primary rebuilt as a standby of the promoted backup, caught up, then a

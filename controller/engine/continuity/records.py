@@ -101,6 +101,9 @@ class FailbackFigures(_AsDict):
     catch_up: dict[str, Any]
     catch_up_report: str
     to_re_enter: int
+    # How long the backups were out of the LB's service for the last copy of their data
+    # (new requests held or 503) until the primaries took over; None: nothing held.
+    writes_held_s: float | None = None
 
 
 @dataclass(frozen=True)

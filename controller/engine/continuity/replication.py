@@ -67,6 +67,14 @@ class Replication(Protocol):
         changes), for the catch-up report."""
         ...
 
+    def final_copy(self, store: Path, tag: str, hold: Callable[[], None]
+                   ) -> dict[str, TableRows] | None:
+        """Failback, just before ``bring_back``: a method that copies the backup site's
+        data calls ``hold`` (from then on no request reaches the backup site) and copies
+        it once more, the copy ``bring_back`` loads; its tables. None: the method moves
+        every write itself (PostgreSQL's switchover) and nothing is held."""
+        ...
+
     def bring_back(self, store: Path, tag: str) -> str:
         """Failback: the backup site's data onto the primaries, which serve it next."""
         ...
@@ -95,6 +103,17 @@ class SqliteSites:
         new = self.data.capture(active, store / "backup", f"{tag}-backup")
         return (bundle_tables(store / "old-primary" / writer / "bundle", old),
                 bundle_tables(store / "backup" / active / "bundle", new))
+
+    def final_copy(self, store: Path, tag: str, hold: Callable[[], None]
+                   ) -> dict[str, TableRows]:
+        """The backup's data copied again once no write reaches it: a payment it
+        acknowledged after the first copy (while the primaries were deployed) is loaded
+        with the rest, not left behind on the backup."""
+        hold()
+        active = self.site.backups[0]
+        index = self.data.capture(active, store / "backup", f"{tag}-final")
+        self.services.progress(f"backup data captured again on {active}, writes held")
+        return bundle_tables(store / "backup" / active / "bundle", index)
 
     def bring_back(self, store: Path, tag: str) -> str:
         self.data.load(self.site.primaries, store / "backup" / self.site.backups[0] / "bundle",
