@@ -53,8 +53,12 @@ def ensure_free(address: str, port: int) -> None:
             ) from exc
 
 
-def close_control_masters(control_dir: Path) -> int:
-    """Ask every ControlPersist master with a socket in ``control_dir`` to exit."""
+def close_control_masters(control_dir: Path, *, graceful: bool = False) -> int:
+    """Ask every ControlPersist master with a socket in ``control_dir`` to exit, or with
+    ``graceful`` to stop: it takes no new session (its socket goes at once) and exits when
+    its sessions end, at once when it has none. A run that ends stops the masters it
+    shares with another run still working (a monitor, a drill) without cutting that
+    run's tasks short; its next ssh opens a master of its own."""
     closed = 0
     if not control_dir.is_dir():
         return 0
@@ -62,7 +66,8 @@ def close_control_masters(control_dir: Path) -> int:
         if not sock.is_socket():
             continue
         subprocess.run(
-            ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "relctl-lab"],
+            ["ssh", "-o", f"ControlPath={sock}", "-O", "stop" if graceful else "exit",
+             "relctl-lab"],
             capture_output=True,
             check=False,
             timeout=10,

@@ -59,8 +59,9 @@ class Environment:
         return hosts
 
     def close_connections(self) -> None:
-        """Close the ssh ControlPersist masters relctl's runs left behind."""
-        ssh.close_control_masters(self.ansible_cfg.parent / "cp")
+        """Close the ssh ControlPersist masters relctl's runs left behind (gracefully:
+        another run's tasks through them end first)."""
+        ssh.close_control_masters(self.ansible_cfg.parent / "cp", graceful=True)
 
 
 def resolve_environment(state_dir: Path, manifest: Manifest,

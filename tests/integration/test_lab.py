@@ -7,12 +7,15 @@ import json
 import os
 import shutil
 import socket
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
 import pytest
 
+from controller.engine.environment import Environment
 from controller.planning.lab import HOST_BASHRC
 from tests.integration.ansible_cli import ad_hoc, shell
 from tests.integration.conftest import (
@@ -127,6 +130,24 @@ def test_up_twice_keeps_the_healthy_lab(lab: RunningLab) -> None:
     assert report["started"] == [] and sorted(report["kept"]) == sorted(before)
     after = relctl_json(lab.state_dir, "lab", "status")
     assert {h["name"]: h["pid"] for h in after["hosts"]} == before
+
+
+def test_a_run_that_ends_lets_another_runs_task_finish(lab: RunningLab) -> None:
+    """Two relctl runs against one lab share its ssh masters: the one that ends first
+    closes them gracefully, so the other's task in flight finishes (it was cut with
+    exit 255), and no master is left once it has."""
+    control = lab.state_dir / "lab" / "cp"
+    with ThreadPoolExecutor(1) as pool:
+        task = pool.submit(shell, lab.ansible_cfg, "primary-1", "sleep 3; echo finished")
+        time.sleep(1)
+        masters = [p for p in psutil.process_iter(["cmdline"])
+                   if str(control) in " ".join(p.info["cmdline"] or []) and "[mux]" in
+                   " ".join(p.info["cmdline"] or [])]
+        Environment(lab.state_dir, lab.inventory, lab.ansible_cfg, None).close_connections()
+        assert task.result(timeout=30) == "finished"
+    assert masters, "no ssh master to close"
+    assert psutil.wait_procs(masters, timeout=5)[1] == []
+    assert not any(control.iterdir())
 
 
 def test_down_leaves_no_process_running() -> None:
