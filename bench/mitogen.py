@@ -1,5 +1,7 @@
 """Deploy ledger to 10 lab hosts: relctl's tuned ansible.cfg (the anchor) against the same
-config with Mitogen for Ansible (PyPI ``mitogen``, its ``mitogen_linear`` strategy).
+config with Mitogen for Ansible (PyPI ``mitogen``): its ``mitogen_linear`` strategy (what
+``playbooks.strategy: mitogen`` runs) and, for comparison, ``mitogen_free`` (each host at
+its own pace; relctl does not offer it: a playbook may rely on linear's lockstep).
 
 Same playbook (playbooks/ledger_deploy.yml, unchanged), same inventory, same lab; each
 run switches versions (1.0.0 <-> 1.1.0) so every run does real work, and the two configs
