@@ -24,8 +24,8 @@ from controller.errors import InputError
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True,
               help="Port to listen on.")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A file (mode 0600, yours) holding the token that allows sign-offs from "
-                   "the page, and any request from a client off loopback.")
+              help="A file (mode 0600, yours) holding the token every client then "
+                   "presents (HTTP Basic password or Bearer); it also signs off from the page.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Serve HTTPS with this certificate (PEM); needed, with "
                                  "--tls-key, on anything but loopback.")
@@ -51,8 +51,10 @@ def serve(app: AppContext, host: str, port: int, token_file: Path | None,
     \b
     Pages update themselves (server-sent events) while they are open. Everything is
     read-only but sign-off, which needs the token (each sign-off is journaled with the
-    name given, with relctl signoff's rules). It reads the same journal as every
-    command (--journal, $RELCTL_JOURNAL, --state-dir).
+    name given, with relctl signoff's rules). With --token-file every client presents
+    the token (HTTP Basic password, or Bearer); without it, only loopback clients are
+    served. It reads the same journal as every command (--journal, $RELCTL_JOURNAL,
+    --state-dir).
 
     \b
     Examples:
@@ -71,8 +73,8 @@ def serve(app: AppContext, host: str, port: int, token_file: Path | None,
     if not _loopback(host) and (token is None or tls_cert is None):
         raise InputError(f"--host {host} is not a loopback address: pages there need "
                          "--token-file, and --tls-cert/--tls-key (the token must not cross "
-                         "the network in clear)", hint="relctl serve --host 127.0.0.1, "
-                         "behind your own HTTPS proxy")
+                         "the network in clear)", hint="relctl serve --host 127.0.0.1 "
+                         "--token-file FILE, behind your own HTTPS proxy")
     listener = _listen(host, port)
     journal = app.journal()  # opened once here: a bad --journal fails now, exit 2 or 7
     where = journal.where

@@ -7,9 +7,10 @@
     POST /signoff                  a sign-off, with the server's token
 
 Pages are read-only but for ``POST /signoff``, which needs the token of ``--token-file``
-from every client. A client that is not on loopback needs the token for everything
-(HTTP Basic, any user name, or ``Authorization: Bearer``); a loopback client must name a
-loopback host (no DNS rebinding). The journal is read in worker
+from every client. With a token, every client needs it for everything (HTTP Basic, any
+user name, or ``Authorization: Bearer``): a proxy on this machine makes remote clients
+look like loopback ones. Without one, only loopback clients are served, and a loopback
+client must name a loopback host (no DNS rebinding). The journal is read in worker
 threads, one connection per thread; one poller reads its change mark while a page
 listens, and each page fetches its live part again when told.
 """
@@ -106,25 +107,37 @@ class Changes:
         self.journals, self.poll_s = journals, poll_s
         self.version = 0
         self.listeners = 0
+        self.mark: str | None = None  # the journal's mark, read while someone listens
         self._moved = asyncio.Condition()
 
+    async def _read(self) -> str:
+        return await run_in_threadpool(lambda: self.journals.get().change_mark())
+
     async def run(self) -> None:
-        mark: str | None = None
         while True:
             if self.listeners:
                 try:
-                    now = await run_in_threadpool(lambda: self.journals.get().change_mark())
+                    now = await self._read()
                 except RelctlError:  # the journal's server away for a moment: try again
                     await asyncio.sleep(self.poll_s)
                     continue
-                if mark is not None and now != mark:
+                if self.mark is not None and now != self.mark:
                     async with self._moved:
                         self.version += 1
                         self._moved.notify_all()
-                mark = now
-            else:
-                mark = None  # read afresh when someone listens again
+                self.mark = now
             await asyncio.sleep(self.poll_s)
+
+    async def baseline(self) -> int:
+        """The mark as it is before a listener's stream opens, and the version its stream
+        counts from (its page reads itself again on open, LIVE_SCRIPT): a change after
+        that page read wakes it. Without it, the first listener's poll took a change made
+        between the page's rendering and its stream as the baseline, and the page never
+        showed it."""
+        if not self.listeners:  # else the poller keeps it current
+            with contextlib.suppress(RelctlError):
+                self.mark = await self._read()
+        return self.version
 
     async def _moved_since(self, seen: int) -> None:
         async with self._moved:
@@ -132,11 +145,11 @@ class Changes:
                 await asyncio.wait_for(self._moved.wait_for(lambda: self.version != seen),
                                        KEEPALIVE_S)
 
-    async def stream(self) -> AsyncIterator[str]:
-        """A page's event stream: ``change`` each time the mark moves, a comment every
-        ``KEEPALIVE_S`` otherwise."""
+    async def stream(self, seen: int | None = None) -> AsyncIterator[str]:
+        """A page's event stream: ``change`` each time the mark moves (after version
+        ``seen``, ``baseline``'s), a comment every ``KEEPALIVE_S`` otherwise."""
         self.listeners += 1
-        seen = self.version
+        seen = self.version if seen is None else seen
         try:
             yield "retry: 1000\n\n"
             while True:
@@ -279,7 +292,8 @@ class Endpoints:
         return self._html(request, f"{service} status", pages.status_html(found), nav=False)
 
     async def events(self, request: Request) -> Response:
-        return StreamingResponse(self.changes.stream(), media_type="text/event-stream",
+        seen = await self.changes.baseline()  # before the response opens
+        return StreamingResponse(self.changes.stream(seen), media_type="text/event-stream",
                                  headers={**self.headers, "X-Accel-Buffering": "no"})
 
     async def signoff(self, request: Request) -> Response:
@@ -312,8 +326,9 @@ class Endpoints:
 
 
 class Guard:
-    """In front of every request: a client off loopback needs the token; a POST must
-    come from one of the server's own pages (same origin)."""
+    """In front of every request: with a token, every client presents it (without one,
+    only loopback clients are served); a POST must come from one of the server's own
+    pages (same origin)."""
 
     def __init__(self, app: ASGIApp, token: str | None, headers: dict[str, str]) -> None:
         self.app, self.token, self.headers = app, token, headers
@@ -327,8 +342,10 @@ class Guard:
                 # rebinding) must not read what loopback clients may read without a token
                 refusal = PlainTextResponse("relctl serve: ask for it by a loopback address "
                                             "(127.0.0.1, localhost)", 421, headers=self.headers)
-            elif not is_loopback(request) and not same_token(presented_token(request),
-                                                             self.token):
+            elif ((self.token is not None or not is_loopback(request))
+                  and not same_token(presented_token(request), self.token)):
+                # with a token every client presents it: behind a proxy on this machine
+                # every remote client looks like loopback
                 refusal = PlainTextResponse(
                     "relctl serve: this address needs the token", 401,
                     headers={"WWW-Authenticate": 'Basic realm="relctl"', **self.headers})

@@ -45,6 +45,9 @@ LIVE_SCRIPT = """<script>
       .finally(function () { busy = false; if (again) { again = false; refresh(); } });
   }
   var source = new EventSource("/events");
+  // what changed between this page's rendering and its stream (or while the stream was
+  // away) comes with no event of its own: read the page again each time it opens
+  source.addEventListener("open", refresh);
   source.addEventListener("change", refresh);
 })();
 </script>"""

@@ -93,7 +93,10 @@ def test_a_release_signed_off_and_followed_from_an_open_page(
                                   str(release), "--yes"], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            # the server has a token: every client gives it (a browser: HTTP Basic)
+            login: Any = {"username": "ops", "password": TOKEN, "send": "always"}
+            page = browser.new_page(viewport={"width": 1280, "height": 1600},
+                                    http_credentials=login)
             page.goto(served + "/")
             page.evaluate("window.relctlLoaded = 'once'")
             # apply asks for the sign-off after the page loaded: the page shows it by itself
@@ -101,7 +104,7 @@ def test_a_release_signed_off_and_followed_from_an_open_page(
             page.wait_for_selector(waiting, timeout=120_000)
             assert page.evaluate("window.relctlLoaded") == "once"  # no reload
             assert "missing: uat" in page.inner_text(waiting)
-            status = browser.new_page()
+            status = browser.new_page(http_credentials=login)
             status.goto(served + "/status/ledger")
             assert "(now)" in status.inner_text("main")  # the window the manifest declares
             status.close()

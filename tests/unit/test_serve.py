@@ -63,9 +63,13 @@ def journal(journal_path: Path) -> Iterator[Journal]:
 
 
 def client(journal_path: Path, token: str | None = TOKEN, manifests: list[str] | None = None,
-           address: tuple[str, int] = LOOPBACK, host: str = "127.0.0.1:8765") -> TestClient:
+           address: tuple[str, int] = LOOPBACK, host: str = "127.0.0.1:8765",
+           presented: str | None = TOKEN) -> TestClient:
+    """A client of a server with ``token``; it presents ``presented`` (Bearer)."""
     settings = Settings(lambda: Journal(journal_path), token, manifests or [])
-    return TestClient(create_app(settings), base_url=f"http://{host}", client=address)
+    headers = {"Authorization": f"Bearer {presented}"} if presented else {}
+    return TestClient(create_app(settings), base_url=f"http://{host}", client=address,
+                      headers=headers)
 
 
 def released(journal: Journal, tree: Path, version: str) -> int:
@@ -221,9 +225,22 @@ def test_a_loopback_client_must_name_a_loopback_host(journal_path: Path) -> None
     assert (rebound.status_code, local.status_code, six.status_code) == (421, 200, 200)
 
 
+def test_with_a_token_every_client_presents_it(journal_path: Path) -> None:
+    """A proxy on the controller makes every remote client a loopback one, and other
+    users of the controller are loopback clients: with a token, loopback is no pass."""
+    Journal(journal_path).close()
+    with client(journal_path, presented=None) as web:
+        bare = [web.get(path) for path in ("/", "/status/billing", "/status/billing.json")]
+        bearer = web.get("/", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert [r.status_code for r in bare] == [401, 401, 401]
+    assert "Basic" in bare[0].headers["www-authenticate"] and bearer.status_code == 200
+    with client(journal_path, token=None, presented=None) as web:
+        assert web.get("/").status_code == 200  # no token: loopback reads, as documented
+
+
 def test_off_loopback_everything_needs_the_token(journal_path: Path) -> None:
     Journal(journal_path).close()
-    with client(journal_path, address=("192.0.2.7", 40000)) as web:
+    with client(journal_path, address=("192.0.2.7", 40000), presented=None) as web:
         refused = web.get("/")
         bearer = web.get("/", headers={"Authorization": f"Bearer {TOKEN}"})
         basic = web.get("/", auth=("anyone", TOKEN))
@@ -255,6 +272,29 @@ def test_a_journal_change_reaches_a_listening_page_within_a_second(
 
     said = asyncio.run(listen())
     assert said[0].startswith("retry:") and said[1].startswith("event: change")
+
+
+def test_a_change_between_a_page_and_its_stream_still_reaches_it(
+        journal: Journal, journal_path: Path, tree: Path) -> None:
+    """The page was rendered, then the journal changed, then its stream opened and the
+    poller read the mark for the first time: that change must still wake the page (it
+    took the changed mark as its baseline, and the page waited for ever: the browser
+    test's sign-off never showed about half the time)."""
+    release_id = in_flight(journal, tree)
+
+    async def listen() -> list[str]:
+        changes = Changes(Journals(lambda: Journal(journal_path)), poll_s=0.05)
+        seen = await changes.baseline()  # the stream's request: before its response
+        await asyncio.to_thread(applied, journal_path, release_id)
+        poller = asyncio.create_task(changes.run())
+        stream = changes.stream(seen)
+        said = [await anext(stream), await asyncio.wait_for(anext(stream), 1.0)]
+        poller.cancel()
+        await stream.aclose()
+        return said
+
+    said = asyncio.run(listen())
+    assert said[1].startswith("event: change"), said
 
 
 def test_the_change_mark_moves_with_what_the_pages_show(journal: Journal, tree: Path) -> None:
