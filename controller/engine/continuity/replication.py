@@ -98,11 +98,9 @@ class SqliteSites:
     def catch_up_tables(self, store: Path, tag: str
                         ) -> tuple[dict[str, TableRows], dict[str, TableRows]]:
         writer, active = self.site.writer(), self.site.backups[0]
-        old = self.data.capture(writer, store / "old-primary", f"{tag}-old")
+        old = self._captured(writer, store / "old-primary", f"{tag}-old")
         self.services.progress(f"old primary data captured on {writer}")
-        new = self.data.capture(active, store / "backup", f"{tag}-backup")
-        return (bundle_tables(store / "old-primary" / writer / "bundle", old),
-                bundle_tables(store / "backup" / active / "bundle", new))
+        return old, self._captured(active, store / "backup", f"{tag}-backup")
 
     def final_copy(self, store: Path, tag: str, hold: Callable[[], None]
                    ) -> dict[str, TableRows]:
@@ -111,9 +109,14 @@ class SqliteSites:
         with the rest, not left behind on the backup."""
         hold()
         active = self.site.backups[0]
-        index = self.data.capture(active, store / "backup", f"{tag}-final")
+        tables = self._captured(active, store / "backup", f"{tag}-final")
         self.services.progress(f"backup data captured again on {active}, writes held")
-        return bundle_tables(store / "backup" / active / "bundle", index)
+        return tables
+
+    def _captured(self, host: str, folder: Path, tag: str) -> dict[str, TableRows]:
+        """A consistent copy of ``host``'s data in ``folder`` (``SiteData.capture``), as
+        tables."""
+        return bundle_tables(folder / host / "bundle", self.data.capture(host, folder, tag))
 
     def bring_back(self, store: Path, tag: str) -> str:
         self.data.load(self.site.primaries, store / "backup" / self.site.backups[0] / "bundle",
