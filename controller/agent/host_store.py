@@ -326,12 +326,16 @@ def restore(request: RestoreRequest) -> RestoreReply:
             how[item["name"]], data[item["name"]] = restore_database(item, entry, store)
         elif item["kind"] != "service":
             how[item["name"]] = restore_entry(item, entry, store)
+    # Checked before the services start again: a write they take at once would make a
+    # restored database differ from what was restored, and fail a good restore.
+    mismatches = [item["name"] for item in items if item["kind"] != "service"
+                  and not entry_matches(item, index[item["name"]],
+                                        data.get(item["name"], {}).get("digest"))]
     for service in services:
         set_service(service, running=bool(index[service["name"]]["running"]))
     down_s = time.monotonic() - stopped
     store.index_path(str(request["snapshot"])).write_text(json.dumps(index, sort_keys=True))
-    mismatches = [item["name"] for item in items if not entry_matches(
-        item, index[item["name"]], data.get(item["name"], {}).get("digest"))]
+    mismatches += [s["name"] for s in services if not entry_matches(s, index[s["name"]])]
     return {"ok": not mismatches, "restored": how, "mismatches": mismatches, "data": data,
             "services_down_s": round(down_s, 3) if services else None,
             **({"error": f"the host does not match the snapshot: {mismatches}"}
